@@ -1,0 +1,249 @@
+"""The one simulated environment class: the four-arm SO-ARM101 rig plus one task's props.
+
+Every task is this class built from its ``tasks/<task_id>/`` folder; nothing here knows which task
+it runs. See ``aloha_bench.envs`` for the Gymnasium ids.
+
+Semantics (decided once, reported everywhere):
+  * Action: 12 absolute joint targets (radians, embodiment order). They drive the followers'
+    position servos and set the leaders' joints directly (the leaders show the operator's input).
+    Targets outside the joint ranges are clipped to them; a wrong shape or a NaN/inf raises
+    ``ValueError`` before anything moves.
+  * Control: 50 Hz; each step integrates 10 physics steps of 2 ms.
+  * Stages: at every step ``info["stage"]`` is the highest stage whose checks all hold now
+    (0 = none), as the original ACT computed its reward; ``info["max_stage"]`` is its maximum so
+    far. Reward = ``info["stage"]``.
+  * Success: ``info["is_success"]`` is True at a step when the final stage holds at that step. An
+    episode counts as an *end-of-episode* success if it holds at the last step, and as an
+    *any-step* success if ``max_stage`` reached the final stage at some step (the original ACT's
+    lenient rule). The evaluation harness reports both.
+  * Episodes never terminate early; they are truncated after the task's ``episode_steps``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+
+from aloha_bench import embodiment, keys
+from aloha_bench.envs import spaces as rig_spaces
+from aloha_bench.sim import predicates, rig
+from aloha_bench.sim.task_spec import TaskSpec, load_task_spec
+
+DEFAULT_IMAGE_SIZE = (96, 128)
+RENDER_IMAGE_SIZE = (240, 320)
+
+
+class AlohaEnv(gym.Env):
+    """The simulated bimanual SO-ARM101 rig running one task.
+
+    Args:
+        task: task id (a folder under ``tasks/``) or a loaded ``TaskSpec``.
+        obs_mode: ``"pixels"`` (joint state + camera images) or ``"state"`` (joint state +
+            ``observation.environment_state``, the props' poses). The environment state is also in
+            ``info["observation.environment_state"]`` in both modes, for experts and datasets.
+        cameras: policy cameras for pixels mode; default: the task's list.
+        image_size: (height, width) of each policy image.
+        render_mode: ``"rgb_array"`` (``render()`` returns all four cameras side by side, leaders
+            visible) or ``"human"`` (MuJoCo's passive viewer).
+    """
+
+    metadata = {"render_modes": ["rgb_array", "human"], "render_fps": embodiment.CONTROL_RATE_HZ}
+
+    def __init__(
+        self,
+        task: str | TaskSpec,
+        obs_mode: str = "pixels",
+        cameras: Sequence[str] | None = None,
+        image_size: tuple[int, int] = DEFAULT_IMAGE_SIZE,
+        render_mode: str | None = None,
+    ) -> None:
+        self.task = task if isinstance(task, TaskSpec) else load_task_spec(task)
+        if obs_mode not in rig_spaces.OBS_MODES:
+            raise ValueError(f"unknown obs_mode {obs_mode!r}; expected one of {rig_spaces.OBS_MODES}")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(
+                f"unknown render_mode {render_mode!r}; expected one of {self.metadata['render_modes']}"
+            )
+        self.cameras = tuple(cameras) if cameras is not None else self.task.cameras
+        for camera in self.cameras:
+            keys.image_key(camera)  # validates the name
+        height, width = (int(v) for v in image_size)
+        if not (16 <= height <= 480 and 16 <= width <= 640):
+            raise ValueError(f"image_size {image_size} out of range; use 16..480 x 16..640 pixels")
+        self.image_size = (height, width)
+        self.obs_mode = obs_mode
+        self.render_mode = render_mode
+
+        self.model = rig.build_model(self.task)
+        self.data = mujoco.MjData(self.model)
+        self.index = rig.RigIndex.from_model(self.model)
+        self._object_qpos = [
+            self.model.jnt_qposadr[self.model.body(o.body).jntadr[0]] for o in self.task.objects
+        ]
+        self._state_body_ids = np.array([self.model.body(o.body).id for o in self.task.objects])
+        self._state_joint_qpos = np.array(
+            [self.model.jnt_qposadr[self.model.joint(j).id] for j in self.task.state_joints],
+            dtype=int,
+        )
+        self._stage_checks = [
+            [(predicates.resolve(c.fn), c.args) for c in stage.checks] for stage in self.task.stages
+        ]
+        env_state_dim = 7 * len(self.task.objects) + len(self.task.state_joints)
+        self.observation_space = rig_spaces.observation_space(
+            obs_mode, self.cameras, self.image_size, env_state_dim
+        )
+        self.action_space = rig_spaces.action_space()
+
+        self._renderer: mujoco.Renderer | None = None
+        self._render_renderer: mujoco.Renderer | None = None
+        self._viewer = None
+        self._steps = 0
+        self._max_stage = 0
+
+    # ----------------------------------------------------------------------------------------
+    # Gymnasium API
+    # ----------------------------------------------------------------------------------------
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        super().reset(seed=seed)
+        mujoco.mj_resetData(self.model, self.data)
+        home = embodiment.HOME_STATE_RAD
+        self.data.qpos[self.index.follower_qpos] = home
+        self.data.qpos[self.index.leader_qpos] = home
+        self.data.ctrl[self.index.follower_actuators] = home
+        for adr, obj in zip(self._object_qpos, self.task.objects, strict=True):
+            self.data.qpos[adr : adr + 7] = self._sample_pose(obj)
+        mujoco.mj_forward(self.model, self.data)
+        self._steps = 0
+        self._max_stage = 0
+        stage = self._stage()
+        self._max_stage = stage
+        return self._observation(), self._info(stage)
+
+    def step(
+        self, action: np.ndarray
+    ) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
+        target = self._checked_action(action)
+        self.data.ctrl[self.index.follower_actuators] = target
+        # Leaders are kinematic: they show the commanded pose exactly.
+        self.data.qpos[self.index.leader_qpos] = target
+        self.data.qvel[self.index.leader_dof] = 0.0
+        mujoco.mj_step(self.model, self.data, nstep=embodiment.SUBSTEPS_PER_CONTROL)
+        self._steps += 1
+        stage = self._stage()
+        self._max_stage = max(self._max_stage, stage)
+        truncated = self._steps >= self.task.episode_steps
+        if self.render_mode == "human":
+            self.render()
+        return self._observation(), float(stage), False, truncated, self._info(stage)
+
+    def render(self) -> np.ndarray | None:
+        """All four cameras side by side with leaders shown (rgb_array), or the viewer (human)."""
+        if self.render_mode == "human":
+            if self._viewer is None:
+                from mujoco import viewer  # deferred: opens a window, needs a display
+
+                self._viewer = viewer.launch_passive(self.model, self.data)
+            self._viewer.sync()
+            return None
+        if self.render_mode != "rgb_array":
+            return None
+        if self._render_renderer is None:
+            self._render_renderer = mujoco.Renderer(self.model, *RENDER_IMAGE_SIZE)
+        option = mujoco.MjvOption()
+        option.geomgroup[rig.LEADER_GEOM_GROUP] = 1
+        frames = [
+            self._draw(self._render_renderer, self.index.cameras[cam], option)
+            for cam in keys.CAMERAS
+        ]
+        return np.concatenate(frames, axis=1)
+
+    def close(self) -> None:
+        for renderer in (self._renderer, self._render_renderer):
+            if renderer is not None:
+                renderer.close()
+        self._renderer = self._render_renderer = None
+        if self._viewer is not None:
+            self._viewer.close()
+            self._viewer = None
+
+    # ----------------------------------------------------------------------------------------
+    # Helpers
+    # ----------------------------------------------------------------------------------------
+    @property
+    def stage_names(self) -> tuple[str, ...]:
+        return self.task.stage_names
+
+    def environment_state(self) -> np.ndarray:
+        """Props' poses (x, y, z, qw, qx, qy, qz per object) then the task's state joints."""
+        ids = self._state_body_ids
+        parts = [np.concatenate([self.data.xpos[ids], self.data.xquat[ids]], axis=1).ravel()]
+        parts.append(self.data.qpos[self._state_joint_qpos])
+        return np.concatenate(parts).astype(np.float32)
+
+    def joint_state(self) -> np.ndarray:
+        """The followers' 12 joint positions (radians, embodiment order)."""
+        return self.data.qpos[self.index.follower_qpos].astype(np.float32)
+
+    def _sample_pose(self, obj) -> np.ndarray:
+        rng = self.np_random
+        pos = [rng.uniform(r.low, r.high) for r in (obj.x_m, obj.y_m, obj.z_m)]
+        yaw = rng.uniform(obj.yaw_rad.low, obj.yaw_rad.high)
+        if obj.flip_prob > 0.0 and rng.uniform() < obj.flip_prob:
+            yaw += np.pi
+        return np.array([*pos, np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)])
+
+    def _checked_action(self, action: np.ndarray) -> np.ndarray:
+        array = np.asarray(action, dtype=np.float64)
+        if array.shape != (embodiment.ACTION_DIM,):
+            raise ValueError(
+                f"action must have shape ({embodiment.ACTION_DIM},) (12 joint targets in radians, "
+                f"left arm then right), got shape {array.shape}"
+            )
+        bad = ~np.isfinite(array)
+        if bad.any():
+            names = [embodiment.STATE_NAMES[i] for i in np.flatnonzero(bad)]
+            raise ValueError(
+                f"action has NaN/inf at {names}; check the policy's output and normalization "
+                "statistics (nothing was applied)"
+            )
+        return embodiment.clip_to_limits(array)
+
+    def _stage(self) -> int:
+        stage = 0
+        for i, checks in enumerate(self._stage_checks, start=1):
+            if all(fn(self.model, self.data, **args) for fn, args in checks):
+                stage = i
+        return stage
+
+    def _info(self, stage: int) -> dict[str, Any]:
+        return {
+            "stage": stage,
+            "max_stage": self._max_stage,
+            "is_success": stage == len(self._stage_checks),
+            keys.ENVIRONMENT_STATE: self.environment_state(),
+        }
+
+    def _observation(self) -> dict[str, np.ndarray]:
+        obs = {keys.STATE: self.joint_state()}
+        if self.obs_mode == "state":
+            obs[keys.ENVIRONMENT_STATE] = self.environment_state()
+            return obs
+        if self._renderer is None:
+            # Created lazily, in the thread and process that uses it: EGL contexts cannot cross
+            # threads, and a process forked after one exists hangs (SIM_NOTES.md).
+            self._renderer = mujoco.Renderer(self.model, *self.image_size)
+        for camera in self.cameras:
+            obs[keys.image_key(camera)] = self._draw(self._renderer, self.index.cameras[camera])
+        return obs
+
+    def _draw(
+        self, renderer: mujoco.Renderer, camera_id: int, option: mujoco.MjvOption | None = None
+    ) -> np.ndarray:
+        renderer.update_scene(self.data, camera=camera_id, scene_option=option)
+        return renderer.render()

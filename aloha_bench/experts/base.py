@@ -1,0 +1,160 @@
+"""Scripted experts: Cartesian keyframes for each arm, played through IK as joint-target actions.
+
+An expert reads privileged simulator state (prop poses) to place its keyframes, then on every
+control step interpolates the tool target of each arm and solves IK for the 12 joint targets it
+returns as the action, exactly what a leader arm would command. Because the env is position
+controlled, the recorded actions are what a policy must learn to output.
+
+A keyframe's position may be *anchored* to a body: it is then resolved from that body's pose at the
+moment the arm starts moving toward it (e.g. re-grasping a cube where it actually is after a
+handover), which keeps the scripts short and robust without any hidden global state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from aloha_bench import embodiment
+from aloha_bench.sim.ik import ArmIK
+
+GRIPPER_CLOSED_RAD = -0.17  # squeeze past contact, as a servo does when it grips
+Z_AXIS = np.array([0.0, 0.0, 1.0])
+
+
+@dataclasses.dataclass(frozen=True)
+class Anchor:
+    """A position given relative to a body's pose, resolved when the arm starts moving to it.
+
+    ``offset_m`` is in world axes unless ``in_body_frame`` is set.
+    """
+
+    body: str
+    offset_m: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    in_body_frame: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Keyframe:
+    """Where one arm's tool should be at time ``t_s`` (seconds from the episode start).
+
+    Between keyframes the tool moves on a straight line with a smooth (min-jerk) time profile.
+    ``pos`` is a world position or an ``Anchor``; ``pitch_rad`` is the approach axis below
+    horizontal (pi/2 points down); ``jaw_axis`` is the world direction the jaws close along;
+    ``gripper_rad`` the gripper command.
+    """
+
+    t_s: float
+    pos: Any
+    pitch_rad: float
+    jaw_axis: tuple[float, float, float]
+    gripper_rad: float
+
+
+def _min_jerk(s: float) -> float:
+    return s**3 * (10 - 15 * s + 6 * s**2)
+
+
+class ScriptedExpert:
+    """Base class: subclasses implement ``plan`` returning keyframes per arm.
+
+    Args:
+        style: the subclass's style dataclass (speed, pauses, approach...), recorded with demos.
+    """
+
+    style_cls: type = object
+
+    def __init__(self, style: Any) -> None:
+        self.style = style
+        self._plans: dict[str, list[Keyframe]] = {}
+        self._resolved: dict[str, dict[int, np.ndarray]] = {}
+        self._ik: dict[str, ArmIK] = {}
+        self._q: dict[str, np.ndarray] = {}
+        self._model = None
+
+    def plan(self, env) -> dict[str, list[Keyframe]]:
+        """Keyframes per arm (``"left"``, ``"right"``) for the episode just reset in ``env``."""
+        raise NotImplementedError(f"{type(self).__name__} must implement plan()")
+
+    def reset(self, env) -> None:
+        """Plan the episode from the freshly reset ``env`` (the unwrapped ``AlohaEnv``)."""
+        if self._model is not env.model:
+            self._model = env.model
+            self._ik = {arm: ArmIK(env.model, arm) for arm in embodiment.ARMS}
+        state = env.joint_state().astype(float)
+        self._q = {arm: state[embodiment.arm_slice(arm)].copy() for arm in embodiment.ARMS}
+        self._t0 = env.data.time
+        plans = self.plan(env)
+        # Every plan starts where the tool is now, so the first motion is continuous.
+        self._plans = {}
+        for arm, frames in plans.items():
+            pos, rot = self._ik[arm].forward(self._q[arm])
+            start = Keyframe(
+                t_s=0.0,
+                pos=pos,
+                pitch_rad=float(np.arcsin(np.clip(-rot[2, 0], -1, 1))),
+                jaw_axis=tuple(rot[:, 1]),
+                gripper_rad=float(self._q[arm][5]),
+            )
+            self._plans[arm] = [start, *frames]
+        self._resolved = {arm: {0: np.asarray(self._plans[arm][0].pos)} for arm in self._plans}
+
+    def act(self, env) -> np.ndarray:
+        """The 12 joint targets for the current control step of ``env``."""
+        t = env.data.time - self._t0 + embodiment.CONTROL_DT_S
+        action = env.joint_state().astype(float)
+        for arm in embodiment.ARMS:
+            if arm in self._plans:
+                action[embodiment.arm_slice(arm)] = self._arm_target(env, arm, t)
+        return action
+
+    def _position(self, env, arm: str, i: int) -> np.ndarray:
+        if i not in self._resolved[arm]:
+            pos = self._plans[arm][i].pos
+            if isinstance(pos, Anchor):
+                body = env.model.body(pos.body).id
+                offset = np.asarray(pos.offset_m, dtype=float)
+                if pos.in_body_frame:
+                    offset = env.data.xmat[body].reshape(3, 3) @ offset
+                pos = env.data.xpos[body] + offset
+            self._resolved[arm][i] = np.asarray(pos, dtype=float)
+        return self._resolved[arm][i]
+
+    def _arm_target(self, env, arm: str, t: float) -> np.ndarray:
+        frames = self._plans[arm]
+        i = int(np.searchsorted([f.t_s for f in frames], t, side="right"))
+        if i >= len(frames):
+            a = b = len(frames) - 1
+            s = 1.0
+        else:
+            a, b = i - 1, i
+            span = frames[b].t_s - frames[a].t_s
+            s = _min_jerk(min(max((t - frames[a].t_s) / span, 0.0), 1.0)) if span > 0 else 1.0
+        fa, fb = frames[a], frames[b]
+        pa, pb = self._position(env, arm, a), self._position(env, arm, b)
+        pos = (1 - s) * pa + s * pb
+        pitch = (1 - s) * fa.pitch_rad + s * fb.pitch_rad
+        jaw = (1 - s) * np.asarray(fa.jaw_axis) + s * np.asarray(fb.jaw_axis)
+        result = self._ik[arm].solve(self._q[arm], pos, pitch, jaw_axis=jaw)
+        q = result.q_rad
+        q[5] = (1 - s) * fa.gripper_rad + s * fb.gripper_rad
+        self._q[arm] = q
+        return q
+
+
+def style_from(cls: type, overrides: dict[str, Any] | None) -> Any:
+    """Build a style dataclass from ``overrides``, naming unknown fields and valid ones."""
+    overrides = overrides or {}
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(overrides) - names
+    if unknown:
+        raise ValueError(f"unknown style fields {sorted(unknown)}; valid: {sorted(names)}")
+    return cls(**overrides)
+
+
+def sample_uniform(rng: np.random.Generator, bounds: Sequence[float]) -> float:
+    """One draw from [low, high]."""
+    return float(rng.uniform(bounds[0], bounds[1]))

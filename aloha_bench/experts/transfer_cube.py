@@ -1,0 +1,105 @@
+"""Scripted expert for transfer_cube: the right arm picks the cube, hands it to the left arm.
+
+Phases (seconds at speed 1): reach above the cube (0-1.0), descend (1.0-1.6), close (pause, then
+0.4 s), lift and carry to the handover point with the gripper turned horizontal (to 2.8); the left
+arm comes in horizontally with its jaws closing vertically (so they pass between the right jaws),
+closes, the right arm opens and retreats, the left arm pulls the cube back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from aloha_bench.experts.base import GRIPPER_CLOSED_RAD, Anchor, Keyframe, ScriptedExpert
+
+DOWN = np.pi / 2
+
+
+@dataclasses.dataclass(frozen=True)
+class TransferCubeStyle:
+    """How the demonstrator moves.
+
+    Attributes:
+        speed: time scale of the whole script (1.0 = default, 1.25 = 25% faster).
+        pause_s: hesitation over the cube before closing the gripper.
+        approach_pitch_rad: grasp approach below horizontal (pi/2 straight down, ~1.1 angled).
+        lift_height_m: height of the carry above the table.
+        handover_x_m: x of the handover point (0 is midway between the arms).
+        handover_z_m: height of the handover.
+    """
+
+    speed: float = 1.0
+    pause_s: float = 0.0
+    approach_pitch_rad: float = DOWN
+    lift_height_m: float = 0.12
+    handover_x_m: float = 0.0
+    handover_z_m: float = 0.15
+
+    def __post_init__(self) -> None:
+        if not 0.5 <= self.speed <= 2.0:
+            raise ValueError(f"speed {self.speed} out of range; use 0.5..2.0")
+        if not 0.0 <= self.pause_s <= 1.0:
+            raise ValueError(f"pause_s {self.pause_s} out of range; use 0..1 s")
+
+    @staticmethod
+    def varied(rng: np.random.Generator) -> TransferCubeStyle:
+        """A random style: speed, pause, top-down or angled approach, handover place."""
+        return TransferCubeStyle(
+            speed=float(rng.uniform(0.85, 1.2)),
+            pause_s=float(rng.choice([0.0, rng.uniform(0.1, 0.4)])),
+            approach_pitch_rad=float(rng.choice([DOWN, 1.15])),
+            lift_height_m=float(rng.uniform(0.10, 0.14)),
+            handover_x_m=float(rng.uniform(-0.02, 0.03)),
+            handover_z_m=float(rng.uniform(0.13, 0.18)),
+        )
+
+
+class TransferCubeExpert(ScriptedExpert):
+    """Right arm grasps and lifts, left arm takes the cube at the handover point."""
+
+    style_cls = TransferCubeStyle
+
+    def plan(self, env) -> dict[str, list[Keyframe]]:
+        st = self.style
+        k = 1.0 / st.speed
+        cube = env.data.xpos[env.model.body("cube").id].copy()
+        # Right arm approaches from +x; the moving jaw is on the tool's +y side. Offsetting the tool
+        # a few mm that way leaves the fixed jaw clear of the cube on the way down.
+        jaw_y = (0.0, 1.0, 0.0)
+        grasp = cube + np.array([0.0, 0.003, 0.002])
+        above = grasp + np.array([0.0, 0.0, 0.07])
+        carry = np.array([st.handover_x_m + 0.06, 0.0, st.lift_height_m])
+        handover = np.array([st.handover_x_m, 0.0, st.handover_z_m])
+        t_grasp = 1.6 * k
+        t_closed = t_grasp + st.pause_s + 0.4
+        t_lifted = t_closed + 0.6 * k
+        t_hand = t_lifted + 0.8 * k
+        open_r = 0.75
+        right = [
+            Keyframe(1.0 * k, above, st.approach_pitch_rad, jaw_y, open_r),
+            Keyframe(t_grasp, grasp, st.approach_pitch_rad, jaw_y, open_r),
+            Keyframe(t_grasp + st.pause_s, grasp, st.approach_pitch_rad, jaw_y, open_r),
+            Keyframe(t_closed, grasp, st.approach_pitch_rad, jaw_y, GRIPPER_CLOSED_RAD),
+            Keyframe(t_lifted, carry, 0.6, jaw_y, GRIPPER_CLOSED_RAD),
+            Keyframe(t_hand, handover, 0.0, jaw_y, GRIPPER_CLOSED_RAD),
+        ]
+        # Left arm: wait beside the handover point, come in along +x with jaws closing along z.
+        jaw_z = (0.0, 0.0, 1.0)
+        t_in = t_hand + 0.6 * k
+        t_grip = t_in + 0.4
+        t_release = t_grip + 0.4
+        left = [
+            Keyframe(t_hand, handover + np.array([-0.09, 0.0, 0.0]), 0.0, jaw_z, 0.8),
+            Keyframe(t_in, Anchor("cube", (0.0, 0.0, 0.002)), 0.0, jaw_z, 0.8),
+            Keyframe(t_grip, Anchor("cube", (0.0, 0.0, 0.002)), 0.0, jaw_z, GRIPPER_CLOSED_RAD),
+            Keyframe(t_release + 0.5 * k, handover + np.array([-0.08, 0.0, 0.0]), 0.0, jaw_z,
+                     GRIPPER_CLOSED_RAD),
+        ]
+        right += [
+            Keyframe(t_grip, handover, 0.0, jaw_y, GRIPPER_CLOSED_RAD),
+            Keyframe(t_release, handover, 0.0, jaw_y, open_r),
+            Keyframe(t_release + 0.5 * k, handover + np.array([0.1, 0.0, 0.0]), 0.0, jaw_y, open_r),
+        ]
+        return {"right": right, "left": left}
