@@ -7,10 +7,12 @@ from typing import Any
 import numpy as np
 
 from aloha_bench.experts.base import ScriptedExpert, style_from
+from aloha_bench.experts.insertion import InsertionExpert
 from aloha_bench.experts.transfer_cube import TransferCubeExpert
 
 EXPERTS: dict[str, type[ScriptedExpert]] = {
     "transfer_cube": TransferCubeExpert,
+    "insertion": InsertionExpert,
 }
 STYLE_MODES = ("default", "varied")
 

@@ -22,7 +22,20 @@ from aloha_bench import embodiment
 from aloha_bench.sim.ik import ArmIK
 
 GRIPPER_CLOSED_RAD = -0.17  # squeeze past contact, as a servo does when it grips
-Z_AXIS = np.array([0.0, 0.0, 1.0])
+# The fixed jaw's inner face is this far on the tool's -y side of the tool centre (so101.xml).
+FIXED_JAW_OFFSET_M = 0.0125
+
+
+def grasp_point(
+    center_m: np.ndarray, jaw_axis: np.ndarray, half_width_m: float, clearance_m: float = 0.003
+) -> np.ndarray:
+    """Tool target that brings the fixed jaw down ``clearance_m`` beside an object's side.
+
+    ``jaw_axis`` is the tool's +y in the world (from fixed towards moving jaw) and ``half_width_m``
+    the object's half width along it. Closing then pushes the object onto the fixed jaw.
+    """
+    jaw = np.asarray(jaw_axis, dtype=float)
+    return np.asarray(center_m, dtype=float) - jaw * (half_width_m + clearance_m - FIXED_JAW_OFFSET_M)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,8 +55,9 @@ class Keyframe:
     """Where one arm's tool should be at time ``t_s`` (seconds from the episode start).
 
     Between keyframes the tool moves on a straight line with a smooth (min-jerk) time profile.
-    ``pos`` is a world position or an ``Anchor``; ``pitch_rad`` is the approach axis below
-    horizontal (pi/2 points down); ``jaw_axis`` is the world direction the jaws close along;
+    ``pos`` is a world position, an ``Anchor``, or a function of the env returning a position
+    (both resolved when the arm starts moving to this keyframe); ``pitch_rad`` is the approach axis below
+    horizontal (pi/2 points down); ``jaw_axis`` is the world direction of the tool's +y (from the fixed jaw to the moving jaw);
     ``gripper_rad`` the gripper command.
     """
 
@@ -114,7 +128,9 @@ class ScriptedExpert:
     def _position(self, env, arm: str, i: int) -> np.ndarray:
         if i not in self._resolved[arm]:
             pos = self._plans[arm][i].pos
-            if isinstance(pos, Anchor):
+            if callable(pos):
+                pos = pos(env)
+            elif isinstance(pos, Anchor):
                 body = env.model.body(pos.body).id
                 offset = np.asarray(pos.offset_m, dtype=float)
                 if pos.in_body_frame:

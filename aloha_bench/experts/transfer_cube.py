@@ -1,9 +1,9 @@
 """Scripted expert for transfer_cube: the right arm picks the cube, hands it to the left arm.
 
 Phases (seconds at speed 1): reach above the cube (0-1.0), descend (1.0-1.6), close (pause, then
-0.4 s), lift and carry to the handover point with the gripper turned horizontal (to 2.8); the left
-arm comes in horizontally with its jaws closing vertically (so they pass between the right jaws),
-closes, the right arm opens and retreats, the left arm pulls the cube back.
+0.4 s), lift and carry to the handover point, the gripper turned horizontal and rolled so its jaws
+hold the cube's top and bottom; the left arm comes down from above onto the two free faces,
+closes, the right arm opens and retreats, the left arm lifts the cube away.
 """
 
 from __future__ import annotations
@@ -12,9 +12,16 @@ import dataclasses
 
 import numpy as np
 
-from aloha_bench.experts.base import GRIPPER_CLOSED_RAD, Anchor, Keyframe, ScriptedExpert
+from aloha_bench.experts.base import (
+    GRIPPER_CLOSED_RAD,
+    Anchor,
+    Keyframe,
+    ScriptedExpert,
+    grasp_point,
+)
 
 DOWN = np.pi / 2
+CUBE_HALF_M = 0.0125
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,8 +41,8 @@ class TransferCubeStyle:
     pause_s: float = 0.0
     approach_pitch_rad: float = DOWN
     lift_height_m: float = 0.12
-    handover_x_m: float = 0.0
-    handover_z_m: float = 0.15
+    handover_x_m: float = -0.03
+    handover_z_m: float = 0.07
 
     def __post_init__(self) -> None:
         if not 0.5 <= self.speed <= 2.0:
@@ -51,8 +58,8 @@ class TransferCubeStyle:
             pause_s=float(rng.choice([0.0, rng.uniform(0.1, 0.4)])),
             approach_pitch_rad=float(rng.choice([DOWN, 1.15])),
             lift_height_m=float(rng.uniform(0.10, 0.14)),
-            handover_x_m=float(rng.uniform(-0.02, 0.03)),
-            handover_z_m=float(rng.uniform(0.13, 0.18)),
+            handover_x_m=float(rng.uniform(-0.04, -0.01)),
+            handover_z_m=float(rng.uniform(0.065, 0.085)),
         )
 
 
@@ -65,12 +72,15 @@ class TransferCubeExpert(ScriptedExpert):
         st = self.style
         k = 1.0 / st.speed
         cube = env.data.xpos[env.model.body("cube").id].copy()
-        # Right arm approaches from +x; the moving jaw is on the tool's +y side. Offsetting the tool
-        # a few mm that way leaves the fixed jaw clear of the cube on the way down.
-        jaw_y = (0.0, 1.0, 0.0)
-        grasp = cube + np.array([0.0, 0.003, 0.002])
+        # Right arm facing -x: its unrolled tool +y is world -y, so the fixed jaw comes down on the
+        # cube's +y side, 3 mm clear.
+        jaw_y = (0.0, -1.0, 0.0)
+        # For the carry the wrist rolls a quarter turn: jaws above and below the cube, so its
+        # side faces are free for the left gripper.
+        jaw_z = (0.0, 0.0, 1.0)
+        grasp = grasp_point(cube, jaw_y, CUBE_HALF_M) + np.array([0.0, 0.0, 0.002])
         above = grasp + np.array([0.0, 0.0, 0.07])
-        carry = np.array([st.handover_x_m + 0.06, 0.0, st.lift_height_m])
+        carry = np.array([st.handover_x_m + 0.08, 0.0, st.lift_height_m])
         handover = np.array([st.handover_x_m, 0.0, st.handover_z_m])
         t_grasp = 1.6 * k
         t_closed = t_grasp + st.pause_s + 0.4
@@ -82,24 +92,29 @@ class TransferCubeExpert(ScriptedExpert):
             Keyframe(t_grasp, grasp, st.approach_pitch_rad, jaw_y, open_r),
             Keyframe(t_grasp + st.pause_s, grasp, st.approach_pitch_rad, jaw_y, open_r),
             Keyframe(t_closed, grasp, st.approach_pitch_rad, jaw_y, GRIPPER_CLOSED_RAD),
-            Keyframe(t_lifted, carry, 0.6, jaw_y, GRIPPER_CLOSED_RAD),
-            Keyframe(t_hand, handover, 0.0, jaw_y, GRIPPER_CLOSED_RAD),
+            Keyframe(t_lifted, carry, 0.8, jaw_z, GRIPPER_CLOSED_RAD),
+            Keyframe(t_hand, handover, 0.0, jaw_z, GRIPPER_CLOSED_RAD),
         ]
-        # Left arm: wait beside the handover point, come in along +x with jaws closing along z.
-        jaw_z = (0.0, 0.0, 1.0)
-        t_in = t_hand + 0.6 * k
+        # Left arm: top-down onto the held cube, jaws closing along y on the two faces the right
+        # jaws (now above and below the cube, 16 mm wide) leave free.
+        jaw_x = (0.0, 1.0, 0.0)
+        grasp_left = tuple(grasp_point(np.zeros(3), jaw_x, CUBE_HALF_M) + [0.0, 0.0, 0.004])
+        above_left = (grasp_left[0], grasp_left[1], grasp_left[2] + 0.045)
+        t_above = t_hand + 0.3 * k
+        t_in = t_above + 0.5 * k
         t_grip = t_in + 0.4
         t_release = t_grip + 0.4
         left = [
-            Keyframe(t_hand, handover + np.array([-0.09, 0.0, 0.0]), 0.0, jaw_z, 0.8),
-            Keyframe(t_in, Anchor("cube", (0.0, 0.0, 0.002)), 0.0, jaw_z, 0.8),
-            Keyframe(t_grip, Anchor("cube", (0.0, 0.0, 0.002)), 0.0, jaw_z, GRIPPER_CLOSED_RAD),
-            Keyframe(t_release + 0.5 * k, handover + np.array([-0.08, 0.0, 0.0]), 0.0, jaw_z,
+            Keyframe(t_hand, handover + np.array([-0.03, 0.0, 0.06]), DOWN, jaw_x, 0.8),
+            Keyframe(t_above, Anchor("cube", above_left), DOWN, jaw_x, 0.8),
+            Keyframe(t_in, Anchor("cube", grasp_left), DOWN, jaw_x, 0.8),
+            Keyframe(t_grip, Anchor("cube", grasp_left), DOWN, jaw_x, GRIPPER_CLOSED_RAD),
+            Keyframe(t_release + 0.5 * k, handover + np.array([-0.04, 0.0, 0.05]), DOWN, jaw_x,
                      GRIPPER_CLOSED_RAD),
         ]
         right += [
-            Keyframe(t_grip, handover, 0.0, jaw_y, GRIPPER_CLOSED_RAD),
-            Keyframe(t_release, handover, 0.0, jaw_y, open_r),
-            Keyframe(t_release + 0.5 * k, handover + np.array([0.1, 0.0, 0.0]), 0.0, jaw_y, open_r),
+            Keyframe(t_grip, handover, 0.0, jaw_z, GRIPPER_CLOSED_RAD),
+            Keyframe(t_release, handover, 0.0, jaw_z, open_r),
+            Keyframe(t_release + 0.5 * k, handover + np.array([0.08, 0.0, 0.0]), 0.0, jaw_z, open_r),
         ]
         return {"right": right, "left": left}

@@ -17,10 +17,10 @@
   (clamped to ``Min/Max_Position_Limit``) as a first-order lag with ``time_constant_s``; with
   torque off the joint stays wherever :meth:`ServoEmulator.move_by_hand` puts it.
 
-Faults for tests (:meth:`ServoEmulator.inject`): a servo that stops answering, replies with a corrupt
-checksum, a hardware error bit in every reply (overload also drops torque, as the STS3215's default
-unloading condition does), and a late reply. :meth:`ServoEmulator.unplug` closes the pty, which
-the driver sees exactly like a USB adapter pulled out (reads fail with EIO).
+Faults for tests (:meth:`ServoEmulator.inject`): a servo that stops answering, replies with a
+corrupt checksum, a hardware error bit in every reply (overload also drops torque, as the
+STS3215's default unloading condition does), and a late reply. :meth:`ServoEmulator.unplug`
+closes the pty, which the driver sees exactly like a USB adapter pulled out (reads fail with EIO).
 
 pyserial and ``scservo_sdk.PortHandler`` work on a pty unchanged: the baud rate is accepted by
 ``tcsetattr`` and ignored, and pyserial already tolerates the modem-line ioctls a pty rejects.
@@ -254,7 +254,7 @@ class ServoEmulator:
     def port(self) -> str:
         """Path of the pty slave, to be opened by the driver as its serial port."""
         if not self._port:
-            raise RuntimeError("the emulator is not running; call start() or use it in a with block")
+            raise RuntimeError("the emulator is not running; call start() or use a with block")
         return self._port
 
     @property
@@ -408,8 +408,9 @@ class ServoEmulator:
                     data = params[start + 1 : start + chunk]
                     self._answer(params[start], INST_WRITE, bytes([address]) + data, reply=False)
             elif servo_id == ct.BROADCAST_ID:
+                reply = instruction == INST_PING
                 for servo in sorted(self._servos.values(), key=lambda s: s.servo_id):
-                    self._answer(servo.servo_id, instruction, params, reply=instruction == INST_PING)
+                    self._answer(servo.servo_id, instruction, params, reply=reply)
             else:
                 self._answer(servo_id, instruction, params)
 

@@ -129,15 +129,21 @@ class ArmIK:
         )
 
     def _roll_for(self, q: np.ndarray, jaw_axis: np.ndarray) -> float:
-        """Wrist roll that turns the jaw-closing axis (tool y) onto ``jaw_axis``, in range."""
+        """Wrist roll that turns the tool's +y axis (fixed jaw to moving jaw) onto ``jaw_axis``.
+
+        The fixed jaw sits on the tool's -y side, so the direction matters to a grasp plan. If the
+        exact roll is past the joint's range, the jaws are turned over (same closing line, jaws
+        swapped), the nearest reachable choice.
+        """
         q0 = q.copy()
         q0[4] = 0.0
         self._set(q0)
         frame = self.data.site_xmat[self._site].reshape(3, 3)
         y0, z0 = frame[:, 1], frame[:, 2]
         # Rolling by theta about the approach axis maps y0 to cos(theta) y0 + sin(theta) z0.
-        theta = np.arctan2(jaw_axis @ z0, jaw_axis @ y0)
-        # The jaws close along +-y alike; pick the turn nearest zero that the joint can reach.
-        candidates = [theta, theta - np.pi, theta + np.pi]
-        feasible = [c for c in candidates if self._low[4] <= c <= self._high[4]]
-        return float(min(feasible, key=abs))
+        theta = float(np.arctan2(jaw_axis @ z0, jaw_axis @ y0))
+        for candidate in (theta, theta + 2 * np.pi, theta - 2 * np.pi):
+            if self._low[4] <= candidate <= self._high[4]:
+                return candidate
+        flipped = theta - np.pi if theta > 0 else theta + np.pi
+        return float(np.clip(flipped, self._low[4], self._high[4]))

@@ -1,0 +1,115 @@
+"""Scripted expert for insertion: both arms grasp top-down, lift, and insert the peg mid-air.
+
+The left arm grasps the socket near its closed end, the right arm the peg near its back end, so
+neither gripper reaches the socket's mouth. Once both are lifted, the left arm turns the socket's
+bore along x and holds it; the right arm lines the peg's tip up with the socket's mouth, measured
+from where both objects actually sit in the grippers, then pushes it in until it meets the pin.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from aloha_bench.experts.base import GRIPPER_CLOSED_RAD, Keyframe, ScriptedExpert, grasp_point
+
+DOWN = np.pi / 2
+# Each arm's unrolled tool +y, top-down: the fixed jaws land on the far (+y / -y) sides.
+LEFT_JAW = (0.0, 1.0, 0.0)
+RIGHT_JAW = (0.0, -1.0, 0.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class InsertionStyle:
+    """How the demonstrator moves.
+
+    Attributes:
+        speed: time scale of the whole script.
+        pause_s: hesitation before closing the grippers.
+        meet_x_m: x where the socket is held for the insertion.
+        meet_z_m: height of the insertion.
+        approach_m: gap between peg tip and socket mouth before the final push.
+    """
+
+    speed: float = 1.0
+    pause_s: float = 0.0
+    meet_x_m: float = -0.08
+    meet_z_m: float = 0.10
+    approach_m: float = 0.04
+
+    def __post_init__(self) -> None:
+        if not 0.5 <= self.speed <= 2.0:
+            raise ValueError(f"speed {self.speed} out of range; use 0.5..2.0")
+        if not 0.0 <= self.pause_s <= 1.0:
+            raise ValueError(f"pause_s {self.pause_s} out of range; use 0..1 s")
+
+    @staticmethod
+    def varied(rng: np.random.Generator) -> InsertionStyle:
+        return InsertionStyle(
+            speed=float(rng.uniform(0.85, 1.2)),
+            pause_s=float(rng.choice([0.0, rng.uniform(0.1, 0.4)])),
+            meet_x_m=float(rng.uniform(-0.09, -0.07)),
+            meet_z_m=float(rng.uniform(0.09, 0.12)),
+            approach_m=float(rng.uniform(0.03, 0.06)),
+        )
+
+
+def _site(env, name: str) -> np.ndarray:
+    return env.data.site_xpos[env.model.site(name).id].copy()
+
+
+class InsertionExpert(ScriptedExpert):
+    """Grasp both, lift, align the peg with the socket's mouth, push in."""
+
+    style_cls = InsertionStyle
+
+    def plan(self, env) -> dict[str, list[Keyframe]]:
+        st = self.style
+        k = 1.0 / st.speed
+        peg = env.data.xpos[env.model.body("peg").id].copy()
+        socket = env.data.xpos[env.model.body("socket").id].copy()
+        # Grasp points: peg 3 cm behind its centre (+x), socket 3 cm in from its closed end (-x).
+        # The fixed jaw is on the tool's -y side; its face lands 3 mm clear of the object's side.
+        peg_grasp = grasp_point(peg + [0.03, 0.0, 0.002], RIGHT_JAW, 0.01)
+        socket_grasp = grasp_point(socket + [-0.02, 0.0, 0.01], LEFT_JAW, 0.02)
+        lift = 0.08
+        t_above, t_down = 1.0 * k, 1.6 * k
+        t_closed = t_down + st.pause_s + 0.4
+        t_lifted = t_closed + 0.6 * k
+        t_meet = t_lifted + 0.9 * k
+        t_aligned = t_meet + 0.8 * k
+        t_in = t_aligned + 0.8 * k
+        meet = np.array([st.meet_x_m, 0.0, st.meet_z_m])
+
+        def mouth_line(depth_m: float):
+            # Where the right tool must be so the peg tip sits depth_m inside the mouth (negative:
+            # outside), using the peg and socket poses at the moment the move starts.
+            def target(env) -> np.ndarray:
+                tcp = _site(env, "right/tcp")
+                tip = _site(env, "peg_tip")
+                mouth = _site(env, "socket_mouth")
+                bore_out = env.data.xmat[env.model.body("socket").id].reshape(3, 3)[:, 0]
+                return mouth - depth_m * bore_out + (tcp - tip)
+
+            return target
+
+        left = [
+            Keyframe(t_above, socket_grasp + [0, 0, lift], DOWN, LEFT_JAW, 1.3),
+            Keyframe(t_down, socket_grasp, DOWN, LEFT_JAW, 1.3),
+            Keyframe(t_down + st.pause_s, socket_grasp, DOWN, LEFT_JAW, 1.3),
+            Keyframe(t_closed, socket_grasp, DOWN, LEFT_JAW, GRIPPER_CLOSED_RAD),
+            Keyframe(t_lifted, socket_grasp + [0, 0, lift], DOWN, LEFT_JAW, GRIPPER_CLOSED_RAD),
+            Keyframe(t_meet, meet, DOWN, LEFT_JAW, GRIPPER_CLOSED_RAD),
+        ]
+        right = [
+            Keyframe(t_above, peg_grasp + [0, 0, lift], DOWN, RIGHT_JAW, 0.9),
+            Keyframe(t_down, peg_grasp, DOWN, RIGHT_JAW, 0.9),
+            Keyframe(t_down + st.pause_s, peg_grasp, DOWN, RIGHT_JAW, 0.9),
+            Keyframe(t_closed, peg_grasp, DOWN, RIGHT_JAW, GRIPPER_CLOSED_RAD),
+            Keyframe(t_lifted, peg_grasp + [0, 0, lift], DOWN, RIGHT_JAW, GRIPPER_CLOSED_RAD),
+            Keyframe(t_meet, meet + [0.16, 0.0, 0.0], DOWN, RIGHT_JAW, GRIPPER_CLOSED_RAD),
+            Keyframe(t_aligned, mouth_line(-st.approach_m), DOWN, RIGHT_JAW, GRIPPER_CLOSED_RAD),
+            Keyframe(t_in, mouth_line(0.062), DOWN, RIGHT_JAW, GRIPPER_CLOSED_RAD),
+        ]
+        return {"left": left, "right": right}

@@ -1,0 +1,315 @@
+"""The real bimanual SO-101 rig as a Gymnasium env, with the simulator's spaces, keys and units.
+
+:class:`RealRigEnv` exposes exactly ``envs.spaces.observation_space("pixels", cameras, image_size,
+0)`` and ``envs.spaces.action_space()``: 12 follower joint positions (radians, embodiment order)
+plus one RGB image per configured camera; actions are 12 absolute joint goals. A policy trained in
+simulation or on recorded real data therefore runs unchanged.
+
+Differences from the simulator, by necessity:
+
+* No success detector exists on hardware: ``info["stage"]``, ``info["max_stage"]`` and
+  ``info["is_success"]`` are always 0, 0 and False, and the reward is 0. Score real episodes by
+  hand (the paper's real-task stages, REFERENCE.md) and record the result next to the episode.
+* ``obs_mode="state"`` is refused: object poses (``observation.environment_state``) are not
+  measured on the rig.
+* Time is wall-clock: :meth:`RealRigEnv.step` sends the goals, then sleeps until the next control
+  deadline (50 Hz, ``embodiment.CONTROL_RATE_HZ``) before observing. The time the caller spends
+  between steps (policy inference) counts toward the tick; a late tick is reported as
+  ``info["overrun_s"]`` and counted in ``info["overruns"]`` rather than caught up with a burst.
+* Reset does not teleport: followers ramp to ``embodiment.HOME_STATE_RAD`` at
+  ``reset_speed_rad_s`` (rig.toml), then hold it.
+* Safety: actions outside the joint ranges are clipped (as in the simulator), then every goal
+  passes the calibrated limits and the per-tick step cap (:mod:`safety`). Any exception, Ctrl-C
+  included, switches the followers' torque off before it propagates, and so does :meth:`close`.
+
+Seeding only seeds ``np_random``; the rig itself is not reproducible. Register the env with
+``nondeterministic=True``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from aloha_bench import embodiment, keys
+from aloha_bench.envs import spaces
+from aloha_bench.robots import safety
+from aloha_bench.robots.arm import SO101Arm
+from aloha_bench.robots.cameras import Camera, CaptureFactory, open_cameras, open_opencv_capture
+from aloha_bench.robots.rig_config import RigConfig
+
+# A follower counts as home once every joint is this close to the home pose.
+HOME_TOLERANCE_RAD = 0.05
+# Longest time reset keeps commanding the home pose after the ramp while joints settle.
+SETTLE_TIMEOUT_S = 1.0
+_GRIPPER = embodiment.ARM_JOINTS.index("gripper")
+
+
+def map_leader_to_follower(
+    leader_rad: np.ndarray,
+    leader_limits: tuple[np.ndarray, np.ndarray],
+    follower_limits: tuple[np.ndarray, np.ndarray],
+) -> np.ndarray:
+    """One arm's leader joint angles -> follower goals (radians, embodiment order).
+
+    Arm joints copy over: both arms share kinematics and the mid-range zero. The gripper does
+    not: the leader's trigger has a shorter travel than the follower's jaw, so the trigger's
+    fraction of its calibrated range becomes the same fraction of the follower's gripper range
+    (what LeRobot's 0..100 gripper scale achieves).
+    """
+    goal = np.array(leader_rad, dtype=np.float64)
+    leader_low, leader_high = leader_limits[0][_GRIPPER], leader_limits[1][_GRIPPER]
+    follower_low, follower_high = follower_limits[0][_GRIPPER], follower_limits[1][_GRIPPER]
+    fraction = (goal[_GRIPPER] - leader_low) / (leader_high - leader_low)
+    goal[_GRIPPER] = follower_low + np.clip(fraction, 0.0, 1.0) * (follower_high - follower_low)
+    return goal
+
+
+class RealRigEnv(gym.Env):
+    """The real rig: two follower arms, optional leader arms, and cameras.
+
+    Connects to everything on construction; :meth:`close` releases it (torque off first).
+
+    Args:
+        config: the rig description (``rig_config.load_rig_config("rig.toml")``).
+        obs_mode: only ``"pixels"`` exists on hardware.
+        control_rate_hz: step rate (50 Hz as in the paper; tests may lower or raise it).
+        max_episode_steps: truncate after this many steps (``None``: never).
+        teleop: also connect the leader arms, for :meth:`teleop_step`.
+        capture_factory: opens one camera device (OpenCV by default; tests pass fakes).
+        max_consecutive_overruns: raise :class:`safety.DeadlineMissedError` after this many late
+            ticks in a row; ``None`` only reports them.
+    """
+
+    metadata = {"render_modes": [], "render_fps": embodiment.CONTROL_RATE_HZ}
+
+    def __init__(
+        self,
+        config: RigConfig,
+        obs_mode: str = "pixels",
+        control_rate_hz: float = embodiment.CONTROL_RATE_HZ,
+        max_episode_steps: int | None = None,
+        teleop: bool = False,
+        capture_factory: CaptureFactory = open_opencv_capture,
+        max_consecutive_overruns: int | None = None,
+    ) -> None:
+        if obs_mode == "state":
+            raise ValueError(
+                "obs_mode='state' needs object poses (observation.environment_state), which the "
+                "real rig does not measure; use obs_mode='pixels' with a vision policy"
+            )
+        if obs_mode != "pixels":
+            raise ValueError(f"unknown obs_mode {obs_mode!r}; the real rig supports 'pixels'")
+        if control_rate_hz <= 0:
+            raise ValueError(f"control_rate_hz must be positive, got {control_rate_hz}")
+        if teleop and not config.has_leaders:
+            raise ValueError(
+                f"{config.source}: teleop needs leader_port and leader_calibration in both "
+                "[arms.left] and [arms.right]"
+            )
+        self.config = config
+        self.obs_mode = obs_mode
+        self.camera_names = config.camera_names
+        self.observation_space = spaces.observation_space(
+            "pixels", self.camera_names, config.image_size, 0
+        )
+        self.action_space = spaces.action_space()
+        self.control_dt_s = 1.0 / control_rate_hz
+        self.max_episode_steps = max_episode_steps
+        self._watchdog = safety.DeadlineWatchdog(self.control_dt_s, max_consecutive_overruns)
+        self._steps = 0
+        self._overruns_at_reset = 0
+        self._leaders_synced = False
+        self._closed = False
+        self.followers: dict[str, SO101Arm] = {}
+        self.leaders: dict[str, SO101Arm] = {}
+        self.cameras: dict[str, Camera] = {}
+        try:
+            self.cameras = open_cameras(
+                {
+                    name: (cam.device, cam.fps, cam.capture_size)
+                    for name, cam in config.cameras.items()
+                    if name in self.camera_names
+                },
+                config.image_size,
+                config.camera_timeout_s,
+                capture_factory,
+            )
+            for side in embodiment.ARMS:
+                arm = config.arms[side]
+                self.followers[side] = SO101Arm(
+                    arm.follower_port,
+                    arm.follower_calibration,
+                    "follower",
+                    config.max_relative_target_rad,
+                    name=f"{side} follower",
+                )
+                if teleop:
+                    self.leaders[side] = SO101Arm(
+                        arm.leader_port, arm.leader_calibration, "leader", name=f"{side} leader"
+                    )
+            for arm in (*self.leaders.values(), *self.followers.values()):
+                arm.connect()
+        except BaseException:
+            self.close()
+            raise
+
+    # --- gym API ---
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Ramp the followers slowly to the home pose and return the first observation."""
+        super().reset(seed=seed)
+        self._require_open()
+        with self._torque_off_on_error():
+            home_error_rad = self._move_followers_to(embodiment.HOME_STATE_RAD)
+            self._steps = 0
+            self._overruns_at_reset = self._watchdog.missed
+            self._leaders_synced = False
+            observation = self._observe()
+            self._watchdog.start(time.perf_counter())
+        info = self._info(overrun_s=0.0)
+        info["home_error_rad"] = home_error_rad
+        return observation, info
+
+    def step(
+        self, action: np.ndarray
+    ) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
+        """Send 12 joint goals, wait for the next control deadline, observe.
+
+        Raises:
+            ValueError: the action is not 12 finite numbers (torque is switched off first).
+        """
+        self._require_open()
+        with self._torque_off_on_error():
+            goal = np.asarray(action, dtype=np.float64)
+            if goal.shape != (embodiment.ACTION_DIM,):
+                raise ValueError(
+                    f"action must have shape ({embodiment.ACTION_DIM},), got {goal.shape}"
+                )
+            if not np.all(np.isfinite(goal)):
+                raise ValueError(f"action contains NaN or infinity: {goal}")
+            self._send(embodiment.clip_to_limits(goal))
+            tick = self._watchdog.end_tick(time.perf_counter())
+            if tick.sleep_s > 0:
+                time.sleep(tick.sleep_s)
+            observation = self._observe()
+        self._steps += 1
+        truncated = self.max_episode_steps is not None and self._steps >= self.max_episode_steps
+        return observation, 0.0, False, truncated, self._info(overrun_s=tick.overrun_s)
+
+    def teleop_step(self) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
+        """One teleoperation tick: the leaders' pose becomes the action; returns like step.
+
+        The first call after a reset first ramps the followers to the leaders' pose, so they
+        never jump when teleoperation starts. ``info["action"]`` holds the 12-D action sent,
+        which is what a dataset records (the paper's actions are the leader joint positions,
+        here in follower units).
+        """
+        if not self.leaders:
+            raise RuntimeError("teleop_step needs the leader arms: create the env with teleop=True")
+        self._require_open()
+        with self._torque_off_on_error():
+            if not self._leaders_synced:
+                self._move_followers_to(self.leader_action())
+                self._leaders_synced = True
+                self._watchdog.start(time.perf_counter())
+            action = self.leader_action()
+        result = self.step(action)
+        result[4][keys.ACTION] = action.astype(np.float32)
+        return result
+
+    def leader_action(self) -> np.ndarray:
+        """The leaders' pose as a 12-D follower goal (radians, embodiment order)."""
+        parts = []
+        for side in embodiment.ARMS:
+            leader, follower = self.leaders[side], self.followers[side]
+            parts.append(
+                map_leader_to_follower(leader.read_rad(), leader.limits_rad, follower.limits_rad)
+            )
+        return embodiment.clip_to_limits(np.concatenate(parts))
+
+    def close(self) -> None:
+        """Switch torque off, disconnect the arms and release the cameras (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        for arm in (*self.followers.values(), *self.leaders.values()):
+            arm.disconnect()
+        for camera in self.cameras.values():
+            camera.close()
+
+    # --- internals ---
+
+    def _require_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("the rig env is closed; create a new RealRigEnv")
+
+    @contextlib.contextmanager
+    def _torque_off_on_error(self) -> Iterator[None]:
+        try:
+            yield
+        except BaseException:
+            for arm in self.followers.values():
+                arm.torque_off()
+            raise
+
+    def _read_state(self) -> np.ndarray:
+        return np.concatenate([self.followers[side].read_rad() for side in embodiment.ARMS])
+
+    def _send(self, goal: np.ndarray) -> None:
+        for side in embodiment.ARMS:
+            self.followers[side].write_goal_rad(goal[embodiment.arm_slice(side)])
+
+    def _observe(self) -> dict[str, np.ndarray]:
+        observation = {keys.STATE: self._read_state().astype(np.float32)}
+        for name in self.camera_names:
+            observation[keys.image_key(name)] = self.cameras[name].read()
+        return observation
+
+    def _info(self, overrun_s: float) -> dict[str, Any]:
+        return {
+            "stage": 0,
+            "max_stage": 0,
+            "is_success": False,
+            "overrun_s": overrun_s,
+            "overruns": self._watchdog.missed - self._overruns_at_reset,
+        }
+
+    def _move_followers_to(self, target: np.ndarray) -> float:
+        """Ramp the followers linearly to ``target`` at the configured speed; return the error.
+
+        The target is first clamped to the calibrated ranges (a pose the arm cannot reach would
+        never settle). After the ramp the target is held until every joint is within
+        :data:`HOME_TOLERANCE_RAD` or :data:`SETTLE_TIMEOUT_S` passes.
+        """
+        target = np.concatenate(
+            [
+                safety.clamp_to_limits(
+                    target[embodiment.arm_slice(side)], *self.followers[side].limits_rad
+                )
+                for side in embodiment.ARMS
+            ]
+        )
+        start = self._read_state()
+        distance = float(np.max(np.abs(target - start)))
+        ticks = max(1, math.ceil(distance / self.config.reset_speed_rad_s / self.control_dt_s))
+        schedule = safety.DeadlineWatchdog(self.control_dt_s)
+        schedule.start(time.perf_counter())
+        for k in range(1, ticks + 1):
+            self._send(start + (target - start) * (k / ticks))
+            time.sleep(schedule.end_tick(time.perf_counter()).sleep_s)
+        error = float(np.max(np.abs(self._read_state() - target)))
+        deadline = time.perf_counter() + SETTLE_TIMEOUT_S
+        while error > HOME_TOLERANCE_RAD and time.perf_counter() < deadline:
+            self._send(target)
+            time.sleep(schedule.end_tick(time.perf_counter()).sleep_s)
+            error = float(np.max(np.abs(self._read_state() - target)))
+        return error
