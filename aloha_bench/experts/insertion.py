@@ -50,7 +50,7 @@ class InsertionStyle:
             speed=float(rng.uniform(0.85, 1.2)),
             pause_s=float(rng.choice([0.0, rng.uniform(0.1, 0.4)])),
             meet_x_m=float(rng.uniform(-0.09, -0.07)),
-            meet_z_m=float(rng.uniform(0.09, 0.12)),
+            meet_z_m=float(rng.uniform(0.09, 0.11)),
             approach_m=float(rng.uniform(0.03, 0.06)),
         )
 

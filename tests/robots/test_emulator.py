@@ -116,8 +116,9 @@ def test_overload_drops_torque_and_stop_is_clean():
     emu.inject(1, error_bits=0x20)
     assert emu.get(1, Entry.Torque_Enable) == 0
     emu.stop()
+    emu.stop()
     assert not emu.running
     with pytest.raises(RuntimeError, match="not running"):
-        _ = emu.port
+        _ = ServoEmulator().port
     with pytest.raises(KeyError):
         emu.servo(7)

@@ -1,0 +1,143 @@
+"""The ``aloha-bench`` command: parse argv, call one library function, print its result."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _print_json(data) -> None:
+    print(json.dumps(data, indent=2))
+
+
+def cmd_tasks(args: argparse.Namespace) -> int:
+    from aloha_bench.sim.task_spec import available_tasks, load_task_spec
+
+    specs = [load_task_spec(t) for t in available_tasks()]
+    if args.json:
+        _print_json(
+            [
+                {"task": s.task_id, "gym_id": s.gym_id, "stages": list(s.stage_names),
+                 "episode_steps": s.episode_steps, "description": s.description}
+                for s in specs
+            ]
+        )
+        return 0
+    for s in specs:
+        print(f"{s.task_id:<15} {s.gym_id:<32} stages: {' > '.join(s.stage_names)}")
+        print(f"{'':<15} {s.description}")
+    return 0
+
+
+def cmd_expert(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from aloha_bench.rollout import run_expert
+    from aloha_bench.sim.task_spec import load_task_spec
+
+    load_task_spec(args.task)  # an unknown task fails here, before the progress bar starts
+    bar = tqdm(total=args.episodes, desc=f"{args.task} expert", disable=args.json, unit="ep")
+    wins = 0
+
+    def progress(i, record) -> None:
+        nonlocal wins
+        wins += record.success_end
+        bar.update(1)
+        bar.set_postfix(success=f"{wins / (i + 1):.1%}")
+
+    report = run_expert(args.task, args.episodes, seed=args.seed, style=args.style,
+                        progress=progress)
+    bar.close()
+    summary = report.to_dict()
+    if args.json:
+        _print_json(summary)
+        return 0
+    print(f"task {report.task}, style {report.style_mode}, {report.episodes} episodes "
+          f"(seeds {args.seed}..{args.seed + args.episodes - 1})")
+    print(f"success (end of episode): {report.success_rate:.1%}   "
+          f"(any step: {report.success_rate_any_step:.1%})")
+    for name, rate in report.stage_rates.items():
+        print(f"  stage {name:<12} {rate:.1%}")
+    if summary["failed_seeds"]:
+        print(f"failed seeds: {summary['failed_seeds']}")
+    return 0
+
+
+def cmd_view(args: argparse.Namespace) -> int:
+    from aloha_bench.rollout import view_expert, write_expert_video
+
+    if args.video:
+        out = write_expert_video(args.task, Path(args.video), seed=args.seed, style=args.style)
+        print(f"wrote {out}")
+    else:
+        view_expert(args.task, seed=args.seed, style=args.style)
+    return 0
+
+
+def cmd_bench_env(args: argparse.Namespace) -> int:
+    from aloha_bench.bench import bench_env
+
+    results = bench_env(args.tasks.split(",") if args.tasks else None, scale=args.scale)
+    if args.json:
+        _print_json(results)
+        return 0
+    print(f"{'task':<15} {'config':<22} {'steps/s':>9} {'ms/step':>8}")
+    for r in results:
+        print(f"{r['task']:<15} {r['config']:<22} {r['steps_per_s']:>9.1f} {r['ms_per_step']:>8.2f}")
+    first = results[0]
+    print(f"({first['cpu_count']} CPU cores, {first['processor']}, MUJOCO_GL={first['mujoco_gl']})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="aloha-bench",
+        description="Bimanual imitation-learning benchmark on the SO-ARM101 rig (sim and real).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("tasks", help="list tasks, their stages and Gymnasium ids")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_tasks)
+
+    p = sub.add_parser("expert", help="run a task's scripted expert and print its success")
+    p.add_argument("--task", required=True)
+    p.add_argument("--episodes", type=int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--style", default="default", choices=["default", "varied"])
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_expert)
+
+    p = sub.add_parser("view", help="watch the expert in the viewer, or write a video headless")
+    p.add_argument("--task", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--style", default="default", choices=["default", "varied"])
+    p.add_argument("--video", help="write an mp4 of all four cameras instead of opening a window")
+    p.set_defaults(func=cmd_view)
+
+    p = sub.add_parser("bench", help="speed benchmarks that print figures")
+    bench = p.add_subparsers(dest="bench", required=True)
+    b = bench.add_parser("env", help="env steps/s without and with rendering")
+    b.add_argument("--tasks", help="comma-separated task ids (default: all)")
+    b.add_argument("--scale", type=float, default=1.0, help="multiply the timed steps")
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=cmd_bench_env)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``aloha-bench`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as err:
+        # Bad input (unknown task, malformed config...): one clear line, no traceback.
+        print(f"aloha-bench {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

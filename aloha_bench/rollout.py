@@ -1,0 +1,158 @@
+"""Running scripted experts in the simulator (L4): per-episode records and their summary.
+
+Library functions return data; the CLI prints it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator
+from typing import Any
+from pathlib import Path
+
+import numpy as np
+
+from aloha_bench import embodiment, envs
+from aloha_bench.experts import make_expert
+
+
+@dataclasses.dataclass(frozen=True)
+class EpisodeRecord:
+    """What one episode reached. ``success_end``: final stage holds at the last step;
+    ``success_any``: it held at some step (the original ACT's rule)."""
+
+    seed: int
+    max_stage: int
+    final_stage: int
+    success_end: bool
+    success_any: bool
+    steps: int
+    style: dict
+
+
+@dataclasses.dataclass(frozen=True)
+class ExpertReport:
+    """Success of a scripted expert over several seeds."""
+
+    task: str
+    style_mode: str
+    episodes: int
+    stage_names: tuple[str, ...]
+    records: tuple[EpisodeRecord, ...]
+
+    @property
+    def success_rate(self) -> float:
+        """End-of-episode success rate (the strict rule this benchmark reports first)."""
+        return float(np.mean([r.success_end for r in self.records]))
+
+    @property
+    def success_rate_any_step(self) -> float:
+        return float(np.mean([r.success_any for r in self.records]))
+
+    @property
+    def stage_rates(self) -> dict[str, float]:
+        """Fraction of episodes that reached each stage at some step."""
+        return {
+            name: float(np.mean([r.max_stage >= i for r in self.records]))
+            for i, name in enumerate(self.stage_names, start=1)
+        }
+
+    def to_dict(self) -> dict:
+        return {
+            "task": self.task,
+            "style": self.style_mode,
+            "episodes": self.episodes,
+            "success_rate": self.success_rate,
+            "success_rate_any_step": self.success_rate_any_step,
+            "stage_rates": self.stage_rates,
+            "failed_seeds": [r.seed for r in self.records if not r.success_end],
+        }
+
+
+def _play(env, seed: int, style: str, render: bool) -> Iterator[tuple[dict, np.ndarray | None, Any]]:
+    """Reset ``env`` to ``seed`` and play its expert; yields (info, frame or None, style)."""
+    sim = env.unwrapped
+    env.reset(seed=seed)
+    expert = make_expert(sim.task.task_id, style, rng=np.random.default_rng(seed))
+    expert.reset(sim)
+    truncated = False
+    while not truncated:
+        _, _, _, truncated, info = env.step(expert.act(sim))
+        yield info, (env.render() if render else None), expert.style
+
+
+def run_expert(
+    task: str,
+    episodes: int,
+    seed: int = 0,
+    style: str = "default",
+    progress: Callable[[int, EpisodeRecord], None] | None = None,
+) -> ExpertReport:
+    """Run the scripted expert of ``task`` on seeds ``seed .. seed + episodes - 1``.
+
+    Args:
+        task: task id.
+        episodes: number of episodes.
+        seed: first seed; episode i uses ``seed + i`` for the env and the style draw.
+        style: ``"default"`` or ``"varied"`` (a style drawn per episode).
+        progress: called after each episode with (index, record).
+    """
+    if episodes <= 0:
+        raise ValueError(f"episodes must be positive, got {episodes}")
+    env = envs.make(task, obs_mode="state")
+    stage_names = env.unwrapped.stage_names
+    records = []
+    try:
+        for i in range(episodes):
+            steps = 0
+            for info, _, episode_style in _play(env, seed + i, style, render=False):
+                steps += 1
+            record = EpisodeRecord(
+                seed=seed + i,
+                max_stage=int(info["max_stage"]),
+                final_stage=int(info["stage"]),
+                success_end=bool(info["is_success"]),
+                success_any=int(info["max_stage"]) == len(stage_names),
+                steps=steps,
+                style=dataclasses.asdict(episode_style),
+            )
+            records.append(record)
+            if progress is not None:
+                progress(i, record)
+    finally:
+        env.close()
+    return ExpertReport(
+        task=env.unwrapped.task.task_id,
+        style_mode=style,
+        episodes=episodes,
+        stage_names=stage_names,
+        records=tuple(records),
+    )
+
+
+def write_expert_video(task: str, out: Path, seed: int = 0, style: str = "default") -> Path:
+    """Render one expert episode, all four cameras side by side, to ``out`` (mp4 via imageio)."""
+    import imageio.v2 as imageio
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    env = envs.make(task, obs_mode="state", render_mode="rgb_array")
+    try:
+        with imageio.get_writer(out, fps=25, macro_block_size=1) as writer:
+            for step, (_, frame, _) in enumerate(_play(env, seed, style, render=True)):
+                if step % 2 == 0:  # 25 fps video of a 50 Hz episode
+                    writer.append_data(frame)
+    finally:
+        env.close()
+    return out
+
+
+def view_expert(task: str, seed: int = 0, style: str = "default") -> None:
+    """Play the expert in MuJoCo's interactive viewer (needs a display), in real time."""
+    import time
+
+    env = envs.make(task, obs_mode="state", render_mode="human")
+    try:
+        for _ in _play(env, seed, style, render=False):
+            time.sleep(embodiment.CONTROL_DT_S)
+    finally:
+        env.close()

@@ -1,0 +1,5 @@
+"""Shared fixtures. Tests never need a display, a GPU or hardware."""
+
+import os
+
+os.environ.setdefault("MUJOCO_GL", "egl")

@@ -1,0 +1,67 @@
+import pytest
+
+from aloha_bench.sim import task_spec
+from aloha_bench.sim.task_spec import TaskSpecError, available_tasks, load_task_spec
+
+
+def test_the_paper_sim_tasks_exist():
+    assert {"transfer_cube", "insertion"} <= set(available_tasks())
+
+
+@pytest.mark.parametrize("task_id", available_tasks())
+def test_every_task_spec_loads(task_id):
+    spec = load_task_spec(task_id)
+    assert spec.gym_id == f"AlohaBench/{spec.name}-v0"
+    assert spec.stages and spec.episode_steps > 0
+    assert spec.scene_path.is_file()
+    assert (spec.folder / "README.md").is_file()
+
+
+def test_unknown_task_lists_valid_ones():
+    with pytest.raises(TaskSpecError, match="valid tasks: .*transfer_cube"):
+        load_task_spec("transfer_sphere")
+
+
+def _write_task(tmp_path, monkeypatch, text):
+    folder = tmp_path / "tasks" / "demo"
+    folder.mkdir(parents=True)
+    (folder / "scene.xml").write_text("<mujoco/>")
+    (folder / "task.toml").write_text(text)
+    monkeypatch.setattr(task_spec.paths, "tasks_dir", lambda: tmp_path / "tasks")
+
+
+GOOD = """
+id = "demo"
+name = "Demo"
+version = 1
+episode_steps = 10
+cameras = ["top"]
+[[stages]]
+name = "s"
+all = [{ fn = "touching", a = ["x"], b = ["y"] }]
+"""
+
+
+def test_a_good_spec_parses(tmp_path, monkeypatch):
+    _write_task(tmp_path, monkeypatch, GOOD)
+    spec = load_task_spec("demo")
+    assert spec.stages[0].checks[0].args == {"a": ["x"], "b": ["y"]}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (("episode_steps = 10", "episode_steps = -1"), "episode_steps must be positive"),
+        (('cameras = ["top"]', 'cameras = ["side"]'), "cameras"),
+        (('name = "Demo"', 'name = "demo task"'), "CamelCase"),
+        (('id = "demo"', 'id = "other"'), "must equal its folder name"),
+        (("episode_steps = 10", 'episode_steps = "ten"'), "episode_steps must be int"),
+        (('fn = "touching", ', ""), "needs fn"),
+        (("version = 1", "version = 1 ="), "not valid TOML"),
+    ],
+)
+def test_malformed_specs_name_the_field(tmp_path, monkeypatch, change, message):
+    _write_task(tmp_path, monkeypatch, GOOD.replace(*change))
+    with pytest.raises(TaskSpecError, match=message) as err:
+        load_task_spec("demo")
+    assert "task.toml" in str(err.value)
