@@ -66,9 +66,13 @@ def cmd_expert(args: argparse.Namespace) -> int:
 
 
 def cmd_view(args: argparse.Namespace) -> int:
-    from aloha_bench.rollout import view_expert, write_expert_video
+    from aloha_bench.rollout import view_expert, write_expert_frame, write_expert_video
 
-    if args.video:
+    if args.image:
+        out = write_expert_frame(args.task, Path(args.image), seed=args.seed, style=args.style,
+                                 step=args.step)
+        print(f"wrote {out}")
+    elif args.video:
         out = write_expert_video(args.task, Path(args.video), seed=args.seed, style=args.style)
         print(f"wrote {out}")
     else:
@@ -115,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--style", default="default", choices=["default", "varied"])
     p.add_argument("--video", help="write an mp4 of all four cameras instead of opening a window")
+    p.add_argument("--image", help="write a PNG of all four cameras at --step instead")
+    p.add_argument("--step", type=int, default=150, help="control step of the --image frame")
     p.set_defaults(func=cmd_view)
 
     p = sub.add_parser("bench", help="speed benchmarks that print figures")

@@ -146,6 +146,24 @@ def write_expert_video(task: str, out: Path, seed: int = 0, style: str = "defaul
     return out
 
 
+def write_expert_frame(
+    task: str, out: Path, seed: int = 0, style: str = "default", step: int = 150
+) -> Path:
+    """Save one frame (all four cameras, leaders shown) of an expert episode as a PNG."""
+    import imageio.v2 as imageio
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    env = envs.make(task, obs_mode="state", render_mode="rgb_array")
+    try:
+        for i, _ in enumerate(_play(env, seed, style, render=False)):
+            if i + 1 == step:
+                break
+        imageio.imwrite(out, env.render())
+    finally:
+        env.close()
+    return out
+
+
 def view_expert(task: str, seed: int = 0, style: str = "default") -> None:
     """Play the expert in MuJoCo's interactive viewer (needs a display), in real time."""
     import time

@@ -89,6 +89,13 @@ class AlohaEnv(gym.Env):
             [self.model.jnt_qposadr[self.model.joint(j).id] for j in self.task.state_joints],
             dtype=int,
         )
+        self._joint_inits = [
+            (self.model.jnt_qposadr[self.model.joint(j.joint).id], j.range)
+            for j in self.task.joint_inits
+        ]
+        self._breakaways = [
+            (self.model.equality(b.equality).id, b.force_n) for b in self.task.breakaways
+        ]
         self._stage_checks = [
             [(predicates.resolve(c.fn), c.args) for c in stage.checks] for stage in self.task.stages
         ]
@@ -118,6 +125,10 @@ class AlohaEnv(gym.Env):
         self.data.ctrl[self.index.follower_actuators] = home
         for adr, obj in zip(self._object_qpos, self.task.objects, strict=True):
             self.data.qpos[adr : adr + 7] = self._sample_pose(obj)
+        for adr, span in self._joint_inits:
+            self.data.qpos[adr] = self.np_random.uniform(span.low, span.high)
+        for eq_id, _ in self._breakaways:
+            self.data.eq_active[eq_id] = 1
         mujoco.mj_forward(self.model, self.data)
         self._steps = 0
         self._max_stage = 0
@@ -133,7 +144,12 @@ class AlohaEnv(gym.Env):
         # Leaders are kinematic: they show the commanded pose exactly.
         self.data.qpos[self.index.leader_qpos] = target
         self.data.qvel[self.index.leader_dof] = 0.0
-        mujoco.mj_step(self.model, self.data, nstep=embodiment.SUBSTEPS_PER_CONTROL)
+        if self._breakaways:
+            for _ in range(embodiment.SUBSTEPS_PER_CONTROL):
+                mujoco.mj_step(self.model, self.data)
+                self._release_breakaways()
+        else:
+            mujoco.mj_step(self.model, self.data, nstep=embodiment.SUBSTEPS_PER_CONTROL)
         self._steps += 1
         stage = self._stage()
         self._max_stage = max(self._max_stage, stage)
@@ -213,6 +229,19 @@ class AlohaEnv(gym.Env):
                 "statistics (nothing was applied)"
             )
         return embodiment.clip_to_limits(array)
+
+    def _release_breakaways(self) -> None:
+        """Switch off each active breakaway equality whose constraint force passed its limit."""
+        efc_type = self.data.efc_type[: self.data.nefc]
+        efc_id = self.data.efc_id[: self.data.nefc]
+        for eq_id, force_n in self._breakaways:
+            if not self.data.eq_active[eq_id]:
+                continue
+            rows = (efc_type == mujoco.mjtConstraint.mjCNSTR_EQUALITY) & (efc_id == eq_id)
+            # A weld has 6 rows (3 force, 3 torque); the first three are the linear force.
+            force = self.data.efc_force[: self.data.nefc][rows][:3]
+            if force.size and np.linalg.norm(force) > force_n:
+                self.data.eq_active[eq_id] = 0
 
     def _stage(self) -> int:
         stage = 0

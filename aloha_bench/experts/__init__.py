@@ -2,19 +2,32 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import numpy as np
 
 from aloha_bench.experts.base import ScriptedExpert, style_from
-from aloha_bench.experts.insertion import InsertionExpert
-from aloha_bench.experts.transfer_cube import TransferCubeExpert
 
-EXPERTS: dict[str, type[ScriptedExpert]] = {
-    "transfer_cube": TransferCubeExpert,
-    "insertion": InsertionExpert,
+# task id -> "module:Class", imported on first use so one task's expert never slows another's.
+EXPERTS: dict[str, str] = {
+    "transfer_cube": "aloha_bench.experts.transfer_cube:TransferCubeExpert",
+    "insertion": "aloha_bench.experts.insertion:InsertionExpert",
+    "ziplock": "aloha_bench.experts.ziplock:ZiplockExpert",
+    "battery": "aloha_bench.experts.battery:BatteryExpert",
+    "cup_lid": "aloha_bench.experts.cup_lid:CupLidExpert",
 }
 STYLE_MODES = ("default", "varied")
+
+
+def expert_class(task_id: str) -> type[ScriptedExpert]:
+    """The expert class registered for ``task_id``."""
+    if task_id not in EXPERTS:
+        raise ValueError(
+            f"no scripted expert for task {task_id!r}; experts exist for {sorted(EXPERTS)}"
+        )
+    module, _, name = EXPERTS[task_id].partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def make_expert(
@@ -30,9 +43,7 @@ def make_expert(
             field overrides.
         rng: random generator for ``"varied"``.
     """
-    if task_id not in EXPERTS:
-        raise ValueError(f"no scripted expert for task {task_id!r}; experts exist for {sorted(EXPERTS)}")
-    cls = EXPERTS[task_id]
+    cls = expert_class(task_id)
     style_cls = cls.style_cls
     if isinstance(style, dict):
         return cls(style_from(style_cls, style))

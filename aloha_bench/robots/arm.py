@@ -160,7 +160,8 @@ class SO101Arm:
             # would make the joint jump to it, so hold the present pose first.
             bus.sync_write(Entry.Goal_Position, bus.sync_read(Entry.Present_Position))
             bus.sync_write(Entry.Torque_Enable, dict.fromkeys(MOTOR_IDS, 1))
-        bus.sync_write(Entry.Lock, dict.fromkeys(MOTOR_IDS, 1))
+        for motor_id in MOTOR_IDS:
+            bus.write(Entry.Lock, motor_id, 1)
 
     def _write_calibration(self) -> None:
         """Make the servos' homing offsets and limits match the file (the file wins)."""

@@ -350,7 +350,8 @@ def calibrate_arm(
         motors[joint] = MotorCalibration(motor_id, drive_mode, offsets[joint], range_min, range_max)
     calibration = ArmCalibration(motors)
     _write_limits(bus, {m.id: (m.homing_offset, m.range_min, m.range_max) for m in motors.values()})
-    bus.sync_write(Entry.Lock, dict.fromkeys(ids.values(), 1))
+    for motor_id in ids.values():
+        bus.write(Entry.Lock, motor_id, 1)
     save_calibration(calibration, path)
     say(f"Calibration saved to {path}")
     return calibration

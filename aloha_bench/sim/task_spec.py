@@ -46,6 +46,23 @@ class ObjectSpec:
 
 
 @dataclasses.dataclass(frozen=True)
+class JointInit:
+    """A prop joint (slider, hinge) whose starting position is drawn at every reset."""
+
+    joint: str
+    range: Range
+
+
+@dataclasses.dataclass(frozen=True)
+class Breakaway:
+    """An equality constraint (e.g. a press-fit weld) switched off for the rest of the episode
+    once the force it carries exceeds ``force_n``: how a snapped-on lid lets go."""
+
+    equality: str
+    force_n: float
+
+
+@dataclasses.dataclass(frozen=True)
 class Check:
     """One predicate call: the function's name in ``predicates`` and its keyword arguments."""
 
@@ -73,6 +90,8 @@ class TaskSpec:
     episode_steps: int
     cameras: tuple[str, ...]
     objects: tuple[ObjectSpec, ...]
+    joint_inits: tuple[JointInit, ...]
+    breakaways: tuple[Breakaway, ...]
     state_joints: tuple[str, ...]
     stages: tuple[StageSpec, ...]
     options: dict[str, Any]
@@ -173,6 +192,21 @@ def _parse(raw: dict[str, Any], folder: Path, path: Path) -> TaskSpec:
             )
         )
 
+    joint_inits = tuple(
+        JointInit(
+            joint=need(j, "joint", str, f"joints[{i}]"),
+            range=to_range(need(j, "range", object, f"joints[{i}]"), f"joints[{i}].range"),
+        )
+        for i, j in enumerate(raw.get("joints", []))
+    )
+    breakaways = []
+    for i, b in enumerate(raw.get("breakaways", [])):
+        force = need(b, "force_n", float, f"breakaways[{i}]")
+        if force <= 0:
+            raise TaskSpecError(f"{path}: breakaways[{i}].force_n must be positive, got {force}")
+        breakaways.append(Breakaway(equality=need(b, "equality", str, f"breakaways[{i}]"),
+                                    force_n=force))
+
     stages = []
     for i, stage in enumerate(need(raw, "stages", list, "task")):
         where = f"stages[{i}]"
@@ -203,6 +237,8 @@ def _parse(raw: dict[str, Any], folder: Path, path: Path) -> TaskSpec:
         episode_steps=episode_steps,
         cameras=cameras,
         objects=tuple(objects),
+        joint_inits=joint_inits,
+        breakaways=tuple(breakaways),
         state_joints=tuple(raw.get("state_joints", [])),
         stages=tuple(stages),
         options=dict(raw.get("options", {})),
