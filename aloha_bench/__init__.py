@@ -1,4 +1,4 @@
-"""aloha-bench: a reproducible benchmark for low-cost bimanual imitation learning (ACT, SO-ARM101)."""
+"""aloha-bench: a reproducible benchmark for low-cost bimanual imitation learning (ACT)."""
 
 from importlib.metadata import PackageNotFoundError, version
 

@@ -19,8 +19,13 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(
             [
-                {"task": s.task_id, "gym_id": s.gym_id, "stages": list(s.stage_names),
-                 "episode_steps": s.episode_steps, "description": s.description}
+                {
+                    "task": s.task_id,
+                    "gym_id": s.gym_id,
+                    "stages": list(s.stage_names),
+                    "episode_steps": s.episode_steps,
+                    "description": s.description,
+                }
                 for s in specs
             ]
         )
@@ -47,17 +52,22 @@ def cmd_expert(args: argparse.Namespace) -> int:
         bar.update(1)
         bar.set_postfix(success=f"{wins / (i + 1):.1%}")
 
-    report = run_expert(args.task, args.episodes, seed=args.seed, style=args.style,
-                        progress=progress)
+    report = run_expert(
+        args.task, args.episodes, seed=args.seed, style=args.style, progress=progress
+    )
     bar.close()
     summary = report.to_dict()
     if args.json:
         _print_json(summary)
         return 0
-    print(f"task {report.task}, style {report.style_mode}, {report.episodes} episodes "
-          f"(seeds {args.seed}..{args.seed + args.episodes - 1})")
-    print(f"success (end of episode): {report.success_rate:.1%}   "
-          f"(any step: {report.success_rate_any_step:.1%})")
+    print(
+        f"task {report.task}, style {report.style_mode}, {report.episodes} episodes "
+        f"(seeds {args.seed}..{args.seed + args.episodes - 1})"
+    )
+    print(
+        f"success (end of episode): {report.success_rate:.1%}   "
+        f"(any step: {report.success_rate_any_step:.1%})"
+    )
     for name, rate in report.stage_rates.items():
         print(f"  stage {name:<12} {rate:.1%}")
     if summary["failed_seeds"]:
@@ -69,8 +79,9 @@ def cmd_view(args: argparse.Namespace) -> int:
     from aloha_bench.rollout import view_expert, write_expert_frame, write_expert_video
 
     if args.image:
-        out = write_expert_frame(args.task, Path(args.image), seed=args.seed, style=args.style,
-                                 step=args.step)
+        out = write_expert_frame(
+            args.task, Path(args.image), seed=args.seed, style=args.style, step=args.step
+        )
         print(f"wrote {out}")
     elif args.video:
         out = write_expert_video(args.task, Path(args.video), seed=args.seed, style=args.style)
@@ -89,7 +100,9 @@ def cmd_bench_env(args: argparse.Namespace) -> int:
         return 0
     print(f"{'task':<15} {'config':<22} {'steps/s':>9} {'ms/step':>8}")
     for r in results:
-        print(f"{r['task']:<15} {r['config']:<22} {r['steps_per_s']:>9.1f} {r['ms_per_step']:>8.2f}")
+        print(
+            f"{r['task']:<15} {r['config']:<22} {r['steps_per_s']:>9.1f} {r['ms_per_step']:>8.2f}"
+        )
     first = results[0]
     print(f"({first['cpu_count']} CPU cores, {first['processor']}, MUJOCO_GL={first['mujoco_gl']})")
     return 0

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterator
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -69,7 +69,9 @@ class ExpertReport:
         }
 
 
-def _play(env, seed: int, style: str, render: bool) -> Iterator[tuple[dict, np.ndarray | None, Any]]:
+def _play(
+    env, seed: int, style: str, render: bool
+) -> Iterator[tuple[dict, np.ndarray | None, Any]]:
     """Reset ``env`` to ``seed`` and play its expert; yields (info, frame or None, style)."""
     sim = env.unwrapped
     env.reset(seed=seed)
@@ -105,7 +107,7 @@ def run_expert(
     try:
         for i in range(episodes):
             steps = 0
-            for info, _, episode_style in _play(env, seed + i, style, render=False):
+            for info, _, episode_style in _play(env, seed + i, style, render=False):  # noqa: B007
                 steps += 1
             record = EpisodeRecord(
                 seed=seed + i,

@@ -63,11 +63,12 @@ class AlohaEnv(gym.Env):
     ) -> None:
         self.task = task if isinstance(task, TaskSpec) else load_task_spec(task)
         if obs_mode not in rig_spaces.OBS_MODES:
-            raise ValueError(f"unknown obs_mode {obs_mode!r}; expected one of {rig_spaces.OBS_MODES}")
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(
-                f"unknown render_mode {render_mode!r}; expected one of {self.metadata['render_modes']}"
+                f"unknown obs_mode {obs_mode!r}; expected one of {rig_spaces.OBS_MODES}"
             )
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            modes = self.metadata["render_modes"]
+            raise ValueError(f"unknown render_mode {render_mode!r}; expected one of {modes}")
         self.cameras = tuple(cameras) if cameras is not None else self.task.cameras
         for camera in self.cameras:
             keys.image_key(camera)  # validates the name

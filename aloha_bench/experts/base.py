@@ -35,7 +35,9 @@ def grasp_point(
     the object's half width along it. Closing then pushes the object onto the fixed jaw.
     """
     jaw = np.asarray(jaw_axis, dtype=float)
-    return np.asarray(center_m, dtype=float) - jaw * (half_width_m + clearance_m - FIXED_JAW_OFFSET_M)
+    return np.asarray(center_m, dtype=float) - jaw * (
+        half_width_m + clearance_m - FIXED_JAW_OFFSET_M
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,15 +58,16 @@ class Keyframe:
 
     Between keyframes the tool moves on a straight line with a smooth (min-jerk) time profile.
     ``pos`` is a world position, an ``Anchor``, or a function of the env returning a position
-    (both resolved when the arm starts moving to this keyframe); ``pitch_rad`` is the approach axis below
-    horizontal (pi/2 points down); ``jaw_axis`` is the world direction of the tool's +y (from the fixed jaw to the moving jaw);
-    ``gripper_rad`` the gripper command.
+    (both resolved when the arm starts moving to this keyframe); ``pitch_rad`` is the approach
+    axis below horizontal (pi/2 points down); ``jaw_axis`` is the world direction of the tool's
+    +y (from the fixed jaw to the moving jaw), or a function of the env returning it (resolved
+    like ``pos``); ``gripper_rad`` is the gripper command.
     """
 
     t_s: float
     pos: Any
     pitch_rad: float
-    jaw_axis: tuple[float, float, float]
+    jaw_axis: Any
     gripper_rad: float
 
 
@@ -115,6 +118,7 @@ class ScriptedExpert:
             )
             self._plans[arm] = [start, *frames]
         self._resolved = {arm: {0: np.asarray(self._plans[arm][0].pos)} for arm in self._plans}
+        self._resolved_jaw: dict[tuple[str, int], np.ndarray] = {}
 
     def act(self, env) -> np.ndarray:
         """The 12 joint targets for the current control step of ``env``."""
@@ -139,6 +143,13 @@ class ScriptedExpert:
             self._resolved[arm][i] = np.asarray(pos, dtype=float)
         return self._resolved[arm][i]
 
+    def _jaw(self, env, arm: str, i: int) -> np.ndarray:
+        key = (arm, i)
+        if key not in self._resolved_jaw:
+            jaw = self._plans[arm][i].jaw_axis
+            self._resolved_jaw[key] = np.asarray(jaw(env) if callable(jaw) else jaw, dtype=float)
+        return self._resolved_jaw[key]
+
     def _arm_target(self, env, arm: str, t: float) -> np.ndarray:
         frames = self._plans[arm]
         i = int(np.searchsorted([f.t_s for f in frames], t, side="right"))
@@ -153,7 +164,7 @@ class ScriptedExpert:
         pa, pb = self._position(env, arm, a), self._position(env, arm, b)
         pos = (1 - s) * pa + s * pb
         pitch = (1 - s) * fa.pitch_rad + s * fb.pitch_rad
-        jaw = (1 - s) * np.asarray(fa.jaw_axis) + s * np.asarray(fb.jaw_axis)
+        jaw = (1 - s) * self._jaw(env, arm, a) + s * self._jaw(env, arm, b)
         result = self._ik[arm].solve(self._q[arm], pos, pitch, jaw_axis=jaw)
         q = result.q_rad
         q[5] = (1 - s) * fa.gripper_rad + s * fb.gripper_rad

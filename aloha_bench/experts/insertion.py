@@ -71,7 +71,8 @@ class InsertionExpert(ScriptedExpert):
         socket = env.data.xpos[env.model.body("socket").id].copy()
         # Grasp points: peg 3 cm behind its centre (+x), socket 3 cm in from its closed end (-x).
         # The fixed jaw is on the tool's -y side; its face lands 3 mm clear of the object's side.
-        peg_grasp = grasp_point(peg + [0.03, 0.0, 0.002], RIGHT_JAW, 0.01)
+        # Jaw tips end 18 mm below the tool centre: grasp high enough to keep them off the table.
+        peg_grasp = grasp_point(peg + [0.03, 0.0, 0.01], RIGHT_JAW, 0.01)
         socket_grasp = grasp_point(socket + [-0.02, 0.0, 0.01], LEFT_JAW, 0.02)
         lift = 0.08
         t_above, t_down = 1.0 * k, 1.6 * k
@@ -108,8 +109,10 @@ class InsertionExpert(ScriptedExpert):
             Keyframe(t_down + st.pause_s, peg_grasp, DOWN, RIGHT_JAW, 0.9),
             Keyframe(t_closed, peg_grasp, DOWN, RIGHT_JAW, GRIPPER_CLOSED_RAD),
             Keyframe(t_lifted, peg_grasp + [0, 0, lift], DOWN, RIGHT_JAW, GRIPPER_CLOSED_RAD),
-            Keyframe(t_meet, meet + [0.16, 0.0, 0.0], DOWN, RIGHT_JAW, GRIPPER_CLOSED_RAD),
+            # Peg tip ~6 cm short of the mouth (mouth 7 cm right of the left tool, tip 8 cm left
+            # of the right tool), so the two never touch before they are lined up.
+            Keyframe(t_meet, meet + [0.21, 0.0, 0.0], DOWN, RIGHT_JAW, GRIPPER_CLOSED_RAD),
             Keyframe(t_aligned, mouth_line(-st.approach_m), DOWN, RIGHT_JAW, GRIPPER_CLOSED_RAD),
-            Keyframe(t_in, mouth_line(0.062), DOWN, RIGHT_JAW, GRIPPER_CLOSED_RAD),
+            Keyframe(t_in, mouth_line(0.058), DOWN, RIGHT_JAW, GRIPPER_CLOSED_RAD),
         ]
         return {"left": left, "right": right}

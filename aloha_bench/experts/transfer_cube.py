@@ -14,7 +14,6 @@ import numpy as np
 
 from aloha_bench.experts.base import (
     GRIPPER_CLOSED_RAD,
-    Anchor,
     Keyframe,
     ScriptedExpert,
     grasp_point,
@@ -78,7 +77,8 @@ class TransferCubeExpert(ScriptedExpert):
         # For the carry the wrist rolls a quarter turn: jaws above and below the cube, so its
         # side faces are free for the left gripper.
         jaw_z = (0.0, 0.0, 1.0)
-        grasp = grasp_point(cube, jaw_y, CUBE_HALF_M) + np.array([0.0, 0.0, 0.002])
+        # Jaw tips end 18 mm below the tool centre: grasp high enough to keep them off the table.
+        grasp = grasp_point(cube, jaw_y, CUBE_HALF_M) + np.array([0.0, 0.0, 0.003])
         above = grasp + np.array([0.0, 0.0, 0.07])
         carry = np.array([st.handover_x_m + 0.08, 0.0, st.lift_height_m])
         handover = np.array([st.handover_x_m, 0.0, st.handover_z_m])
@@ -95,26 +95,47 @@ class TransferCubeExpert(ScriptedExpert):
             Keyframe(t_lifted, carry, 0.8, jaw_z, GRIPPER_CLOSED_RAD),
             Keyframe(t_hand, handover, 0.0, jaw_z, GRIPPER_CLOSED_RAD),
         ]
+
         # Left arm: top-down onto the held cube, jaws closing along y on the two faces the right
         # jaws (now above and below the cube, 16 mm wide) leave free.
-        jaw_x = (0.0, 1.0, 0.0)
-        grasp_left = tuple(grasp_point(np.zeros(3), jaw_x, CUBE_HALF_M) + [0.0, 0.0, 0.004])
-        above_left = (grasp_left[0], grasp_left[1], grasp_left[2] + 0.045)
+        def jaw_x(env) -> np.ndarray:
+            # The cube's face normal closest to world +y: an angled pick leaves the cube turned
+            # in the right gripper, and the left jaws must meet its faces, not its edges.
+            frame = env.data.xmat[env.model.body("cube").id].reshape(3, 3)
+            best = int(np.argmax(np.abs(frame[1])))
+            normal = frame[:, best] * np.sign(frame[1, best])
+            normal[2] = 0.0
+            return normal / np.linalg.norm(normal)
+
+        def grasp_left(env) -> np.ndarray:
+            cube_now = env.data.xpos[env.model.body("cube").id]
+            return grasp_point(cube_now, jaw_x(env), CUBE_HALF_M) + [0.0, 0.0, 0.004]
+
+        def above_left(env) -> np.ndarray:
+            return grasp_left(env) + [0.0, 0.0, 0.045]
+
         t_above = t_hand + 0.3 * k
         t_in = t_above + 0.5 * k
         t_grip = t_in + 0.4
         t_release = t_grip + 0.4
         left = [
             Keyframe(t_hand, handover + np.array([-0.03, 0.0, 0.06]), DOWN, jaw_x, 0.8),
-            Keyframe(t_above, Anchor("cube", above_left), DOWN, jaw_x, 0.8),
-            Keyframe(t_in, Anchor("cube", grasp_left), DOWN, jaw_x, 0.8),
-            Keyframe(t_grip, Anchor("cube", grasp_left), DOWN, jaw_x, GRIPPER_CLOSED_RAD),
-            Keyframe(t_release + 0.5 * k, handover + np.array([-0.04, 0.0, 0.05]), DOWN, jaw_x,
-                     GRIPPER_CLOSED_RAD),
+            Keyframe(t_above, above_left, DOWN, jaw_x, 0.8),
+            Keyframe(t_in, grasp_left, DOWN, jaw_x, 0.8),
+            Keyframe(t_grip, grasp_left, DOWN, jaw_x, GRIPPER_CLOSED_RAD),
+            Keyframe(
+                t_release + 0.5 * k,
+                handover + np.array([-0.04, 0.0, 0.05]),
+                DOWN,
+                jaw_x,
+                GRIPPER_CLOSED_RAD,
+            ),
         ]
         right += [
             Keyframe(t_grip, handover, 0.0, jaw_z, GRIPPER_CLOSED_RAD),
             Keyframe(t_release, handover, 0.0, jaw_z, open_r),
-            Keyframe(t_release + 0.5 * k, handover + np.array([0.08, 0.0, 0.0]), 0.0, jaw_z, open_r),
+            Keyframe(
+                t_release + 0.5 * k, handover + np.array([0.08, 0.0, 0.0]), 0.0, jaw_z, open_r
+            ),
         ]
         return {"right": right, "left": left}

@@ -1,4 +1,4 @@
-"""Simulation layer (L1): rig composition, task specs, success predicates, IK. Never imports torch."""
+"""Simulation layer (L1): rig, task specs, success predicates, IK. Never imports torch."""
 
 import os
 import sys

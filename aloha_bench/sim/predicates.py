@@ -41,7 +41,9 @@ def _contact_pairs(data: mujoco.MjData) -> np.ndarray:
     return contacts.geom[: data.ncon][active]
 
 
-def touching(model: mujoco.MjModel, data: mujoco.MjData, a: Sequence[str], b: Sequence[str]) -> bool:
+def touching(
+    model: mujoco.MjModel, data: mujoco.MjData, a: Sequence[str], b: Sequence[str]
+) -> bool:
     """True when any geom of ``a`` is in contact with any geom of ``b``."""
     set_a, set_b = geom_ids(model, a), geom_ids(model, b)
     for g1, g2 in _contact_pairs(data):
@@ -93,9 +95,7 @@ def aligned(
     return bool(wa @ wb / (np.linalg.norm(wa) * np.linalg.norm(wb)) >= min_cos)
 
 
-def joint_at_least(
-    model: mujoco.MjModel, data: mujoco.MjData, joint: str, fraction: float
-) -> bool:
+def joint_at_least(model: mujoco.MjModel, data: mujoco.MjData, joint: str, fraction: float) -> bool:
     """True when ``joint`` has travelled at least ``fraction`` of its range (from its lower end)."""
     j = model.joint(joint)
     low, high = model.jnt_range[j.id]
@@ -117,3 +117,27 @@ def resolve(name: str) -> Callable[..., bool]:
         raise ValueError(
             f"unknown predicate {name!r}; valid predicates: {', '.join(sorted(PREDICATES))}"
         ) from None
+
+
+def above(
+    model: mujoco.MjModel,
+    data: mujoco.MjData,
+    site: str,
+    over: str,
+    max_offset_m: float,
+    min_height_m: float,
+    max_height_m: float,
+) -> bool:
+    """True when ``site`` hangs over ``over``: horizontally within ``max_offset_m`` of it and
+    between ``min_height_m`` and ``max_height_m`` higher (e.g. a part lined up over its slot).
+    """
+    pa = data.site_xpos[model.site(site).id]
+    pb = data.site_xpos[model.site(over).id]
+    height = pa[2] - pb[2]
+    return bool(
+        np.linalg.norm(pa[:2] - pb[:2]) <= max_offset_m and min_height_m <= height <= max_height_m
+    )
+
+
+# Registered here, after the table above, so tasks appending predicates never edit one line.
+PREDICATES[above.__name__] = above

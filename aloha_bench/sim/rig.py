@@ -62,7 +62,7 @@ def _strip_to_leader(arm: mjcf.RootElement) -> None:
 
 
 def build_mjcf(spec: TaskSpec) -> mjcf.RootElement:
-    """The whole scene of ``spec`` as an mjcf tree (useful to inspect or extend before compiling)."""
+    """The whole scene of ``spec`` as an mjcf tree (to inspect or extend before compiling)."""
     root = mjcf.from_path(str(spec.scene_path))
     root.model = spec.task_id
     # Global settings belong to the root; set them here, once, for every task.
@@ -148,7 +148,5 @@ class RigIndex:
             leader_qpos=model.jnt_qposadr[leader].copy(),
             leader_dof=model.jnt_dofadr[leader].copy(),
             tcp_sites={arm: model.site(f"{arm}/tcp").id for arm in FOLLOWERS},
-            cameras={
-                cam: model.camera(CAMERA_MJCF_NAMES[cam]).id for cam in keys.CAMERAS
-            },
+            cameras={cam: model.camera(CAMERA_MJCF_NAMES[cam]).id for cam in keys.CAMERAS},
         )

@@ -204,8 +204,9 @@ def _parse(raw: dict[str, Any], folder: Path, path: Path) -> TaskSpec:
         force = need(b, "force_n", float, f"breakaways[{i}]")
         if force <= 0:
             raise TaskSpecError(f"{path}: breakaways[{i}].force_n must be positive, got {force}")
-        breakaways.append(Breakaway(equality=need(b, "equality", str, f"breakaways[{i}]"),
-                                    force_n=force))
+        breakaways.append(
+            Breakaway(equality=need(b, "equality", str, f"breakaways[{i}]"), force_n=force)
+        )
 
     stages = []
     for i, stage in enumerate(need(raw, "stages", list, "task")):

@@ -1,0 +1,50 @@
+"""The console script end to end, as a user types it."""
+
+import json
+import subprocess
+import sys
+
+
+def _run(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "aloha_bench.cli", *args], capture_output=True, text=True
+    )
+
+
+def test_tasks_json_lists_ids_and_stages():
+    result = _run("tasks", "--json")
+    assert result.returncode == 0, result.stderr
+    tasks = {t["task"]: t for t in json.loads(result.stdout)}
+    assert tasks["transfer_cube"]["gym_id"] == "AlohaBench/TransferCube-v0"
+    assert tasks["transfer_cube"]["stages"] == ["touched", "lifted", "transferred"]
+    assert tasks["insertion"]["stages"] == ["grasp", "contact", "inserted"]
+
+
+def test_expert_json_has_success_and_stage_rates():
+    result = _run("expert", "--task", "transfer_cube", "--episodes", "1", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["success_rate"] == 1.0
+    assert set(report["stage_rates"]) == {"touched", "lifted", "transferred"}
+
+
+def test_unknown_task_is_one_clear_line():
+    result = _run("expert", "--task", "fold_towel", "--episodes", "1")
+    assert result.returncode == 2
+    assert "unknown task 'fold_towel'; valid tasks:" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_view_writes_an_image(tmp_path):
+    out = tmp_path / "frame.png"
+    result = _run("view", "--task", "insertion", "--image", str(out), "--step", "5")
+    assert result.returncode == 0, result.stderr
+    assert out.stat().st_size > 10_000
+
+
+def test_bench_env_prints_figures():
+    result = _run("bench", "env", "--tasks", "transfer_cube", "--scale", "0.02", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert {r["config"] for r in rows} >= {"state", "pixels_4cam_96x128", "pixels_4cam_480x640"}
+    assert all(r["steps_per_s"] > 0 for r in rows)
