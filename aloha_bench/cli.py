@@ -108,6 +108,60 @@ def cmd_bench_env(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_bus(args: argparse.Namespace) -> int:
+    from aloha_bench.robots.bench_bus import bench_bus
+
+    result = bench_bus(port=args.port, n=args.n)
+    if args.json:
+        _print_json(result)
+        return 0
+    where = "emulator" if result["emulated"] else result["port"]
+    print(
+        f"sync read + sync write, {result['n_servos']} servos at {result['baudrate']} baud "
+        f"({where}, {result['n']} round trips): median {result['round_trip_ms']:.2f} ms, "
+        f"p90 {result['round_trip_p90_ms']:.2f} ms; wire time {result['wire_ms']:.2f} ms "
+        f"({result['wire_bytes']} bytes); errors {result['errors']}"
+    )
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from aloha_bench import embodiment
+    from aloha_bench.robots.calibration import calibrate_arm
+    from aloha_bench.robots.feetech import FeetechBus
+
+    out = Path(args.out or f"calibration/{args.arm}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with FeetechBus(args.port, embodiment.MOTOR_IDS.values()) as bus:
+        calibrate_arm(bus, out)
+    return 0
+
+
+def cmd_teleop(args: argparse.Namespace) -> int:
+    from aloha_bench.robots.real_env import RealRigEnv
+    from aloha_bench.robots.rig_config import load_rig_config
+
+    if args.backend != "real":
+        raise ValueError(
+            "teleop here drives the real followers from the real leaders (--backend real); "
+            "simulated teleoperation is `aloha-bench generate --source teleop`"
+        )
+    env = RealRigEnv(load_rig_config(args.robot_config), teleop=True)
+    steps = 0
+    try:
+        env.reset()
+        print("Teleoperating: the followers track the leaders. Ctrl-C to stop.")
+        while args.steps is None or steps < args.steps:
+            _, _, _, _, info = env.teleop_step()
+            steps += 1
+    except KeyboardInterrupt:
+        pass
+    finally:
+        env.close()  # torque off on every exit
+    print(f"stopped after {steps} steps; {info.get('overruns', 0) if steps else 0} late ticks")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="aloha-bench",
@@ -143,6 +197,27 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--scale", type=float, default=1.0, help="multiply the timed steps")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_bench_env)
+    b = bench.add_parser("bus", help="Feetech sync read + write round trip (emulator or port)")
+    b.add_argument("--port", help="serial port of a real arm (default: the servo emulator)")
+    b.add_argument("--n", type=int, default=200, help="round trips to time")
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=cmd_bench_bus)
+
+    p = sub.add_parser("calibrate", help="guided calibration of one SO-ARM101 arm")
+    p.add_argument(
+        "--arm",
+        required=True,
+        choices=["left_follower", "right_follower", "left_leader", "right_leader"],
+    )
+    p.add_argument("--port", required=True, help="serial port, e.g. /dev/ttyACM0")
+    p.add_argument("--out", help="JSON file to write (default: calibration/<arm>.json)")
+    p.set_defaults(func=cmd_calibrate)
+
+    p = sub.add_parser("teleop", help="leader arms drive the follower arms")
+    p.add_argument("--backend", default="real", choices=["sim", "real"])
+    p.add_argument("--robot-config", required=True, help="rig.toml of the real rig")
+    p.add_argument("--steps", type=int, help="stop after this many 50 Hz steps")
+    p.set_defaults(func=cmd_teleop)
     return parser
 
 
@@ -156,6 +231,13 @@ def main(argv: list[str] | None = None) -> int:
         # Bad input (unknown task, malformed config...): one clear line, no traceback.
         print(f"aloha-bench {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except RuntimeError as err:
+        # Hardware faults (a servo that does not answer, a camera that stopped) name the port,
+        # the servo and the fault already; torque was switched off before they got here.
+        if type(err).__module__.startswith("aloha_bench.robots"):
+            print(f"aloha-bench {args.command}: {type(err).__name__}: {err}", file=sys.stderr)
+            return 3
+        raise
 
 
 if __name__ == "__main__":

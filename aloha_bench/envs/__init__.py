@@ -10,6 +10,8 @@ import gymnasium as gym
 
 from aloha_bench.sim.task_spec import available_tasks, load_task_spec
 
+__all__ = ["ENTRY_POINT", "available_tasks", "load_task_spec", "make", "register_all"]
+
 ENTRY_POINT = "aloha_bench.envs.aloha_env:AlohaEnv"
 
 

@@ -101,11 +101,15 @@ class SO101Arm:
         """Open the bus, write calibration and settings, and (follower) hold the present pose.
 
         Raises:
-            ServoCommError: a servo is missing, faulty or not an STS3215.
+            ServoCommError: a servo is missing, faulty or not an STS3215 (the bus is closed,
+                torque off, before this propagates).
         """
         self.bus.connect()
-        with self.torque_off_on_error():
+        try:
             self._configure()
+        except BaseException:
+            self.disconnect()
+            raise
 
     def disconnect(self) -> None:
         """Turn torque off and close the bus (safe to call twice)."""

@@ -236,6 +236,8 @@ class FeetechBus:
         handler, self._port_handler = self._port_handler, None
         if handler is not None:
             try:
+                # Let the last packet (torque off) leave the adapter before the port closes.
+                handler.ser.flush()
                 handler.closePort()
             except _PORT_ERRORS as exc:
                 logger.warning("closing %s failed: %s", self.port, exc)

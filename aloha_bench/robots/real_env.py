@@ -135,24 +135,26 @@ class RealRigEnv(gym.Env):
                 {
                     name: (cam.device, cam.fps, cam.capture_size)
                     for name, cam in config.cameras.items()
-                    if name in self.camera_names
                 },
                 config.image_size,
                 config.camera_timeout_s,
                 capture_factory,
             )
             for side in embodiment.ARMS:
-                arm = config.arms[side]
+                ports = config.arms[side]
                 self.followers[side] = SO101Arm(
-                    arm.follower_port,
-                    arm.follower_calibration,
+                    ports.follower_port,
+                    ports.follower_calibration,
                     "follower",
                     config.max_relative_target_rad,
                     name=f"{side} follower",
                 )
                 if teleop:
                     self.leaders[side] = SO101Arm(
-                        arm.leader_port, arm.leader_calibration, "leader", name=f"{side} leader"
+                        ports.leader_port,
+                        ports.leader_calibration,
+                        "leader",
+                        name=f"{side} leader",
                     )
             for arm in (*self.leaders.values(), *self.followers.values()):
                 arm.connect()

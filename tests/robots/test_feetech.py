@@ -65,7 +65,8 @@ def test_round_trip_is_fast(bus):
     start = time.perf_counter()
     for _ in range(50):
         bus.sync_write(Entry.Goal_Position, bus.sync_read(Entry.Present_Position))
-    assert (time.perf_counter() - start) / 50 < 0.005
+    # ~0.3 ms each unloaded; "a few ms" must hold even on a busy machine.
+    assert (time.perf_counter() - start) / 50 < 0.010
 
 
 def test_disconnect_switches_torque_off(emulator):

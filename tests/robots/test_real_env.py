@@ -136,7 +136,8 @@ def test_episode_with_a_constant_policy(rig):
             assert (info["stage"], info["max_stage"], info["is_success"]) == (0, 0, False)
             assert info["overrun_s"] >= 0.0 and info["overruns"] >= 0
         elapsed = time.perf_counter() - start
-        assert 20 * embodiment.CONTROL_DT_S * 0.95 < elapsed < 20 * embodiment.CONTROL_DT_S * 2
+        # Paced by the wall clock: never faster than 50 Hz.
+        assert 20 * embodiment.CONTROL_DT_S * 0.95 < elapsed < 20 * embodiment.CONTROL_DT_S * 3
         assert set(observation) == {keys.STATE, *(keys.image_key(c) for c in CAMERAS)}
         assert rig.follower_torque([1] * 12) == [1] * 12
     finally:

@@ -1,0 +1,70 @@
+"""`backend="sim"|"real"` is the one switch; the real path runs on emulated servos here."""
+
+import contextlib
+
+import numpy as np
+import pytest
+
+from aloha_bench import keys
+from aloha_bench.backends import make_env
+from aloha_bench.envs import spaces
+from tests.robots.test_real_env import CAMERAS, IMAGE_SIZE, Rig
+
+
+def test_sim_is_the_default():
+    env = make_env("transfer_cube", obs_mode="state")
+    assert env.unwrapped.task.task_id == "transfer_cube"
+    env.close()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"backend": "real"}, "needs --robot-config"),
+        ({"backend": "sim", "robot_config": "rig.toml"}, "for --backend real"),
+        ({"backend": "cloud"}, "unknown backend"),
+    ],
+)
+def test_wrong_combinations_say_how_to_fix(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        make_env("transfer_cube", **kwargs)
+
+
+def _write_rig_toml(path, rig):
+    lines = [f"image_size = {list(IMAGE_SIZE)}", "reset_speed_rad_s = 5.0"]
+    for side, arm in rig.config.arms.items():
+        lines += [
+            f"[arms.{side}]",
+            f'follower_port = "{arm.follower_port}"',
+            f'follower_calibration = "{arm.follower_calibration}"',
+        ]
+    for i, name in enumerate(CAMERAS):
+        lines += [f"[cameras.{name}]", f"device = {i}"]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_real_backend_has_the_sim_spaces(tmp_path):
+    with contextlib.ExitStack() as stack:
+        rig = Rig(tmp_path, stack)
+        toml = tmp_path / "rig.toml"
+        _write_rig_toml(toml, rig)
+        with pytest.raises(ValueError, match="differ from"):
+            make_env("transfer_cube", backend="real", robot_config=toml, cameras=["front"])
+        env = make_env(
+            "transfer_cube",
+            backend="real",
+            robot_config=toml,
+            image_size=IMAGE_SIZE,
+            capture_factory=rig.capture_factory,
+        )
+        try:
+            sim = make_env("transfer_cube", cameras=list(CAMERAS), image_size=IMAGE_SIZE)
+            assert env.observation_space == sim.observation_space
+            assert env.action_space == sim.action_space == spaces.action_space()
+            sim.close()
+            obs, _ = env.reset(seed=0)
+            obs, *_ = env.step(obs[keys.STATE])
+            assert env.observation_space.contains(obs)
+            assert np.isfinite(obs[keys.STATE]).all()
+        finally:
+            env.close()
