@@ -108,6 +108,59 @@ def cmd_bench_env(args: argparse.Namespace) -> int:
     return 0
 
 
+def _image_size(text: str) -> tuple[int, int]:
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"image size {text!r} must look like 96x128") from None
+    return height, width
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    import time
+
+    from tqdm import tqdm
+
+    from aloha_bench.generate import GenerateSettings, generate
+
+    if args.source == "teleop":
+        raise ValueError(
+            "--source teleop records from leader arms: on the real rig use `aloha-bench teleop "
+            "--backend real`; simulated teleop devices are not available yet"
+        )
+    settings = GenerateSettings(
+        task=args.task,
+        source=args.source,
+        obs_mode=args.obs_mode,
+        cameras=tuple(args.cameras.split(",")) if args.cameras else None,
+        image_size=args.image_size,
+    )
+    bar = tqdm(total=args.episodes, desc=f"{args.task} {args.source}", unit="ep")
+    start = time.perf_counter()
+    wins = 0
+
+    def progress(episode, kept, attempts) -> None:
+        nonlocal wins
+        wins += episode.success
+        minutes = (time.perf_counter() - start) / 60
+        bar.n = kept
+        bar.set_postfix(success=f"{wins}/{attempts}", ep_per_min=f"{attempts / minutes:.1f}")
+        bar.refresh()
+
+    store = generate(
+        settings,
+        args.out,
+        args.episodes,
+        seed=args.seed,
+        workers=args.workers,
+        keep_failed=args.keep_failed,
+        progress=progress,
+    )
+    bar.close()
+    print(f"{store.path}: {store.n_episodes} episodes, {store.n_steps} steps")
+    return 0
+
+
 def cmd_bench_bus(args: argparse.Namespace) -> int:
     from aloha_bench.robots.bench_bus import bench_bus
 
@@ -189,6 +242,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image", help="write a PNG of all four cameras at --step instead")
     p.add_argument("--step", type=int, default=150, help="control step of the --image frame")
     p.set_defaults(func=cmd_view)
+
+    p = sub.add_parser("generate", help="record demonstrations into a Zarr dataset")
+    p.add_argument("--task", required=True)
+    p.add_argument("--episodes", type=int, required=True)
+    p.add_argument("--out", required=True, help="dataset path, e.g. data/transfer_cube.zarr")
+    p.add_argument("--source", default="scripted", choices=["scripted", "human", "teleop"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--obs-mode", default="pixels", choices=["pixels", "state"])
+    p.add_argument("--cameras", help="comma-separated, e.g. top,front (default: the task's)")
+    p.add_argument("--image-size", type=_image_size, default=(96, 128), help="HxW, e.g. 96x128")
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--keep-failed", action="store_true", help="also keep failed episodes")
+    p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("bench", help="speed benchmarks that print figures")
     bench = p.add_subparsers(dest="bench", required=True)

@@ -120,9 +120,16 @@ class ScriptedExpert:
         self._resolved = {arm: {0: np.asarray(self._plans[arm][0].pos)} for arm in self._plans}
         self._resolved_jaw: dict[tuple[str, int], np.ndarray] = {}
 
-    def act(self, env) -> np.ndarray:
-        """The 12 joint targets for the current control step of ``env``."""
-        t = env.data.time - self._t0 + embodiment.CONTROL_DT_S
+    def act(self, env, t_s: float | None = None) -> np.ndarray:
+        """The 12 joint targets for the current control step of ``env``.
+
+        Args:
+            env: the unwrapped env, just reset (first call) or stepped.
+            t_s: the script's clock; default: the env's time since reset, one step ahead (the
+                target is what the arm should reach by the end of this step). An operator model
+                passes its own clock to hesitate or change pace.
+        """
+        t = env.data.time - self._t0 + embodiment.CONTROL_DT_S if t_s is None else t_s
         action = env.joint_state().astype(float)
         for arm in embodiment.ARMS:
             if arm in self._plans:
@@ -170,6 +177,21 @@ class ScriptedExpert:
         q[5] = (1 - s) * fa.gripper_rad + s * fb.gripper_rad
         self._q[arm] = q
         return q
+
+
+def strategy_of(style: Any) -> str:
+    """A short label of a style's discrete choices, for dataset metadata and ``inspect``.
+
+    A style may define ``strategy()``; otherwise its bool and str fields make the label.
+    """
+    if hasattr(style, "strategy"):
+        return style.strategy()
+    parts = [
+        f"{f.name}={getattr(style, f.name)}"
+        for f in dataclasses.fields(style)
+        if isinstance(getattr(style, f.name), (bool, str))
+    ]
+    return ",".join(parts) or "default"
 
 
 def style_from(cls: type, overrides: dict[str, Any] | None) -> Any:

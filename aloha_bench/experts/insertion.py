@@ -15,6 +15,8 @@ import numpy as np
 from aloha_bench.experts.base import GRIPPER_CLOSED_RAD, Keyframe, ScriptedExpert, grasp_point
 
 DOWN = np.pi / 2
+# Where the left jaws hold the socket, as an offset from its centre along its bore (m).
+SOCKET_GRIPS = {"middle": -0.02, "end": -0.035}
 # Each arm's unrolled tool +y, top-down: the fixed jaws land on the far (+y / -y) sides.
 LEFT_JAW = (0.0, 1.0, 0.0)
 RIGHT_JAW = (0.0, -1.0, 0.0)
@@ -30,6 +32,8 @@ class InsertionStyle:
         meet_x_m: x where the socket is held for the insertion.
         meet_z_m: height of the insertion.
         approach_m: gap between peg tip and socket mouth before the final push.
+        socket_grip: where the left jaws hold the socket: ``"middle"`` (2 cm from its centre
+            towards the closed end) or ``"end"`` (3.5 cm, next to the closed end).
     """
 
     speed: float = 1.0
@@ -37,8 +41,11 @@ class InsertionStyle:
     meet_x_m: float = -0.08
     meet_z_m: float = 0.10
     approach_m: float = 0.04
+    socket_grip: str = "middle"
 
     def __post_init__(self) -> None:
+        if self.socket_grip not in SOCKET_GRIPS:
+            raise ValueError(f"socket_grip {self.socket_grip!r} invalid; use one of {SOCKET_GRIPS}")
         if not 0.5 <= self.speed <= 2.0:
             raise ValueError(f"speed {self.speed} out of range; use 0.5..2.0")
         if not 0.0 <= self.pause_s <= 1.0:
@@ -52,6 +59,7 @@ class InsertionStyle:
             meet_x_m=float(rng.uniform(-0.09, -0.07)),
             meet_z_m=float(rng.uniform(0.09, 0.11)),
             approach_m=float(rng.uniform(0.03, 0.06)),
+            socket_grip=str(rng.choice(list(SOCKET_GRIPS))),
         )
 
 
@@ -73,7 +81,9 @@ class InsertionExpert(ScriptedExpert):
         # The fixed jaw is on the tool's -y side; its face lands 3 mm clear of the object's side.
         # Jaw tips end 18 mm below the tool centre: grasp high enough to keep them off the table.
         peg_grasp = grasp_point(peg + [0.03, 0.0, 0.01], RIGHT_JAW, 0.01)
-        socket_grasp = grasp_point(socket + [-0.02, 0.0, 0.01], LEFT_JAW, 0.02)
+        socket_grasp = grasp_point(
+            socket + [SOCKET_GRIPS[st.socket_grip], 0.0, 0.01], LEFT_JAW, 0.02
+        )
         lift = 0.08
         t_above, t_down = 1.0 * k, 1.6 * k
         t_closed = t_down + st.pause_s + 0.4

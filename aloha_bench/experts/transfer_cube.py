@@ -49,6 +49,10 @@ class TransferCubeStyle:
         if not 0.0 <= self.pause_s <= 1.0:
             raise ValueError(f"pause_s {self.pause_s} out of range; use 0..1 s")
 
+    def strategy(self) -> str:
+        """Top-down or angled pick: the discrete choice that makes varied demos multimodal."""
+        return "top_down" if self.approach_pitch_rad > 1.4 else "angled"
+
     @staticmethod
     def varied(rng: np.random.Generator) -> TransferCubeStyle:
         """A random style: speed, pause, top-down or angled approach, handover place."""
