@@ -32,6 +32,70 @@ def machine_info() -> dict[str, str | int]:
     }
 
 
+# LeRobot's ACTPolicy at d_model 512 with 2 cameras 96x128 trains at ~5.7 samples/s on this
+# project's 2-core CPU (issue #5's stated baseline); the loader must serve 10x what training eats.
+TRAIN_SAMPLES_PER_S_REFERENCE = 5.7
+
+
+def bench_data(task: str = "transfer_cube", episodes: int = 2) -> list[dict]:
+    """Generation speed per source and observation mode, then loader speed on the pixels store.
+
+    Generation rows time ``episodes`` recorded attempts (failures included, as a run pays for
+    them); the loader row serves batch 8 of K = 100 windows with all four 96x128 images.
+    """
+    import tempfile
+    from pathlib import Path
+
+    from aloha_bench.data.dataset import bench_loader
+    from aloha_bench.generate import GenerateSettings, generate
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        pixels_store = None
+        for source in ("scripted", "human"):
+            for obs_mode in ("pixels", "state"):
+                settings = GenerateSettings(
+                    task=task, source=source, obs_mode=obs_mode, image_size=(96, 128)
+                )
+                out = Path(tmp) / f"{source}_{obs_mode}.zarr"
+                attempts = 0
+
+                def count(_episode, _kept, tried) -> None:
+                    nonlocal attempts
+                    attempts = tried
+
+                start = time.perf_counter()
+                generate(settings, out, episodes, keep_failed=True, progress=count)
+                elapsed = time.perf_counter() - start
+                rows.append(
+                    {
+                        "name": f"generate_{source}_{obs_mode}",
+                        "task": task,
+                        "cameras": 4 if obs_mode == "pixels" else 0,
+                        "image_size": [96, 128] if obs_mode == "pixels" else None,
+                        "episodes": attempts,
+                        "episodes_per_min": 60 * attempts / elapsed,
+                        **machine_info(),
+                    }
+                )
+                if source == "scripted" and obs_mode == "pixels":
+                    pixels_store = out
+        loader = bench_loader(pixels_store, batch_size=8, chunk_size=100, n_batches=50)
+        rows.append(
+            {
+                "name": "loader_pixels_4cam_96x128",
+                "samples_per_s": loader["samples_per_s"],
+                "batches_per_s": loader["batches_per_s"],
+                "batch_size": 8,
+                "chunk_size": 100,
+                "train_reference_samples_per_s": TRAIN_SAMPLES_PER_S_REFERENCE,
+                "loader_over_training": loader["samples_per_s"] / TRAIN_SAMPLES_PER_S_REFERENCE,
+                **machine_info(),
+            }
+        )
+    return rows
+
+
 def bench_env(tasks: Sequence[str] | None = None, scale: float = 1.0) -> list[dict]:
     """Env steps per second for each task and observation configuration.
 

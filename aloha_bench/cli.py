@@ -161,6 +161,65 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from aloha_bench.data.store import inspect
+
+    summary = inspect(args.path)
+    if args.json:
+        _print_json(summary)
+        return 0
+    length = summary["length"]
+    print(
+        f"{summary['path']}: task {summary['task_id']} v{summary['task_version']}, "
+        f"{summary['obs_mode']} mode"
+    )
+    print(
+        f"episodes {summary['episodes']}, steps {summary['steps']}, length min/mean/max "
+        f"{length['min']}/{length['mean']:.1f}/{length['max']}"
+    )
+    print(
+        f"success {summary['success']['count']}/{summary['episodes']} "
+        f"({summary['success']['rate']:.1%})"
+    )
+    print(f"sources: {summary['sources']}")
+    print(f"strategies: {summary['strategies']}")
+    if summary["cameras"]:
+        height, width = summary["image_size"]
+        print(f"cameras: {', '.join(summary['cameras'])} at {height}x{width}")
+    return 0
+
+
+def cmd_video(args: argparse.Namespace) -> int:
+    from aloha_bench.data.video import write_episode_video
+
+    out = write_episode_video(args.path, args.episode, args.out)
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_bench_data(args: argparse.Namespace) -> int:
+    from aloha_bench.bench import bench_data
+
+    rows = bench_data(task=args.task, episodes=args.episodes)
+    if args.json:
+        _print_json(rows)
+        return 0
+    for row in rows:
+        if row["name"].startswith("generate"):
+            print(
+                f"{row['name']:<28} {row['episodes_per_min']:>7.1f} episodes/min "
+                f"({row['episodes']} episodes of {row['task']})"
+            )
+        else:
+            print(
+                f"{row['name']:<28} {row['samples_per_s']:>7.1f} samples/s (batch 8, K=100): "
+                f"{row['loader_over_training']:.0f}x the {row['train_reference_samples_per_s']} "
+                "samples/s a reference ACT training step consumes"
+            )
+    print(f"({rows[0]['cpu_count']} CPU cores, {rows[0]['processor']})")
+    return 0
+
+
 def cmd_bench_bus(args: argparse.Namespace) -> int:
     from aloha_bench.robots.bench_bus import bench_bus
 
@@ -256,6 +315,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-failed", action="store_true", help="also keep failed episodes")
     p.set_defaults(func=cmd_generate)
 
+    p = sub.add_parser("inspect", help="summarize a dataset: episodes, success, strategies")
+    p.add_argument("path")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("video", help="write one dataset episode as an mp4, cameras side by side")
+    p.add_argument("path")
+    p.add_argument("--episode", type=int, default=0)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_video)
+
     p = sub.add_parser("bench", help="speed benchmarks that print figures")
     bench = p.add_subparsers(dest="bench", required=True)
     b = bench.add_parser("env", help="env steps/s without and with rendering")
@@ -263,6 +333,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--scale", type=float, default=1.0, help="multiply the timed steps")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_bench_env)
+    b = bench.add_parser("data", help="generation episodes/min and loader samples/s")
+    b.add_argument("--task", default="transfer_cube")
+    b.add_argument("--episodes", type=int, default=2, help="episodes timed per configuration")
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=cmd_bench_data)
     b = bench.add_parser("bus", help="Feetech sync read + write round trip (emulator or port)")
     b.add_argument("--port", help="serial port of a real arm (default: the servo emulator)")
     b.add_argument("--n", type=int, default=200, help="round trips to time")

@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 
 def _run(*args):
     return subprocess.run(
@@ -48,3 +50,59 @@ def test_bench_env_prints_figures():
     rows = json.loads(result.stdout)
     assert {r["config"] for r in rows} >= {"state", "pixels_4cam_96x128", "pixels_4cam_480x640"}
     assert all(r["steps_per_s"] > 0 for r in rows)
+
+
+def test_generate_inspect_video_round_trip(tmp_path):
+    store = tmp_path / "demo.zarr"
+    result = _run(
+        "generate",
+        "--task",
+        "transfer_cube",
+        "--episodes",
+        "1",
+        "--out",
+        str(store),
+        "--cameras",
+        "top,right_wrist",
+        "--image-size",
+        "24x32",
+        "--source",
+        "human",
+        "--keep-failed",
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(_run("inspect", str(store), "--json").stdout)
+    assert summary["episodes"] == 1 and summary["sources"] == {"human": 1}
+    assert summary["cameras"] == ["top", "right_wrist"] and summary["image_size"] == [24, 32]
+    video = tmp_path / "ep.mp4"
+    assert _run("video", str(store), "--episode", "0", "--out", str(video)).returncode == 0
+    assert video.stat().st_size > 1000
+
+
+def test_generate_rejects_a_bad_image_size(tmp_path):
+    result = _run(
+        "generate",
+        "--task",
+        "transfer_cube",
+        "--episodes",
+        "1",
+        "--out",
+        str(tmp_path / "x.zarr"),
+        "--image-size",
+        "big",
+    )
+    assert result.returncode == 2 and "must look like 96x128" in result.stderr
+
+
+@pytest.mark.slow
+def test_bench_data_prints_generation_and_loader_figures():
+    result = _run("bench", "data", "--episodes", "1", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = {r["name"]: r for r in json.loads(result.stdout)}
+    assert rows["generate_scripted_pixels"]["episodes_per_min"] > 0
+    assert rows["loader_pixels_4cam_96x128"]["samples_per_s"] > 0
+
+
+def test_bench_bus_json_keys():
+    rows = json.loads(_run("bench", "bus", "--n", "20", "--json").stdout)
+    assert {"round_trip_ms", "wire_ms", "errors"} <= set(rows)
