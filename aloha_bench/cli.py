@@ -75,6 +75,17 @@ def cmd_expert(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_expert_table(args: argparse.Namespace) -> int:
+    from aloha_bench.rollout import expert_table
+
+    reports = [json.loads(Path(p).read_text()) for p in sorted(args.reports)]
+    table = expert_table(reports)
+    if args.out:
+        Path(args.out).write_text(table)
+    print(table, end="")
+    return 0
+
+
 def cmd_view(args: argparse.Namespace) -> int:
     from aloha_bench.rollout import view_expert, write_expert_frame, write_expert_video
 
@@ -292,6 +303,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--style", default="default", choices=["default", "varied"])
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_expert)
+
+    p = sub.add_parser("expert-table", help="markdown table of `expert --json` reports")
+    p.add_argument("reports", nargs="+", help="JSON files written by `aloha-bench expert --json`")
+    p.add_argument("--out", help="also write the table to this file")
+    p.set_defaults(func=cmd_expert_table)
 
     p = sub.add_parser("view", help="watch the expert in the viewer, or write a video headless")
     p.add_argument("--task", required=True)

@@ -176,3 +176,33 @@ def view_expert(task: str, seed: int = 0, style: str = "default") -> None:
             time.sleep(embodiment.CONTROL_DT_S)
     finally:
         env.close()
+
+
+def expert_table(reports: list[dict]) -> str:
+    """A markdown table of expert reports (``ExpertReport.to_dict()`` JSON), one row per task.
+
+    Columns: each style's end-of-episode success with the any-step rate in brackets, and the
+    per-stage rates of the default style.
+    """
+    by_task: dict[str, dict[str, dict]] = {}
+    for report in reports:
+        by_task.setdefault(report["task"], {})[report["style"]] = report
+    lines = [
+        "| task | episodes | default style | varied style | stages reached (default) |",
+        "|---|---|---|---|---|",
+    ]
+
+    def cell(report: dict | None) -> str:
+        if report is None:
+            return "not run"
+        return f"{report['success_rate']:.1%} ({report['success_rate_any_step']:.1%})"
+
+    for task in sorted(by_task):
+        styles = by_task[task]
+        first = styles.get("default") or next(iter(styles.values()))
+        stages = " / ".join(f"{name} {rate:.1%}" for name, rate in first["stage_rates"].items())
+        lines.append(
+            f"| {task} | {first['episodes']} | {cell(styles.get('default'))} | "
+            f"{cell(styles.get('varied'))} | {stages} |"
+        )
+    return "\n".join(lines) + "\n"
