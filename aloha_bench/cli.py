@@ -135,10 +135,24 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from aloha_bench.generate import GenerateSettings, generate
 
     if args.source == "teleop":
-        raise ValueError(
-            "--source teleop records from leader arms: on the real rig use `aloha-bench teleop "
-            "--backend real`; simulated teleop devices are not available yet"
+        from aloha_bench.teleop import teleop_session
+
+        result = teleop_session(
+            args.task,
+            args.out,
+            args.episodes,
+            device=args.device,
+            backend=args.backend,
+            robot_config=args.robot_config,
+            obs_mode=args.obs_mode,
+            cameras=tuple(args.cameras.split(",")) if args.cameras else None,
+            image_size=args.image_size,
+            seed=args.seed,
         )
+        print(f"{result.store}: saved {result.saved}, discarded {result.discarded}")
+        return 0
+    if args.backend != "sim":
+        raise ValueError("--backend real records teleoperated demos: add --source teleop")
     settings = GenerateSettings(
         task=args.task,
         source=args.source,
@@ -329,6 +343,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=_image_size, default=(96, 128), help="HxW, e.g. 96x128")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--keep-failed", action="store_true", help="also keep failed episodes")
+    p.add_argument(
+        "--device",
+        default="keyboard",
+        choices=["keyboard", "leader"],
+        help="teleop input: keyboard (MuJoCo viewer) or leader arms",
+    )
+    p.add_argument("--backend", default="sim", choices=["sim", "real"])
+    p.add_argument("--robot-config", help="rig.toml: leader ports (and the real rig's setup)")
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("inspect", help="summarize a dataset: episodes, success, strategies")

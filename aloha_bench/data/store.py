@@ -628,7 +628,8 @@ class EpisodeStore:
         """
         chunk_rows = array.chunks[0]
         needed = math.ceil(rows / chunk_rows)
-        if not needed:
+        if not needed or math.prod(array.shape[1:]) == 0:
+            # Zero-width rows (the real rig's empty environment state) have no chunk files.
             return
         present = _chunk_indices(self.path / name)
         absent = [i for i in range(needed) if i not in present]

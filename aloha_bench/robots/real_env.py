@@ -215,18 +215,25 @@ class RealRigEnv(gym.Env):
         which is what a dataset records (the paper's actions are the leader joint positions,
         here in follower units).
         """
+        self.sync_followers_to_leaders()
+        with self._torque_off_on_error():
+            action = self.leader_action()
+        result = self.step(action)
+        result[4][keys.ACTION] = action.astype(np.float32)
+        return result
+
+    def sync_followers_to_leaders(self) -> None:
+        """Ramp the followers to the leaders' pose, once per reset, so teleop starts smoothly."""
         if not self.leaders:
-            raise RuntimeError("teleop_step needs the leader arms: create the env with teleop=True")
+            raise RuntimeError(
+                "teleoperation needs the leader arms: create the env with teleop=True"
+            )
         self._require_open()
         with self._torque_off_on_error():
             if not self._leaders_synced:
                 self._move_followers_to(self.leader_action())
                 self._leaders_synced = True
                 self._watchdog.start(time.perf_counter())
-            action = self.leader_action()
-        result = self.step(action)
-        result[4][keys.ACTION] = action.astype(np.float32)
-        return result
 
     def leader_action(self) -> np.ndarray:
         """The leaders' pose as a 12-D follower goal (radians, embodiment order)."""
