@@ -5,15 +5,14 @@ control step interpolates the tool target of each arm and solves IK for the 12 j
 returns as the action, exactly what a leader arm would command. Because the env is position
 controlled, the recorded actions are what a policy must learn to output.
 
-A keyframe's position may be *anchored* to a body: it is then resolved from that body's pose at the
-moment the arm starts moving toward it (e.g. re-grasping a cube where it actually is after a
+A keyframe's position (and jaw direction) may be a function of the env: it is then resolved at
+the moment the arm starts moving toward it (e.g. grasping a cube where it actually is after a
 handover), which keeps the scripts short and robust without any hidden global state.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -41,27 +40,15 @@ def grasp_point(
 
 
 @dataclasses.dataclass(frozen=True)
-class Anchor:
-    """A position given relative to a body's pose, resolved when the arm starts moving to it.
-
-    ``offset_m`` is in world axes unless ``in_body_frame`` is set.
-    """
-
-    body: str
-    offset_m: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    in_body_frame: bool = False
-
-
-@dataclasses.dataclass(frozen=True)
 class Keyframe:
     """Where one arm's tool should be at time ``t_s`` (seconds from the episode start).
 
     Between keyframes the tool moves on a straight line with a smooth (min-jerk) time profile.
-    ``pos`` is a world position, an ``Anchor``, or a function of the env returning a position
-    (both resolved when the arm starts moving to this keyframe); ``pitch_rad`` is the approach
-    axis below horizontal (pi/2 points down); ``jaw_axis`` is the world direction of the tool's
-    +y (from the fixed jaw to the moving jaw), or a function of the env returning it (resolved
-    like ``pos``); ``gripper_rad`` is the gripper command.
+    ``pos`` is a world position or a function of the env returning one (resolved when the arm
+    starts moving to this keyframe, e.g. to grasp an object where it is by then);
+    ``pitch_rad`` is the approach axis below horizontal (pi/2 points down); ``jaw_axis`` is the
+    world direction of the tool's +y (from the fixed jaw to the moving jaw), or a function of the
+    env returning it (resolved like ``pos``); ``gripper_rad`` is the gripper command.
     """
 
     t_s: float
@@ -141,12 +128,6 @@ class ScriptedExpert:
             pos = self._plans[arm][i].pos
             if callable(pos):
                 pos = pos(env)
-            elif isinstance(pos, Anchor):
-                body = env.model.body(pos.body).id
-                offset = np.asarray(pos.offset_m, dtype=float)
-                if pos.in_body_frame:
-                    offset = env.data.xmat[body].reshape(3, 3) @ offset
-                pos = env.data.xpos[body] + offset
             self._resolved[arm][i] = np.asarray(pos, dtype=float)
         return self._resolved[arm][i]
 
@@ -202,8 +183,3 @@ def style_from(cls: type, overrides: dict[str, Any] | None) -> Any:
     if unknown:
         raise ValueError(f"unknown style fields {sorted(unknown)}; valid: {sorted(names)}")
     return cls(**overrides)
-
-
-def sample_uniform(rng: np.random.Generator, bounds: Sequence[float]) -> float:
-    """One draw from [low, high]."""
-    return float(rng.uniform(bounds[0], bounds[1]))

@@ -94,7 +94,6 @@ class TaskSpec:
     breakaways: tuple[Breakaway, ...]
     state_joints: tuple[str, ...]
     stages: tuple[StageSpec, ...]
-    options: dict[str, Any]
 
     @property
     def gym_id(self) -> str:
@@ -242,5 +241,4 @@ def _parse(raw: dict[str, Any], folder: Path, path: Path) -> TaskSpec:
         breakaways=tuple(breakaways),
         state_joints=tuple(raw.get("state_joints", [])),
         stages=tuple(stages),
-        options=dict(raw.get("options", {})),
     )
