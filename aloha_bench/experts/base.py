@@ -160,6 +160,14 @@ class ScriptedExpert:
         return q
 
 
+def check_pace(speed: float, pause_s: float) -> None:
+    """Validate the two style fields every expert has (shared ranges, one message)."""
+    if not 0.5 <= speed <= 2.0:
+        raise ValueError(f"speed {speed} out of range; use 0.5..2.0")
+    if not 0.0 <= pause_s <= 1.0:
+        raise ValueError(f"pause_s {pause_s} out of range; use 0..1 s")
+
+
 def strategy_of(style: Any) -> str:
     """A short label of a style's discrete choices, for dataset metadata and ``inspect``.
 

@@ -18,7 +18,13 @@ import dataclasses
 
 import numpy as np
 
-from aloha_bench.experts.base import GRIPPER_CLOSED_RAD, Keyframe, ScriptedExpert, grasp_point
+from aloha_bench.experts.base import (
+    GRIPPER_CLOSED_RAD,
+    Keyframe,
+    ScriptedExpert,
+    check_pace,
+    grasp_point,
+)
 
 DOWN = np.pi / 2
 BATTERY_RADIUS_M = 0.007
@@ -60,10 +66,7 @@ class BatteryStyle:
     hold_offset_m: float = 0.0
 
     def __post_init__(self) -> None:
-        if not 0.5 <= self.speed <= 2.0:
-            raise ValueError(f"speed {self.speed} out of range; use 0.5..2.0")
-        if not 0.0 <= self.pause_s <= 1.0:
-            raise ValueError(f"pause_s {self.pause_s} out of range; use 0..1 s")
+        check_pace(self.speed, self.pause_s)
         if not 0.05 <= self.lift_height_m <= 0.09:
             raise ValueError(
                 f"lift_height_m {self.lift_height_m} out of range; use 0.05..0.09 m (higher is "

@@ -14,7 +14,13 @@ import dataclasses
 
 import numpy as np
 
-from aloha_bench.experts.base import GRIPPER_CLOSED_RAD, Keyframe, ScriptedExpert, grasp_point
+from aloha_bench.experts.base import (
+    GRIPPER_CLOSED_RAD,
+    Keyframe,
+    ScriptedExpert,
+    check_pace,
+    grasp_point,
+)
 
 DOWN = np.pi / 2
 HANDLE_HALF_M = 0.008  # half width of the handle bar across the jaws (scene.xml)
@@ -53,10 +59,7 @@ class CupLidStyle:
     pull_pitch_rad: float = 1.3
 
     def __post_init__(self) -> None:
-        if not 0.5 <= self.speed <= 2.0:
-            raise ValueError(f"speed {self.speed} out of range; use 0.5..2.0")
-        if not 0.0 <= self.pause_s <= 1.0:
-            raise ValueError(f"pause_s {self.pause_s} out of range; use 0..1 s")
+        check_pace(self.speed, self.pause_s)
         if not 0.03 <= self.lift_m <= 0.06:
             raise ValueError(f"lift_m {self.lift_m} out of range; use 0.03..0.06 m")
         if not 0.0 <= self.peel_m <= 0.04:

@@ -12,7 +12,13 @@ import dataclasses
 
 import numpy as np
 
-from aloha_bench.experts.base import GRIPPER_CLOSED_RAD, Keyframe, ScriptedExpert, grasp_point
+from aloha_bench.experts.base import (
+    GRIPPER_CLOSED_RAD,
+    Keyframe,
+    ScriptedExpert,
+    check_pace,
+    grasp_point,
+)
 
 DOWN = np.pi / 2
 # Where the left jaws hold the socket, as an offset from its centre along its bore (m).
@@ -46,10 +52,7 @@ class InsertionStyle:
     def __post_init__(self) -> None:
         if self.socket_grip not in SOCKET_GRIPS:
             raise ValueError(f"socket_grip {self.socket_grip!r} invalid; use one of {SOCKET_GRIPS}")
-        if not 0.5 <= self.speed <= 2.0:
-            raise ValueError(f"speed {self.speed} out of range; use 0.5..2.0")
-        if not 0.0 <= self.pause_s <= 1.0:
-            raise ValueError(f"pause_s {self.pause_s} out of range; use 0..1 s")
+        check_pace(self.speed, self.pause_s)
 
     @staticmethod
     def varied(rng: np.random.Generator) -> InsertionStyle:

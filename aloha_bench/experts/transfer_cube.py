@@ -16,6 +16,7 @@ from aloha_bench.experts.base import (
     GRIPPER_CLOSED_RAD,
     Keyframe,
     ScriptedExpert,
+    check_pace,
     grasp_point,
 )
 
@@ -44,10 +45,7 @@ class TransferCubeStyle:
     handover_z_m: float = 0.07
 
     def __post_init__(self) -> None:
-        if not 0.5 <= self.speed <= 2.0:
-            raise ValueError(f"speed {self.speed} out of range; use 0.5..2.0")
-        if not 0.0 <= self.pause_s <= 1.0:
-            raise ValueError(f"pause_s {self.pause_s} out of range; use 0..1 s")
+        check_pace(self.speed, self.pause_s)
 
     def strategy(self) -> str:
         """Top-down or angled pick: the discrete choice that makes varied demos multimodal."""

@@ -18,6 +18,7 @@ from aloha_bench.experts.base import (
     GRIPPER_CLOSED_RAD,
     Keyframe,
     ScriptedExpert,
+    check_pace,
     grasp_point,
 )
 
@@ -68,10 +69,7 @@ class ZiplockStyle:
     release_tab: bool = False
 
     def __post_init__(self) -> None:
-        if not 0.5 <= self.speed <= 2.0:
-            raise ValueError(f"speed {self.speed} out of range; use 0.5..2.0")
-        if not 0.0 <= self.pause_s <= 1.0:
-            raise ValueError(f"pause_s {self.pause_s} out of range; use 0..1 s")
+        check_pace(self.speed, self.pause_s)
         if not abs(self.grip_offset_m) <= 0.03:
             raise ValueError(
                 f"grip_offset_m {self.grip_offset_m} out of range; use -0.03..0.03 m so the jaws "
