@@ -21,8 +21,8 @@ from aloha_bench.experts.base import (
 )
 
 DOWN = np.pi / 2
-# Where the left jaws hold the socket, as an offset from its centre along its bore (m).
-SOCKET_GRIPS = {"middle": -0.02, "end": -0.035}
+# How high above the meeting height the peg waits before lining up with the bore (m).
+PEG_APPROACH_RISE_M = {"level": 0.0, "above": 0.02}
 # Each arm's unrolled tool +y, top-down: the fixed jaws land on the far (+y / -y) sides.
 LEFT_JAW = (0.0, 1.0, 0.0)
 RIGHT_JAW = (0.0, -1.0, 0.0)
@@ -38,8 +38,8 @@ class InsertionStyle:
         meet_x_m: x where the socket is held for the insertion.
         meet_z_m: height of the insertion.
         approach_m: gap between peg tip and socket mouth before the final push.
-        socket_grip: where the left jaws hold the socket: ``"middle"`` (2 cm from its centre
-            towards the closed end) or ``"end"`` (3.5 cm, next to the closed end).
+        peg_approach: how the peg arrives behind the socket's mouth: ``"level"`` (straight in at
+            the meeting height) or ``"above"`` (2 cm higher, then down onto the bore's line).
     """
 
     speed: float = 1.0
@@ -47,11 +47,14 @@ class InsertionStyle:
     meet_x_m: float = -0.08
     meet_z_m: float = 0.10
     approach_m: float = 0.04
-    socket_grip: str = "middle"
+    peg_approach: str = "level"
 
     def __post_init__(self) -> None:
-        if self.socket_grip not in SOCKET_GRIPS:
-            raise ValueError(f"socket_grip {self.socket_grip!r} invalid; use one of {SOCKET_GRIPS}")
+        if self.peg_approach not in PEG_APPROACH_RISE_M:
+            raise ValueError(
+                f"peg_approach {self.peg_approach!r} invalid; use "
+                f"{' or '.join(PEG_APPROACH_RISE_M)}"
+            )
         check_pace(self.speed, self.pause_s)
 
     @staticmethod
@@ -62,7 +65,7 @@ class InsertionStyle:
             meet_x_m=float(rng.uniform(-0.09, -0.07)),
             meet_z_m=float(rng.uniform(0.09, 0.11)),
             approach_m=float(rng.uniform(0.03, 0.06)),
-            socket_grip=str(rng.choice(list(SOCKET_GRIPS))),
+            peg_approach=str(rng.choice(list(PEG_APPROACH_RISE_M))),
         )
 
 
@@ -84,9 +87,7 @@ class InsertionExpert(ScriptedExpert):
         # The fixed jaw is on the tool's -y side; its face lands 3 mm clear of the object's side.
         # Jaw tips end 18 mm below the tool centre: grasp high enough to keep them off the table.
         peg_grasp = grasp_point(peg + [0.03, 0.0, 0.01], RIGHT_JAW, 0.01)
-        socket_grasp = grasp_point(
-            socket + [SOCKET_GRIPS[st.socket_grip], 0.0, 0.01], LEFT_JAW, 0.02
-        )
+        socket_grasp = grasp_point(socket + [-0.02, 0.0, 0.01], LEFT_JAW, 0.02)
         lift = 0.08
         t_above, t_down = 1.0 * k, 1.6 * k
         t_closed = t_down + st.pause_s + 0.4
@@ -124,7 +125,13 @@ class InsertionExpert(ScriptedExpert):
             Keyframe(t_lifted, peg_grasp + [0, 0, lift], DOWN, RIGHT_JAW, GRIPPER_CLOSED_RAD),
             # Peg tip ~6 cm short of the mouth (mouth 7 cm right of the left tool, tip 8 cm left
             # of the right tool), so the two never touch before they are lined up.
-            Keyframe(t_meet, meet + [0.21, 0.0, 0.0], DOWN, RIGHT_JAW, GRIPPER_CLOSED_RAD),
+            Keyframe(
+                t_meet,
+                meet + [0.21, 0.0, PEG_APPROACH_RISE_M[st.peg_approach]],
+                DOWN,
+                RIGHT_JAW,
+                GRIPPER_CLOSED_RAD,
+            ),
             Keyframe(t_aligned, mouth_line(-st.approach_m), DOWN, RIGHT_JAW, GRIPPER_CLOSED_RAD),
             Keyframe(t_in, mouth_line(0.058), DOWN, RIGHT_JAW, GRIPPER_CLOSED_RAD),
         ]
