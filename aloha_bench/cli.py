@@ -132,6 +132,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
+    from aloha_bench.experts.human import HumanOperatorConfig, load_human_config
     from aloha_bench.generate import GenerateSettings, generate
 
     if args.source == "teleop":
@@ -159,6 +160,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         obs_mode=args.obs_mode,
         cameras=tuple(args.cameras.split(",")) if args.cameras else None,
         image_size=args.image_size,
+        human=load_human_config(args.human_config) if args.human_config else HumanOperatorConfig(),
     )
     bar = tqdm(total=args.episodes, desc=f"{args.task} {args.source}", unit="ep")
     start = time.perf_counter()
@@ -351,6 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--backend", default="sim", choices=["sim", "real"])
     p.add_argument("--robot-config", help="rig.toml: leader ports (and the real rig's setup)")
+    p.add_argument("--human-config", help="TOML of human operator ranges (--source human)")
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("inspect", help="summarize a dataset: episodes, success, strategies")

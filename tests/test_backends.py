@@ -68,3 +68,20 @@ def test_real_backend_has_the_sim_spaces(tmp_path):
             assert np.isfinite(obs[keys.STATE]).all()
         finally:
             env.close()
+
+
+def test_gymnasium_make_builds_the_real_rig(tmp_path):
+    import gymnasium as gym
+
+    with contextlib.ExitStack() as stack:
+        rig = Rig(tmp_path, stack)
+        toml = tmp_path / "rig.toml"
+        _write_rig_toml(toml, rig)
+        env = gym.make(
+            "AlohaBench/RealRig-v0", robot_config=str(toml), capture_factory=rig.capture_factory
+        )
+        try:
+            assert gym.spec("AlohaBench/RealRig-v0").nondeterministic
+            assert env.action_space == spaces.action_space()
+        finally:
+            env.close()

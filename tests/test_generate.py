@@ -82,3 +82,18 @@ def test_bad_settings_are_named():
         GenerateSettings(task="fold_towel")
     with pytest.raises(ValueError, match="pace"):
         HumanOperatorConfig(pace=(1.2, 0.8))
+
+
+def test_human_config_from_toml(tmp_path):
+    from aloha_bench.experts.human import load_human_config
+
+    path = tmp_path / "human.toml"
+    path.write_text("pace = [0.7, 0.9]\nhesitation_rate_hz = 0.0\n")
+    config = load_human_config(path)
+    assert config.pace == (0.7, 0.9) and config.hesitation_rate_hz == 0.0
+    path.write_text("patience = 3\n")
+    with pytest.raises(ValueError, match="unknown fields \\['patience'\\]"):
+        load_human_config(path)
+    path.write_text("lag_s = [0.2, 0.1]\n")
+    with pytest.raises(ValueError, match="human.toml: human operator lag_s"):
+        load_human_config(path)

@@ -13,6 +13,11 @@ from aloha_bench.sim.task_spec import available_tasks, load_task_spec
 __all__ = ["ENTRY_POINT", "available_tasks", "load_task_spec", "make", "register_all"]
 
 ENTRY_POINT = "aloha_bench.envs.aloha_env:AlohaEnv"
+# The real rig, for `gym.make(REAL_RIG_ID, robot_config="rig.toml")`; only a string here, so the
+# robot drivers are imported only when it is made. Real joints never repeat exactly: registered
+# as nondeterministic, so Gymnasium's checker does not demand identical rollouts.
+REAL_RIG_ID = "AlohaBench/RealRig-v0"
+REAL_RIG_ENTRY_POINT = "aloha_bench.robots.real_env:from_rig_toml"
 
 
 def register_all() -> dict[str, str]:
@@ -23,6 +28,8 @@ def register_all() -> dict[str, str]:
         if spec.gym_id not in gym.registry:
             gym.register(id=spec.gym_id, entry_point=ENTRY_POINT, kwargs={"task": task_id})
         ids[task_id] = spec.gym_id
+    if REAL_RIG_ID not in gym.registry:
+        gym.register(id=REAL_RIG_ID, entry_point=REAL_RIG_ENTRY_POINT, nondeterministic=True)
     return ids
 
 

@@ -19,7 +19,9 @@ All of it is seeded, and its parameters (``HumanOperatorConfig``) are recorded i
 from __future__ import annotations
 
 import dataclasses
+import tomllib
 from collections import deque
+from pathlib import Path
 
 import numpy as np
 
@@ -61,6 +63,27 @@ class HumanOperatorConfig:
             raise ValueError("human operator pace must be positive, e.g. [0.85, 1.1]")
         if not 0 <= self.pace_drift < 1:
             raise ValueError("human operator pace_drift must be in [0, 1)")
+
+
+def load_human_config(path: str | Path) -> HumanOperatorConfig:
+    """Read a ``HumanOperatorConfig`` from TOML (any subset of its fields; ranges as [low, high]).
+
+    Raises:
+        ValueError: unknown fields (the message lists the valid ones) or out-of-range values.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: human operator config not found")
+    raw = tomllib.loads(path.read_text())
+    names = {f.name for f in dataclasses.fields(HumanOperatorConfig)}
+    unknown = set(raw) - names
+    if unknown:
+        raise ValueError(f"{path}: unknown fields {sorted(unknown)}; valid: {sorted(names)}")
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
+    try:
+        return HumanOperatorConfig(**values)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path}: {err}") from err
 
 
 @dataclasses.dataclass(frozen=True)

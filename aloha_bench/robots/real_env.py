@@ -322,3 +322,10 @@ class RealRigEnv(gym.Env):
             time.sleep(schedule.end_tick(time.perf_counter()).sleep_s)
             error = float(np.max(np.abs(self._read_state() - target)))
         return error
+
+
+def from_rig_toml(robot_config: str, **kwargs: Any) -> RealRigEnv:
+    """Gymnasium entry point: ``gym.make("AlohaBench/RealRig-v0", robot_config="rig.toml")``."""
+    from aloha_bench.robots.rig_config import load_rig_config
+
+    return RealRigEnv(load_rig_config(robot_config), **kwargs)
