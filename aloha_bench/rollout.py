@@ -168,7 +168,16 @@ def write_expert_frame(
 
 def view_expert(task: str, seed: int = 0, style: str = "default") -> None:
     """Play the expert in MuJoCo's interactive viewer (needs a display), in real time."""
+    import os
+    import sys
     import time
+
+    if sys.platform.startswith("linux") and not os.environ.get("DISPLAY"):
+        # MuJoCo's viewer would exit the process from inside GLFW; say what to do instead.
+        raise ValueError(
+            "no display for the viewer (DISPLAY is unset); write a video instead: "
+            f"aloha-bench view --task {task} --video {task}.mp4"
+        )
 
     env = envs.make(task, obs_mode="state", render_mode="human")
     try:
