@@ -17,10 +17,17 @@ Semantics (decided once, reported everywhere):
     *any-step* success if ``max_stage`` reached the final stage at some step (the original ACT's
     lenient rule). The evaluation harness reports both.
   * Episodes never terminate early; they are truncated after the task's ``episode_steps``.
+  * Sim-to-real options (both off by default, and then without any effect): ``randomize``
+    (per-episode domain randomization, ``aloha_bench.sim.randomize``, recorded in
+    ``info["randomization"]`` at reset) and ``latency`` (camera frame rate and delay, delayed
+    joint readings and actions, servo dead zone, backlash and tick quantization,
+    ``aloha_bench.envs.latency``). With either, ``observation.state`` and ``joint_state()`` are
+    what the encoders report (calibration offset added, quantized), not the physical angles.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,8 +36,11 @@ import mujoco
 import numpy as np
 
 from aloha_bench import embodiment, keys
+from aloha_bench.envs import latency as servo_timing
 from aloha_bench.envs import spaces as rig_spaces
+from aloha_bench.envs.latency import LatencyConfig
 from aloha_bench.sim import predicates, rig
+from aloha_bench.sim.randomize import RandomizationConfig, Randomizer, corrupt_image
 from aloha_bench.sim.task_spec import TaskSpec, load_task_spec
 
 DEFAULT_IMAGE_SIZE = (96, 128)
@@ -49,6 +59,13 @@ class AlohaEnv(gym.Env):
         image_size: (height, width) of each policy image.
         render_mode: ``"rgb_array"`` (``render()`` returns all four cameras side by side, leaders
             visible) or ``"human"`` (MuJoCo's passive viewer).
+        randomize: domain randomization level (``"none"``, ``"light"``, ``"strong"``) or a
+            ``RandomizationConfig``; drawn at every reset from the reset seed.
+        latency: ``"none"``, ``"real"`` or a ``LatencyConfig``: camera rate and delay, action and
+            joint-reading delays, servo dead zone, backlash and tick quantization.
+
+    Reset options: ``{"joint_state": q}`` starts the followers (and leaders) at the 12 encoder
+    readings ``q`` instead of the home pose, e.g. to replay a recorded episode.
     """
 
     metadata = {"render_modes": ["rgb_array", "human"], "render_fps": embodiment.CONTROL_RATE_HZ}
@@ -60,6 +77,8 @@ class AlohaEnv(gym.Env):
         cameras: Sequence[str] | None = None,
         image_size: tuple[int, int] = DEFAULT_IMAGE_SIZE,
         render_mode: str | None = None,
+        randomize: str | RandomizationConfig = "none",
+        latency: str | LatencyConfig = "none",
     ) -> None:
         self.task = task if isinstance(task, TaskSpec) else load_task_spec(task)
         if obs_mode not in rig_spaces.OBS_MODES:
@@ -112,6 +131,37 @@ class AlohaEnv(gym.Env):
         self._steps = 0
         self._max_stage = 0
 
+        self.randomization = RandomizationConfig.resolve(randomize)
+        self.latency = LatencyConfig.resolve(latency)
+        self._randomizer = (
+            Randomizer(self.model, self.index, self.randomization)
+            if self.randomization.active
+            else None
+        )
+        self._randomization_record: dict[str, Any] = {"config": self.randomization.to_dict()}
+        self._joint_offset_rad = np.zeros(embodiment.STATE_DIM)
+        self._image_noise_std = 0.0
+        self._image_blur_sigma_px = 0.0
+        self._image_rng = np.random.default_rng(0)
+        lat = self.latency
+        self._action_delay = servo_timing.DelayLine(lat.action_delay_steps)
+        self._state_delay = servo_timing.DelayLine(lat.state_delay_steps)
+        self._servo_filter = (
+            servo_timing.DeadbandBacklash(
+                lat.deadband_ticks * servo_timing.TICK_RAD,
+                lat.backlash_ticks * servo_timing.TICK_RAD,
+            )
+            if lat.deadband_ticks > 0 or lat.backlash_ticks > 0
+            else None
+        )
+        self._camera_clock = (
+            servo_timing.CameraClock(embodiment.CONTROL_DT_S, lat.camera_fps, lat.camera_latency_s)
+            if lat.camera_active
+            else None
+        )
+        # Frames rendered at capture steps, kept until delivered: {step: {camera: image}}.
+        self._frames: dict[int, dict[str, np.ndarray]] = {}
+
     # ----------------------------------------------------------------------------------------
     # Gymnasium API
     # ----------------------------------------------------------------------------------------
@@ -121,6 +171,8 @@ class AlohaEnv(gym.Env):
         super().reset(seed=seed)
         mujoco.mj_resetData(self.model, self.data)
         home = embodiment.HOME_STATE_RAD
+        if options and "joint_state" in options:
+            home = self._checked_action(options["joint_state"])
         self.data.qpos[self.index.follower_qpos] = home
         self.data.qpos[self.index.leader_qpos] = home
         self.data.ctrl[self.index.follower_actuators] = home
@@ -130,19 +182,28 @@ class AlohaEnv(gym.Env):
             self.data.qpos[adr] = self.np_random.uniform(span.low, span.high)
         for eq_id, _ in self._breakaways:
             self.data.eq_active[eq_id] = 1
+        # Drawn after the props, so a seed places the props the same at every level.
+        if self._randomizer is not None:
+            self._apply_randomization(home)
         mujoco.mj_forward(self.model, self.data)
         self._steps = 0
         self._max_stage = 0
+        if self.latency.active:
+            self._reset_latency(home)
         stage = self._stage()
         self._max_stage = stage
-        return self._observation(), self._info(stage)
+        info = self._info(stage)
+        # A fresh copy per call: callers keep (and may edit) what reset returns.
+        info["randomization"] = copy.deepcopy(self._randomization_record)
+        return self._observation(), info
 
     def step(
         self, action: np.ndarray
     ) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
         target = self._checked_action(action)
-        self.data.ctrl[self.index.follower_actuators] = target
-        # Leaders are kinematic: they show the commanded pose exactly.
+        self.data.ctrl[self.index.follower_actuators] = self._servo_goal(target)
+        # Leaders are kinematic: they show the commanded pose exactly (the operator's input,
+        # before any delay or servo imperfection).
         self.data.qpos[self.index.leader_qpos] = target
         self.data.qvel[self.index.leader_dof] = 0.0
         mujoco.mj_step(self.model, self.data, nstep=embodiment.SUBSTEPS_PER_CONTROL)
@@ -202,8 +263,54 @@ class AlohaEnv(gym.Env):
         return np.concatenate(parts).astype(np.float32)
 
     def joint_state(self) -> np.ndarray:
-        """The followers' 12 joint positions (radians, embodiment order)."""
-        return self.data.qpos[self.index.follower_qpos].astype(np.float32)
+        """The followers' 12 joint positions (radians, embodiment order) as the encoders report
+        them now: the physical angles plus the calibration offset, quantized to ticks if the
+        latency model says so (both off by default)."""
+        q = self.data.qpos[self.index.follower_qpos]
+        if self._randomizer is not None:
+            q = q + self._joint_offset_rad
+        if self.latency.quantize:
+            q = servo_timing.quantize_rad(q)
+        return q.astype(np.float32)
+
+    def _apply_randomization(self, home: np.ndarray) -> None:
+        """Restore the nominal model, draw this episode's randomization and apply it."""
+        draw = self._randomizer.apply(self.np_random)
+        self._joint_offset_rad = draw.joint_offset_rad
+        self._image_noise_std = draw.image_noise_std
+        self._image_blur_sigma_px = draw.image_blur_sigma_px
+        self._image_rng = np.random.default_rng(draw.image_seed)
+        self._randomization_record = draw.record
+        # The rig starts where its encoders read `home`; the physical joints sit off by the
+        # calibration error, and the servos hold that pose.
+        physical = home - self._joint_offset_rad
+        self.data.qpos[self.index.follower_qpos] = physical
+        self.data.ctrl[self.index.follower_actuators] = physical
+
+    def _reset_latency(self, home: np.ndarray) -> None:
+        """Fill the delay lines and servo filter with the reset pose; forget old frames."""
+        goal = servo_timing.quantize_rad(home) if self.latency.quantize else home
+        self._action_delay.reset(home)
+        if self._servo_filter is not None:
+            self._servo_filter.reset(goal)
+        self._state_delay.reset(self.joint_state())
+        self._frames = {}
+
+    def _servo_goal(self, target: np.ndarray) -> np.ndarray:
+        """The physical position-servo goal for a commanded (encoder-frame) target.
+
+        Order as on the rig: the goal travels late (action delay), is sent as whole ticks, the
+        servo ignores changes inside its dead zone, the gears add backlash, and the servo drives
+        its miscalibrated encoder, not the physical joint, to the goal.
+        """
+        if not self.latency.active and self._randomizer is None:
+            return target
+        goal = self._action_delay(target)
+        if self.latency.quantize:
+            goal = servo_timing.quantize_rad(goal)
+        if self._servo_filter is not None:
+            goal = self._servo_filter(goal)
+        return goal - self._joint_offset_rad
 
     def _sample_pose(self, obj) -> np.ndarray:
         rng = self.np_random
@@ -261,7 +368,10 @@ class AlohaEnv(gym.Env):
         }
 
     def _observation(self) -> dict[str, np.ndarray]:
-        obs = {keys.STATE: self.joint_state()}
+        state = self.joint_state()
+        if self.latency.state_delay_steps:
+            state = self._state_delay(state)
+        obs = {keys.STATE: state}
         if self.obs_mode == "state":
             obs[keys.ENVIRONMENT_STATE] = self.environment_state()
             return obs
@@ -269,9 +379,30 @@ class AlohaEnv(gym.Env):
             # Created lazily, in the thread and process that uses it: EGL contexts cannot cross
             # threads, and a process forked after one exists hangs (SIM_NOTES.md).
             self._renderer = mujoco.Renderer(self.model, *self.image_size)
-        for camera in self.cameras:
-            obs[keys.image_key(camera)] = self._draw(self._renderer, self.index.cameras[camera])
+        clock = self._camera_clock
+        if clock is None:
+            obs.update(self._capture())
+            return obs
+        # A camera slower than the loop: render only at capture steps, deliver the newest frame
+        # visible now (repeated until the next one arrives), drop frames no longer needed.
+        if clock.is_capture_step(self._steps):
+            self._frames[self._steps] = self._capture()
+        source = clock.source_step(self._steps)
+        self._frames = {s: f for s, f in self._frames.items() if s >= source}
+        obs.update({key: image.copy() for key, image in self._frames[source].items()})
         return obs
+
+    def _capture(self) -> dict[str, np.ndarray]:
+        """Render every policy camera now, as the camera delivers it (blur, noise if drawn)."""
+        images = {}
+        for camera in self.cameras:
+            image = self._draw(self._renderer, self.index.cameras[camera])
+            if self._image_noise_std > 0 or self._image_blur_sigma_px > 0:
+                image = corrupt_image(
+                    image, self._image_noise_std, self._image_blur_sigma_px, self._image_rng
+                )
+            images[keys.image_key(camera)] = image
+        return images
 
     def _draw(
         self, renderer: mujoco.Renderer, camera_id: int, option: mujoco.MjvOption | None = None
