@@ -161,6 +161,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         cameras=tuple(args.cameras.split(",")) if args.cameras else None,
         image_size=args.image_size,
         human=load_human_config(args.human_config) if args.human_config else HumanOperatorConfig(),
+        randomize=args.randomize,
+        latency=args.latency,
     )
     bar = tqdm(total=args.episodes, desc=f"{args.task} {args.source}", unit="ep")
     start = time.perf_counter()
@@ -185,6 +187,47 @@ def cmd_generate(args: argparse.Namespace) -> int:
     )
     bar.close()
     print(f"{store.path}: {store.n_episodes} episodes, {store.n_steps} steps")
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from aloha_bench import replay
+
+    env_kwargs = {"randomize": args.randomize, "latency": args.latency}
+    if args.backend == "real":
+        if args.randomize != "none" or args.latency != "none":
+            raise ValueError("--randomize and --latency model the simulator; drop them for real")
+        env_kwargs = None
+    report = replay.replay(
+        args.path,
+        backend=args.backend,
+        episodes=args.episodes or None,
+        robot_config=args.robot_config,
+        env_kwargs=env_kwargs,
+    )
+    if args.out:
+        replay.save_report(report, args.out)
+    if args.json:
+        _print_json(report)
+    else:
+        print(replay.report_markdown(report), end="")
+    return 0
+
+
+def cmd_align(args: argparse.Namespace) -> int:
+    from aloha_bench.align import align
+
+    real = int(args.real) if args.real.isdigit() else args.real
+    align(
+        args.task,
+        args.camera,
+        real,
+        args.out,
+        image_size=args.image_size,
+        fovy_deg=args.fovy,
+        seed=args.seed,
+    )
+    print(f"wrote {args.out} (sim | real | blend)")
     return 0
 
 
@@ -354,7 +397,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default="sim", choices=["sim", "real"])
     p.add_argument("--robot-config", help="rig.toml: leader ports (and the real rig's setup)")
     p.add_argument("--human-config", help="TOML of human operator ranges (--source human)")
+    p.add_argument(
+        "--randomize",
+        default="none",
+        choices=["none", "light", "strong"],
+        help="domain randomization level (per episode, seeded, recorded)",
+    )
+    p.add_argument(
+        "--latency",
+        default="none",
+        choices=["none", "real"],
+        help="camera/action latency and servo model",
+    )
     p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("replay", help="replay a dataset's actions; per-joint tracking error")
+    p.add_argument("path", help="dataset (.zarr)")
+    p.add_argument("--backend", default="sim", choices=["sim", "real"])
+    p.add_argument("--robot-config", help="rig.toml (--backend real)")
+    p.add_argument("--episodes", type=int, nargs="*", help="episode indices (default: all)")
+    p.add_argument("--out", help="folder for replay.json/.md/.csv/.png")
+    p.add_argument("--randomize", default="none", choices=["none", "light", "strong"])
+    p.add_argument("--latency", default="none", choices=["none", "real"])
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("align", help="sim camera beside a real frame, blended, as one PNG")
+    p.add_argument("task")
+    p.add_argument("camera", choices=["top", "front", "left_wrist", "right_wrist"])
+    p.add_argument("real", help="image file, camera index or /dev/video* path")
+    p.add_argument("--out", required=True)
+    p.add_argument("--image-size", type=_image_size, default=(480, 640), help="HxW")
+    p.add_argument("--fovy", type=float, help="the real camera's vertical field of view (deg)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_align)
 
     p = sub.add_parser("inspect", help="summarize a dataset: episodes, success, strategies")
     p.add_argument("path")

@@ -41,6 +41,9 @@ class GenerateSettings:
         cameras: cameras to record in pixels mode; default: the task's.
         image_size: (height, width) of recorded images.
         human: the operator model's ranges (``source="human"``).
+        randomize: domain randomization level (``none``, ``light``, ``strong``); each
+            episode's draw is stored with its style.
+        latency: timing and servo model (``none`` or ``real``).
     """
 
     task: str
@@ -49,6 +52,8 @@ class GenerateSettings:
     cameras: tuple[str, ...] | None = None
     image_size: tuple[int, int] = (96, 128)
     human: HumanOperatorConfig = HumanOperatorConfig()
+    randomize: str = "none"
+    latency: str = "none"
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
@@ -82,6 +87,8 @@ class EpisodeRecorder:
             obs_mode=settings.obs_mode,
             cameras=list(settings.cameras) if settings.cameras else None,
             image_size=settings.image_size,
+            randomize=settings.randomize,
+            latency=settings.latency,
         )
 
     def record(self, seed: int) -> Episode:
@@ -98,6 +105,8 @@ class EpisodeRecorder:
             agent = make_expert(sim.task.task_id, "default")
             style = dataclasses.asdict(agent.style)
             strategy = strategy_of(agent.style)
+        if "randomization" in info:
+            style["randomization"] = info["randomization"]
         agent.reset(sim)
         steps: dict[str, list[np.ndarray]] = {}
         truncated = False
@@ -169,6 +178,8 @@ def generator_attrs(settings: GenerateSettings, seed: int, keep_failed: bool) ->
         "source": settings.source,
         "first_seed": seed,
         "keep_failed": keep_failed,
+        "randomize": settings.randomize,
+        "latency": settings.latency,
         "aloha_bench_version": __version__,
     }
     if settings.source == "human":

@@ -106,3 +106,14 @@ def test_bench_data_prints_generation_and_loader_figures():
 def test_bench_bus_json_keys():
     rows = json.loads(_run("bench", "bus", "--n", "20", "--json").stdout)
     assert {"round_trip_ms", "wire_ms", "errors"} <= set(rows)
+
+
+def test_generate_randomized_then_replay_measures_the_gap(tmp_path):
+    store = tmp_path / "rand.zarr"
+    args = ["--task", "transfer_cube", "--episodes", "1", "--out", str(store)]
+    result = _run("generate", *args, "--obs-mode", "state", "--randomize", "light")
+    assert result.returncode == 0, result.stderr
+    same = json.loads(_run("replay", str(store), "--randomize", "light", "--json").stdout)
+    nominal = json.loads(_run("replay", str(store), "--json").stdout)
+    assert max(j["rmse_rad"] for j in same["joints"].values()) < 1e-6
+    assert max(j["rmse_rad"] for j in nominal["joints"].values()) > 1e-4
