@@ -21,8 +21,10 @@ from aloha_bench.experts.base import (
 )
 
 DOWN = np.pi / 2
-# How high above the meeting height the peg waits before lining up with the bore (m).
-PEG_APPROACH_RISE_M = {"level": 0.0, "above": 0.02}
+# Where the right tool waits before lining the peg up with the bore, relative to the meeting
+# point (m): level and 21 cm to the right, or 2 cm higher and 18 cm to the right (closer in, so
+# the raised wrist stays inside its flex range near the right arm's base).
+PEG_WAIT_OFFSET_M = {"level": (0.21, 0.0, 0.0), "above": (0.18, 0.0, 0.02)}
 # Each arm's unrolled tool +y, top-down: the fixed jaws land on the far (+y / -y) sides.
 LEFT_JAW = (0.0, 1.0, 0.0)
 RIGHT_JAW = (0.0, -1.0, 0.0)
@@ -50,10 +52,10 @@ class InsertionStyle:
     peg_approach: str = "level"
 
     def __post_init__(self) -> None:
-        if self.peg_approach not in PEG_APPROACH_RISE_M:
+        if self.peg_approach not in PEG_WAIT_OFFSET_M:
             raise ValueError(
                 f"peg_approach {self.peg_approach!r} invalid; use "
-                f"{' or '.join(PEG_APPROACH_RISE_M)}"
+                f"{' or '.join(PEG_WAIT_OFFSET_M)}"
             )
         check_pace(self.speed, self.pause_s)
 
@@ -65,7 +67,7 @@ class InsertionStyle:
             meet_x_m=float(rng.uniform(-0.09, -0.07)),
             meet_z_m=float(rng.uniform(0.09, 0.11)),
             approach_m=float(rng.uniform(0.03, 0.06)),
-            peg_approach=str(rng.choice(list(PEG_APPROACH_RISE_M))),
+            peg_approach=str(rng.choice(list(PEG_WAIT_OFFSET_M))),
         )
 
 
@@ -123,11 +125,11 @@ class InsertionExpert(ScriptedExpert):
             Keyframe(t_down + st.pause_s, peg_grasp, DOWN, RIGHT_JAW, 0.9),
             Keyframe(t_closed, peg_grasp, DOWN, RIGHT_JAW, GRIPPER_CLOSED_RAD),
             Keyframe(t_lifted, peg_grasp + [0, 0, lift], DOWN, RIGHT_JAW, GRIPPER_CLOSED_RAD),
-            # Peg tip ~6 cm short of the mouth (mouth 7 cm right of the left tool, tip 8 cm left
+            # Peg tip 3-6 cm short of the mouth (mouth 7 cm right of the left tool, tip 8 cm left
             # of the right tool), so the two never touch before they are lined up.
             Keyframe(
                 t_meet,
-                meet + [0.21, 0.0, PEG_APPROACH_RISE_M[st.peg_approach]],
+                meet + PEG_WAIT_OFFSET_M[st.peg_approach],
                 DOWN,
                 RIGHT_JAW,
                 GRIPPER_CLOSED_RAD,
