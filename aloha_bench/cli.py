@@ -290,6 +290,68 @@ def cmd_bench_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    import time
+
+    from tqdm import tqdm
+
+    from aloha_bench.policies.act.config import load_config
+    from aloha_bench.train import train
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    config = load_config(args.config, args.profile, args.set or ())
+    total = args.steps or config.steps
+    bar = tqdm(total=total, desc=f"train {Path(args.out).name}", unit="step")
+
+    def progress(row: dict) -> None:
+        bar.n = row["step"]
+        shown = {k: f"{row[k]:.3g}" for k in ("loss", "kl", "lr", "samples_per_s") if k in row}
+        if "val_l1" in row:
+            shown["val_l1"] = f"{row['val_l1']:.3g}"
+        bar.set_postfix(shown)
+        bar.refresh()
+
+    start = time.perf_counter()
+    summary = train(
+        config,
+        args.dataset,
+        args.out,
+        steps=args.steps,
+        device=args.device,
+        resume=args.resume,
+        progress=progress,
+    )
+    bar.close()
+    if args.json:
+        _print_json(summary)
+    else:
+        seconds = time.perf_counter() - start
+        print(
+            f"{summary['run_dir']}: {summary['steps']} steps in {seconds:.0f} s "
+            f"({summary['train_samples_per_s']:.1f} samples/s); best step {summary['best_step']}"
+        )
+    return 0
+
+
+def cmd_bench_train(args: argparse.Namespace) -> int:
+    from aloha_bench.bench_train import bench_train
+
+    rows = bench_train(threads=args.threads)
+    if args.json:
+        _print_json(rows)
+        return 0
+    for r in rows:
+        print(
+            f"{r['name']:<22} train {r['train_samples_per_s']:6.1f} samples/s, chunk "
+            f"{r['chunk_inference_ms']:5.1f} ms, ensembled step {r['ensembled_step_ms']:5.1f} ms, "
+            f"{r['parameters'] / 1e6:.1f} M params"
+        )
+    return 0
+
+
 def cmd_bench_bus(args: argparse.Namespace) -> int:
     from aloha_bench.robots.bench_bus import bench_bus
 
@@ -443,6 +505,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_video)
 
+    p = sub.add_parser("train", help="train ACT or a baseline on a dataset")
+    p.add_argument(
+        "--config", default="act", help="baseline name (act, no_cvae, single_step) or TOML"
+    )
+    p.add_argument("--profile", help="scale: cpu or paper (baselines/profiles/) or a TOML path")
+    p.add_argument("--dataset", required=True, help="Zarr dataset from `aloha-bench generate`")
+    p.add_argument("--out", required=True, help="run folder, e.g. runs/act_cube")
+    p.add_argument("--steps", type=int, help="gradient steps (default: the config's)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--resume", action="store_true", help="continue the run in --out bit-for-bit")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: one per core)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_train)
+
     p = sub.add_parser("bench", help="speed benchmarks that print figures")
     bench = p.add_subparsers(dest="bench", required=True)
     b = bench.add_parser("env", help="env steps/s without and with rendering")
@@ -455,6 +532,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--episodes", type=int, default=2, help="episodes timed per configuration")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_bench_data)
+    b = bench.add_parser("train", help="ACT training samples/s and inference latency")
+    b.add_argument("--threads", type=int, help="torch CPU threads during the run")
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=cmd_bench_train)
     b = bench.add_parser("bus", help="Feetech sync read + write round trip (emulator or port)")
     b.add_argument("--port", help="serial port of a real arm (default: the servo emulator)")
     b.add_argument("--n", type=int, default=200, help="round trips to time")

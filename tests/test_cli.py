@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 
@@ -117,3 +118,65 @@ def test_generate_randomized_then_replay_measures_the_gap(tmp_path):
     nominal = json.loads(_run("replay", str(store), "--json").stdout)
     assert max(j["rmse_rad"] for j in same["joints"].values()) < 1e-6
     assert max(j["rmse_rad"] for j in nominal["joints"].values()) > 1e-4
+
+
+def test_generate_train_load_act_end_to_end(tmp_path):
+    store = tmp_path / "cube.zarr"
+    result = _run(
+        "generate",
+        "--task",
+        "transfer_cube",
+        "--episodes",
+        "2",
+        "--out",
+        str(store),
+        "--obs-mode",
+        "state",
+    )
+    assert result.returncode == 0, result.stderr
+    run = tmp_path / "run"
+    overrides = [
+        "obs_mode=state",
+        "dim_model=32",
+        "n_heads=2",
+        "dim_feedforward=64",
+        "n_encoder_layers=1",
+        "n_decoder_layers=1",
+        "n_vae_encoder_layers=1",
+        "chunk_size=10",
+        "n_action_steps=10",
+        "batch_size=4",
+        "val_every=3",
+        "warmup_steps=1",
+        "precision=fp32",
+    ]
+    result = _run(
+        "train",
+        "--config",
+        "act",
+        "--profile",
+        "cpu",
+        "--dataset",
+        str(store),
+        "--out",
+        str(run),
+        "--steps",
+        "6",
+        "--threads",
+        "1",
+        *[arg for o in overrides for arg in ("--set", o)],
+    )
+    assert result.returncode == 0, result.stderr
+    for name in ("config.json", "losses.csv", "losses.png", "split.json"):
+        assert (run / name).is_file(), name
+
+    from aloha_bench import envs, policies
+
+    policy = policies.load(run)
+    env = envs.make("transfer_cube", obs_mode="state")
+    obs, _ = env.reset(seed=100)
+    policy.reset()
+    action = policy.select_action(obs)
+    assert action.shape == (12,) and np.isfinite(action).all()
+    env.step(action)
+    env.close()

@@ -1,0 +1,206 @@
+"""ACT speed figures (L4): training samples/s, chunk latency, FLOP rates. Printed, never asserted.
+
+Each configuration is timed on synthetic batches (random pixels and joints; the speed of a model
+does not depend on what it sees), after untimed warm-up steps that let oneDNN build its kernels.
+Achieved GFLOP/s counts the FLOPs of one step with ``torch.utils.flop_counter.FlopCounterMode``
+(matrix products and convolutions, as that counter does) and sits next to the peak of a
+2048x2048 matrix product measured in the same run, so a figure can be read against the machine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from aloha_bench import keys
+from aloha_bench.policies import ACTConfig, load_config, make_policy
+
+# LeRobot's ACTPolicy at this configuration: ~5.7 samples/s training, ~49 ms per chunk on the
+# project's 2-core CPU (issue #5's stated bar).
+LEROBOT_PARITY = ACTConfig(
+    cameras=("top", "front"),
+    image_size=(96, 128),
+    dim_model=512,
+    n_heads=8,
+    dim_feedforward=3200,
+    n_encoder_layers=4,
+    n_decoder_layers=1,
+    chunk_size=100,
+    n_action_steps=100,
+    batch_size=8,
+    use_vae=True,
+    backbone_norm="frozen_batchnorm",
+)
+REFERENCE = {"lerobot_train_samples_per_s": 5.7, "lerobot_chunk_inference_ms": 49.0}
+
+
+def _configs() -> dict[str, ACTConfig]:
+    return {
+        "lerobot_parity": LEROBOT_PARITY,
+        "lerobot_parity_bf16": dataclasses.replace(LEROBOT_PARITY, precision="bf16"),
+        "cpu": load_config("act", profile="cpu"),
+    }
+
+
+def matmul_peak_gflops(size: int = 2048, dtype: torch.dtype = torch.float32, n: int = 5) -> float:
+    """GFLOP/s of a square matrix product, the practical peak of this machine and dtype."""
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    a @ b
+    started = time.perf_counter()
+    for _ in range(n):
+        a @ b
+    return 2 * size**3 * n / (time.perf_counter() - started) / 1e9
+
+
+def _synthetic_batch(config: ACTConfig, env_dim: int = 8) -> dict[str, torch.Tensor]:
+    batch, chunk = config.batch_size, config.chunk_size
+    out = {
+        keys.STATE: torch.randn(batch, 12),
+        keys.ACTION: torch.randn(batch, chunk, 12),
+        keys.ACTION_IS_PAD: torch.zeros(batch, chunk, dtype=torch.bool),
+    }
+    if config.obs_mode == "state":
+        out[keys.ENVIRONMENT_STATE] = torch.randn(batch, env_dim)
+    for key in config.image_keys:
+        out[key] = torch.randint(0, 256, (batch, *config.image_size, 3), dtype=torch.uint8)
+    return out
+
+
+def _stats(env_dim: int = 8) -> dict[str, dict[str, np.ndarray]]:
+    stats = {k: {"mean": np.zeros(12), "std": np.ones(12)} for k in (keys.ACTION, keys.STATE)}
+    stats[keys.ENVIRONMENT_STATE] = {"mean": np.zeros(env_dim), "std": np.ones(env_dim)}
+    for camera in keys.CAMERAS:
+        stats[keys.image_key(camera)] = {"mean": np.full(3, 0.5), "std": np.full(3, 0.25)}
+    return stats
+
+
+def _timed(fn: Callable[[], Any], warmup: int, n: int) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(n):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return times
+
+
+def _flops(fn: Callable[[], Any]) -> int:
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def bench_config(name: str, config: ACTConfig, train_steps: int = 5, inferences: int = 20) -> dict:
+    """Training and inference figures of one configuration (random weights, synthetic data)."""
+    torch.manual_seed(0)
+    policy = make_policy(config, _stats())
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=config.lr)
+    batch = _synthetic_batch(config)
+
+    def train_step() -> None:
+        with policy.autocast():
+            loss, _ = policy.compute_loss(batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(policy.parameters(), config.grad_clip_norm)
+        optimizer.step()
+
+    policy.train()
+    step_s = statistics.median(_timed(train_step, warmup=2, n=train_steps))
+    train_flops = _flops(train_step)
+
+    obs = {key: value[0].numpy() for key, value in batch.items() if key in config.input_keys}
+    chunk_s = statistics.median(_timed(lambda: policy.predict_chunk(obs), 3, inferences))
+    # Counted on a plain forward: the counter's module hooks need autograd, inference_mode has none.
+    inputs = policy.preprocess(policy.observation_batch(obs))
+
+    def forward() -> None:
+        with policy.autocast():
+            policy.model(latent=policy.zero_latent(1), **inputs)
+
+    chunk_flops = _flops(forward)
+
+    ensembling = dataclasses.replace(config, n_action_steps=1, temporal_ensemble_coeff=0.01)
+    ensembled = make_policy(ensembling, _stats())
+    ensembled.load_state_dict(policy.state_dict())
+    ensembled.reset()
+    step_latency_s = statistics.median(_timed(lambda: ensembled.select_action(obs), 3, inferences))
+    return {
+        "name": name,
+        "precision": config.precision,
+        "cameras": len(config.cameras),
+        "image_size": list(config.image_size),
+        "dim_model": config.dim_model,
+        "chunk_size": config.chunk_size,
+        "batch_size": config.batch_size,
+        "parameters": sum(p.numel() for p in policy.parameters()),
+        "train_samples_per_s": config.batch_size / step_s,
+        "train_step_ms": 1e3 * step_s,
+        "train_gflops_per_step": train_flops / 1e9,
+        "train_achieved_gflops": train_flops / step_s / 1e9,
+        "chunk_inference_ms": 1e3 * chunk_s,
+        "chunk_inference_achieved_gflops": chunk_flops / chunk_s / 1e9,
+        "ensembled_step_ms": 1e3 * step_latency_s,
+    }
+
+
+def bench_train(
+    names: Sequence[str] | None = None, train_steps: int = 5, threads: int | None = None
+) -> list[dict]:
+    """Speed of ACT training and inference on this machine, one dict per configuration.
+
+    Configurations: ``lerobot_parity`` (fp32) and ``lerobot_parity_bf16`` (d_model 512,
+    feed-forward 3200, 4 encoder and 1 decoder layers, 2 cameras at 96x128, K = 100, batch 8,
+    CVAE: the setting of LeRobot's published CPU figure) and ``cpu``
+    (``baselines/profiles/cpu.toml``).
+
+    Args:
+        names: configurations to run (default all).
+        train_steps: timed training steps per configuration (the median is reported).
+        threads: torch threads during the run (default: torch's, one per core). On a machine
+            whose cores are busy with other work, one thread avoids OpenMP threads spin-waiting
+            on each other; ``load_avg_1min`` in each row tells how busy the machine was.
+
+    Returns:
+        Dicts with ``name``, ``train_samples_per_s``, ``chunk_inference_ms``,
+        ``ensembled_step_ms``, ``parameters``, achieved GFLOP/s, the matrix-product peaks
+        (``matmul_peak_fp32_gflops``, ``matmul_peak_bf16_gflops``), LeRobot's reference figures
+        ``torch_threads`` and ``load_avg_1min``.
+    """
+    configs = _configs()
+    chosen = list(configs) if names is None else list(names)
+    unknown = set(chosen) - set(configs)
+    if unknown:
+        raise ValueError(f"unknown bench configurations {sorted(unknown)}; known: {list(configs)}")
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads or previous_threads)
+    try:
+        peaks = {
+            "matmul_peak_fp32_gflops": matmul_peak_gflops(dtype=torch.float32),
+            "matmul_peak_bf16_gflops": matmul_peak_gflops(dtype=torch.bfloat16),
+        }
+        rows = []
+        for name in chosen:
+            load = os.getloadavg()[0]
+            row = bench_config(name, configs[name], train_steps=train_steps)
+            rows.append(
+                {
+                    **row,
+                    **peaks,
+                    **REFERENCE,
+                    "torch_threads": torch.get_num_threads(),
+                    "load_avg_1min": load,
+                }
+            )
+    finally:
+        torch.set_num_threads(previous_threads)
+    return rows

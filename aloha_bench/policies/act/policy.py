@@ -1,0 +1,269 @@
+"""ACTPolicy: the ACT network behind the policy interface shared by every policy here.
+
+``reset()``, ``select_action(obs) -> (12,)``, ``compute_loss(batch) -> (loss, metrics)``,
+``save(dir)`` and ``ACTPolicy.load(dir)``. Normalization statistics are buffers of the policy, so a
+saved policy is complete on its own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections import deque
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from aloha_bench import keys
+from aloha_bench.policies.act.config import ACTConfig
+from aloha_bench.policies.act.losses import act_loss, masked_l1
+from aloha_bench.policies.act.model import ACT
+from aloha_bench.policies.normalize import Normalizer, imagenet_stats
+
+MODEL_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+# How a trained policy executes its chunks; everything else is fixed by its weights.
+INFERENCE_FIELDS = ("n_action_steps", "temporal_ensemble_coeff")
+
+
+class TemporalEnsembler:
+    """The paper's temporal ensembling (sec. IV-C): average every prediction for the current step.
+
+    A chunk is predicted at every step, so step t has up to K predictions: the chunk from step
+    t - j predicts it at its index j. They are averaged with weights exp(-m * i), where i = 0 is
+    the OLDEST prediction (the original code's and LeRobot's convention): a small m weighs old and
+    new almost alike, a larger m trusts the older predictions more.
+    """
+
+    def __init__(self, coeff: float, chunk_size: int) -> None:
+        self.coeff = coeff
+        self._chunks: deque[np.ndarray] = deque(maxlen=chunk_size)
+
+    def reset(self) -> None:
+        self._chunks.clear()
+
+    def update(self, chunk: np.ndarray) -> np.ndarray:
+        """Add the chunk (K, A) predicted now; return the ensembled action (A,) for now."""
+        self._chunks.append(chunk)
+        n = len(self._chunks)
+        # The i-th stored chunk (oldest first) was predicted n - 1 - i steps ago.
+        predictions = np.stack([c[n - 1 - i] for i, c in enumerate(self._chunks)])  # (n, A)
+        weights = np.exp(-self.coeff * np.arange(n))  # (n,), oldest first
+        return (weights[:, None] * predictions).sum(axis=0) / weights.sum()
+
+
+class ACTPolicy(nn.Module):
+    """ACT (Zhao et al. 2023) with its normalization statistics.
+
+    Args:
+        config: the resolved configuration.
+        stats: ``{key: {"mean", "std"}}`` of the training split (``data.compute_stats``): needs
+            ``action`` and ``observation.state``; ``observation.environment_state`` in state
+            mode; each camera's image key with ``image_norm = "dataset"``.
+    """
+
+    name = "act"
+
+    def __init__(self, config: ACTConfig, stats: Mapping[str, Mapping[str, np.ndarray]]) -> None:
+        super().__init__()
+        self.config = config
+        stats = dict(stats)
+        if config.obs_mode == "pixels" and config.image_norm == "imagenet":
+            stats |= {key: imagenet_stats() for key in config.image_keys}
+        self.normalizer = Normalizer(stats, (keys.ACTION, *config.input_keys))
+        env_dim = 0
+        if config.obs_mode == "state":
+            env_dim = int(np.asarray(stats[keys.ENVIRONMENT_STATE]["mean"]).size)
+        self.model = ACT(config, environment_state_dim=env_dim)
+        self._queue: deque[np.ndarray] = deque()
+        self._ensembler = (
+            TemporalEnsembler(config.temporal_ensemble_coeff, config.chunk_size)
+            if config.temporal_ensemble_coeff is not None
+            else None
+        )
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def backbone_parameters(self) -> list[nn.Parameter]:
+        """Parameters trained at ``lr_backbone`` (empty in state mode)."""
+        backbone = getattr(self.model, "backbone", None)
+        return [] if backbone is None else list(backbone.parameters())
+
+    # --------------------------------------------------------------------------------------------
+    # Inputs
+    # --------------------------------------------------------------------------------------------
+    def preprocess(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Normalized model inputs from a batch of raw observations (tensors on the device).
+
+        Returns:
+            ``state`` (B, 12), and ``images`` (B, N, 3, H, W) or ``environment_state`` (B, E),
+            the keyword arguments of :class:`ACT`'s forward besides ``latent``.
+        """
+        cfg, norm = self.config, self.normalizer
+        inputs = {"state": norm.normalize(keys.STATE, batch[keys.STATE].float())}
+        if cfg.obs_mode == "pixels":
+            # uint8 (B, H, W, 3) per camera -> (B, N, 3, H, W) float in [0, 1]. The permute keeps
+            # the pixels in NHWC memory, the layout the backbone's convolutions want.
+            raw = torch.stack([batch[key] for key in cfg.image_keys], dim=1)  # (B, N, H, W, 3)
+            images = raw.permute(0, 1, 4, 2, 3).float().div_(255.0)  # (B, N, 3, H, W)
+            per_camera = [
+                norm.normalize(key, images[:, i]) for i, key in enumerate(cfg.image_keys)
+            ]  # N x (B, 3, H, W)
+            inputs["images"] = torch.stack(per_camera, dim=1)  # (B, N, 3, H, W)
+        else:
+            env = batch[keys.ENVIRONMENT_STATE].float()
+            inputs["environment_state"] = norm.normalize(keys.ENVIRONMENT_STATE, env)
+        return inputs
+
+    def autocast(self) -> torch.autocast:
+        """bfloat16 autocast of the matrix products when ``precision = "bf16"`` (else a no-op)."""
+        return torch.autocast(
+            device_type=self.device.type,
+            dtype=torch.bfloat16,
+            enabled=self.config.precision == "bf16",
+        )
+
+    def zero_latent(self, batch_size: int) -> torch.Tensor:
+        """z = 0 (B, L): the prior's mean, used at inference and without the CVAE."""
+        return torch.zeros(batch_size, self.config.latent_dim, device=self.device)
+
+    # --------------------------------------------------------------------------------------------
+    # Training
+    # --------------------------------------------------------------------------------------------
+    def compute_loss(
+        self, batch: Mapping[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """ACT's loss on a batch of windows (tensors on the policy's device).
+
+        In training mode z is sampled from the posterior (reparameterized). In eval mode z is
+        the posterior mean, and the metrics add ``l1_prior``: the L1 with z = 0, the error of the
+        actions the policy will actually execute (what ``train`` selects the best checkpoint by).
+
+        Args:
+            batch: observation keys, ``action`` (B, K, 12) and ``action_is_pad`` (B, K).
+
+        Returns:
+            (loss, metrics) with metrics ``loss``, ``l1``, ``kl`` (and ``l1_prior``) as floats.
+        """
+        inputs = self.preprocess(batch)
+        target = self.normalizer.normalize(keys.ACTION, batch[keys.ACTION].float())
+        is_pad = batch.get(keys.ACTION_IS_PAD)
+        batch_size = target.shape[0]
+        mu = log_var = None
+        if self.config.use_vae:
+            mu, log_var = self.model.encode_posterior(inputs["state"], target, is_pad)
+            latent = mu
+            if self.training:  # reparameterization trick
+                latent = mu + (0.5 * log_var).exp() * torch.randn_like(mu)
+        else:
+            latent = self.zero_latent(batch_size)
+        predicted = self.model(latent=latent, **inputs)
+        loss, parts = act_loss(predicted, target, is_pad, mu, log_var, self.config.kl_weight)
+        metrics = {"loss": loss.item(), "l1": parts["l1"].item(), "kl": parts["kl"].item()}
+        if not self.training:
+            if self.config.use_vae:
+                prior = self.model(latent=self.zero_latent(batch_size), **inputs)
+                metrics["l1_prior"] = masked_l1(prior, target, is_pad).item()
+            else:
+                metrics["l1_prior"] = metrics["l1"]
+        return loss, metrics
+
+    # --------------------------------------------------------------------------------------------
+    # Acting
+    # --------------------------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Forget queued actions and past predictions; call at the start of every episode."""
+        self._queue.clear()
+        if self._ensembler is not None:
+            self._ensembler.reset()
+
+    def observation_batch(self, obs: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
+        """One raw observation (numpy, unbatched) as a batch of 1 on the policy's device."""
+        return {
+            key: torch.from_numpy(np.ascontiguousarray(obs[key]))[None].to(self.device)
+            for key in self.config.input_keys
+        }
+
+    @torch.inference_mode()
+    def predict_chunk(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The next K actions (K, 12), unnormalized, from one observation (z = 0)."""
+        self.eval()
+        batch = self.observation_batch(obs)
+        with self.autocast():
+            predicted = self.model(
+                latent=self.zero_latent(1), **self.preprocess(batch)
+            )  # (1, K, 12)
+        actions = self.normalizer.unnormalize(keys.ACTION, predicted.float())
+        return actions[0].cpu().numpy()
+
+    def select_action(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The action (12,) to send now, given the current observation (numpy, unbatched).
+
+        Without temporal ensembling a chunk is predicted every ``n_action_steps`` steps and its
+        first ``n_action_steps`` actions are played out; with it, a chunk is predicted every
+        step and the predictions for the current step are averaged (:class:`TemporalEnsembler`).
+        Puts the policy in eval mode (dropout off), as LeRobot's ``select_action`` does.
+        """
+        if self._ensembler is not None:
+            return self._ensembler.update(self.predict_chunk(obs)).astype(np.float32)
+        if not self._queue:
+            chunk = self.predict_chunk(obs)[: self.config.n_action_steps]
+            self._queue.extend(chunk)
+        return self._queue.popleft().astype(np.float32)
+
+    # --------------------------------------------------------------------------------------------
+    # Saving
+    # --------------------------------------------------------------------------------------------
+    def save(self, directory: str | Path) -> None:
+        """Write ``model.safetensors`` (weights and statistics) and ``config.json``."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        save_file(tensors, directory / MODEL_FILE, metadata={"policy": self.name})
+        self.config.save(directory / CONFIG_FILE)
+
+    @classmethod
+    def load(
+        cls,
+        directory: str | Path,
+        device: str | torch.device = "cpu",
+        overrides: Mapping[str, Any] | None = None,
+    ) -> ACTPolicy:
+        """Rebuild a policy from a folder written by :meth:`save` (no dataset needed).
+
+        Args:
+            directory: the checkpoint folder.
+            device: where to put the policy.
+            overrides: execution-time settings to change (``INFERENCE_FIELDS``), e.g.
+                ``{"temporal_ensemble_coeff": 0.01, "n_action_steps": 1}`` to evaluate a policy
+                with and without temporal ensembling.
+        """
+        directory = Path(directory)
+        for name in (MODEL_FILE, CONFIG_FILE):
+            if not (directory / name).is_file():
+                raise FileNotFoundError(f"{directory / name} missing; not a saved ACT policy")
+        config = ACTConfig.load_json(directory / CONFIG_FILE)
+        if overrides:
+            fixed = sorted(set(overrides) - set(INFERENCE_FIELDS))
+            if fixed:
+                raise ValueError(
+                    f"{fixed} are fixed by training; at load time only {INFERENCE_FIELDS} change"
+                )
+            config = dataclasses.replace(config, **overrides)
+        state = load_file(directory / MODEL_FILE)
+        stats = Normalizer.stats_from_state_dict(state, (keys.ACTION, *config.input_keys))
+        policy = cls(config, stats)
+        policy.load_state_dict(state)
+        return policy.to(device)
+
+
+def read_config(directory: str | Path) -> dict:
+    """The raw ``config.json`` of a saved policy (to find out which policy it is)."""
+    return json.loads((Path(directory) / CONFIG_FILE).read_text())

@@ -1,0 +1,102 @@
+"""Training: the run folder, overfitting a tiny dataset, bit-for-bit resume, config checks."""
+
+import csv
+
+import numpy as np
+import pytest
+from safetensors.torch import load_file
+
+from aloha_bench.data.store import DatasetError
+from aloha_bench.policies import load
+from aloha_bench.train import learning_rate, train
+from tests.policies.conftest import make_store, tiny_config
+
+
+def _rows(run_dir):
+    with (run_dir / "losses.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_tiny_model_overfits_a_tiny_dataset(tmp_path):
+    store = make_store(tmp_path / "s.zarr", n_episodes=2, length=10, obs_mode="state")
+    config = tiny_config(
+        obs_mode="state", use_vae=False, val_fraction=0.0, log_every=10, val_every=200, steps=200
+    )
+    summary = train(config, store, tmp_path / "run", device="cpu")
+    rows = _rows(tmp_path / "run")
+    first, last = float(rows[0]["l1"]), float(rows[-1]["l1"])
+    assert last < 0.1 and last < first / 5, (first, last)
+    assert summary["steps"] == 200 and summary["best_step"] == 200
+
+
+def test_run_folder_and_loading_without_the_dataset(tmp_path, pixels_store):
+    seen = []
+    summary = train(
+        tiny_config(steps=4, val_every=2), pixels_store, tmp_path / "run", progress=seen.append
+    )
+    run = tmp_path / "run"
+    for name in ("config.json", "split.json", "losses.csv", "last", "best"):
+        assert (run / name).exists(), name
+    assert (run / "last" / "training_state.pt").is_file()
+    assert not (run / "best" / "training_state.pt").exists()
+    assert summary["val_episodes"] and summary["train_episodes"]
+    assert [p["step"] for p in seen] == [1, 2, 3, 4]
+    assert {"loss", "kl", "lr", "samples_per_s", "steps"} <= set(seen[0])
+    assert "val_l1_prior" in seen[1] and "val_l1_prior" not in seen[0]
+    assert _rows(run)[1]["val_loss"] != "" and _rows(run)[0]["val_loss"] == ""
+    policy = load(run)
+    obs = {
+        "observation.state": np.zeros(12, np.float32),
+        "observation.images.top": np.zeros((32, 32, 3), np.uint8),
+    }
+    assert policy.select_action(obs).shape == (12,)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"use_vae": False},
+        {"chunk_size": 1, "n_action_steps": 1},
+        {"precision": "bf16", "warmup_steps": 2},
+    ],
+    ids=["no_cvae", "single_step", "bf16"],
+)
+def test_baseline_variants_train(tmp_path, pixels_store, overrides):
+    summary = train(tiny_config(steps=3, **overrides), pixels_store, tmp_path / "run")
+    assert np.isfinite(summary["final_loss"])
+
+
+def test_resume_is_bit_for_bit(tmp_path, state_store):
+    # Dropout and the CVAE's sampling draw random numbers: both must resume where they stopped.
+    config = tiny_config(obs_mode="state", dropout=0.1, val_every=2, warmup_steps=4)
+    train(config, state_store, tmp_path / "straight", steps=6)
+    train(config, state_store, tmp_path / "split", steps=3)
+    train(config, state_store, tmp_path / "split", steps=6, resume=True)
+    straight = load_file(tmp_path / "straight" / "last" / "model.safetensors")
+    resumed = load_file(tmp_path / "split" / "last" / "model.safetensors")
+    assert straight.keys() == resumed.keys()
+    for name, tensor in straight.items():
+        assert tensor.equal(resumed[name]), name
+    assert [r["step"] for r in _rows(tmp_path / "split")] == [str(s) for s in range(1, 7)]
+    losses = [[r["loss"] for r in _rows(tmp_path / run)] for run in ("split", "straight")]
+    assert losses[0] == losses[1]
+
+
+def test_refusals(tmp_path, pixels_store, state_store):
+    config = tiny_config(obs_mode="state", steps=1)
+    train(config, state_store, tmp_path / "run")
+    with pytest.raises(ValueError, match="not empty"):
+        train(config, state_store, tmp_path / "run")
+    with pytest.raises(ValueError, match="lr: 0.001 -> 0.002"):
+        train(tiny_config(obs_mode="state", lr=2e-3), state_store, tmp_path / "run", resume=True)
+    with pytest.raises(ValueError, match="no training state"):
+        train(config, state_store, tmp_path / "fresh", resume=True)
+    with pytest.raises(DatasetError, match="image_size=32x32"):
+        train(tiny_config(image_size=[64, 64]), pixels_store, tmp_path / "a")
+    with pytest.raises(DatasetError, match="obs_mode"):
+        train(tiny_config(), state_store, tmp_path / "b")
+
+
+def test_learning_rate_warms_up_linearly_then_stays():
+    assert [learning_rate(s, 1.0, 4) for s in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    assert learning_rate(0, 3e-4, 0) == 3e-4
