@@ -75,6 +75,43 @@ def cmd_expert(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from aloha_bench.rollout import evaluate_policy
+    from aloha_bench.sim.task_spec import load_task_spec
+
+    load_task_spec(args.task)
+    bar = tqdm(
+        total=args.episodes, desc=f"eval {Path(args.run).name}", unit="ep", disable=args.json
+    )
+    wins = 0
+
+    def progress(i, record) -> None:
+        nonlocal wins
+        wins += record.success_end
+        bar.update(1)
+        bar.set_postfix(success=f"{wins / (i + 1):.1%}")
+
+    report = evaluate_policy(args.run, args.task, args.episodes, seed=args.seed, progress=progress)
+    bar.close()
+    summary = {**report.to_dict(), "run": args.run, "first_seed": args.seed}
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(summary, indent=2) + "\n")
+    if args.json:
+        _print_json(summary)
+        return 0
+    print(f"{args.run} on {report.task}, {report.episodes} episodes (seeds {args.seed}..)")
+    print(
+        f"success (end of episode): {report.success_rate:.1%}   "
+        f"(any step: {report.success_rate_any_step:.1%})"
+    )
+    for name, rate in report.stage_rates.items():
+        print(f"  stage {name:<12} {rate:.1%}")
+    return 0
+
+
 def cmd_expert_table(args: argparse.Namespace) -> int:
     from aloha_bench.rollout import expert_table
 
@@ -424,6 +461,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--style", default="default", choices=["default", "varied"])
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_expert)
+
+    p = sub.add_parser("eval", help="roll out a trained policy: success and per-stage rates")
+    p.add_argument("--run", required=True, help="run folder written by `aloha-bench train`")
+    p.add_argument("--task", required=True)
+    p.add_argument("--episodes", type=int, default=20)
+    p.add_argument("--seed", type=int, default=1000, help="first seed (demos use 0, 1, ...)")
+    p.add_argument("--out", help="also write the summary JSON here")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("expert-table", help="markdown table of `expert --json` reports")
     p.add_argument("reports", nargs="+", help="JSON files written by `aloha-bench expert --json`")

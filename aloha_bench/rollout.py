@@ -132,6 +132,69 @@ def run_expert(
     )
 
 
+EVAL_SEED_OFFSET = 1000  # LeRobot's convention: evaluation episode i uses seed 1000 + i
+
+
+def evaluate_policy(
+    run_dir: str | Path,
+    task: str,
+    episodes: int,
+    seed: int = EVAL_SEED_OFFSET,
+    progress: Callable[[int, EpisodeRecord], None] | None = None,
+) -> ExpertReport:
+    """Roll out a trained policy (``aloha_bench.policies.load(run_dir)``) in the simulator.
+
+    The env is built with the observation mode, cameras and image size the policy was trained
+    on. Seeds start at 1000, away from ``generate``'s default demo seeds (0, 1, ...).
+
+    Returns:
+        The same report as for experts (style ``"policy"``): end-of-episode and any-step
+        success and per-stage rates.
+    """
+    from aloha_bench import policies  # torch only when a policy is evaluated
+
+    policy = policies.load(run_dir)
+    config = policy.config
+    pixels = config.obs_mode == "pixels"
+    env = envs.make(
+        task,
+        obs_mode=config.obs_mode,
+        cameras=list(config.cameras) if pixels else None,
+        image_size=tuple(config.image_size),
+    )
+    stage_names = env.unwrapped.stage_names
+    records = []
+    try:
+        for i in range(episodes):
+            obs, info = env.reset(seed=seed + i)
+            policy.reset()
+            truncated, steps = False, 0
+            while not truncated:
+                obs, _, _, truncated, info = env.step(policy.select_action(obs))
+                steps += 1
+            record = EpisodeRecord(
+                seed=seed + i,
+                max_stage=int(info["max_stage"]),
+                final_stage=int(info["stage"]),
+                success_end=bool(info["is_success"]),
+                success_any=int(info["max_stage"]) == len(stage_names),
+                steps=steps,
+                style={"run": str(run_dir)},
+            )
+            records.append(record)
+            if progress is not None:
+                progress(i, record)
+    finally:
+        env.close()
+    return ExpertReport(
+        task=env.unwrapped.task.task_id,
+        style_mode="policy",
+        episodes=episodes,
+        stage_names=stage_names,
+        records=tuple(records),
+    )
+
+
 def write_expert_video(task: str, out: Path, seed: int = 0, style: str = "default") -> Path:
     """Render one expert episode, all four cameras side by side, to ``out`` (mp4 via imageio)."""
     import imageio.v2 as imageio

@@ -170,6 +170,11 @@ def test_generate_train_load_act_end_to_end(tmp_path):
     for name in ("config.json", "losses.csv", "losses.png", "split.json"):
         assert (run / name).is_file(), name
 
+    result = _run("eval", "--run", str(run), "--task", "transfer_cube", "--episodes", "1", "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["episodes"] == 1 and summary["failed_seeds"] in ([], [1000])
+
     from aloha_bench import envs, policies
 
     policy = policies.load(run)
