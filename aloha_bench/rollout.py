@@ -141,35 +141,56 @@ def evaluate_policy(
     episodes: int,
     seed: int = EVAL_SEED_OFFSET,
     progress: Callable[[int, EpisodeRecord], None] | None = None,
+    backend: str = "sim",
+    robot_config: str | Path | None = None,
+    max_steps: int | None = None,
+    env_kwargs: dict[str, Any] | None = None,
 ) -> ExpertReport:
-    """Roll out a trained policy (``aloha_bench.policies.load(run_dir)``) in the simulator.
+    """Roll out a trained policy (``aloha_bench.policies.load(run_dir)``) in sim or on the rig.
 
     The env is built with the observation mode, cameras and image size the policy was trained
-    on. Seeds start at 1000, away from ``generate``'s default demo seeds (0, 1, ...).
+    on. Seeds start at 1000, away from ``generate``'s default demo seeds (0, 1, ...). On the real
+    rig (``backend="real"``) episodes run at 50 Hz wall-clock under the rig's safety limits and
+    no stage is detected (score them by hand); ``max_steps`` shortens episodes (default: the
+    task's length). ``env_kwargs`` go to the env (sim: ``randomize``, ``latency``; real: e.g.
+    ``capture_factory``).
+
+    Load order matters in one process: the policy (torch, and triton through torchvision) is
+    loaded before the env creates its EGL context, since triton's LLVM crashes when Mesa's is
+    already loaded.
 
     Returns:
         The same report as for experts (style ``"policy"``): end-of-episode and any-step
         success and per-stage rates.
     """
     from aloha_bench import policies  # torch only when a policy is evaluated
+    from aloha_bench.backends import make_env
 
     policy = policies.load(run_dir)
     config = policy.config
     pixels = config.obs_mode == "pixels"
-    env = envs.make(
+    spec = envs.load_task_spec(task)
+    limit = max_steps or spec.episode_steps
+    kwargs = dict(env_kwargs or {})
+    if backend == "real":
+        kwargs["max_episode_steps"] = limit
+    env = make_env(
         task,
+        backend=backend,
+        robot_config=robot_config,
         obs_mode=config.obs_mode,
         cameras=list(config.cameras) if pixels else None,
         image_size=tuple(config.image_size),
+        **kwargs,
     )
-    stage_names = env.unwrapped.stage_names
+    stage_names = spec.stage_names
     records = []
     try:
         for i in range(episodes):
             obs, info = env.reset(seed=seed + i)
             policy.reset()
             truncated, steps = False, 0
-            while not truncated:
+            while not truncated and steps < limit:
                 obs, _, _, truncated, info = env.step(policy.select_action(obs))
                 steps += 1
             record = EpisodeRecord(
@@ -187,7 +208,7 @@ def evaluate_policy(
     finally:
         env.close()
     return ExpertReport(
-        task=env.unwrapped.task.task_id,
+        task=spec.task_id,
         style_mode="policy",
         episodes=episodes,
         stage_names=stage_names,
