@@ -341,7 +341,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     config = load_config(args.config, args.profile, args.set or ())
     total = args.steps or config.steps
-    bar = tqdm(total=total, desc=f"train {Path(args.out).name}", unit="step")
+    import os
+
+    rank = int(os.environ.get("RANK", "0"))  # under torchrun only rank 0 reports
+    bar = tqdm(total=total, desc=f"train {Path(args.out).name}", unit="step", disable=rank != 0)
 
     def progress(row: dict) -> None:
         bar.n = row["step"]
@@ -362,6 +365,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         progress=progress,
     )
     bar.close()
+    if rank != 0:
+        return 0
     if args.json:
         _print_json(summary)
     else:

@@ -29,7 +29,9 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -38,6 +40,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from safetensors.torch import load_file
 
 from aloha_bench import keys
@@ -75,6 +78,30 @@ def resolve_device(device: str) -> torch.device:
     if device == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' requested but torch sees no CUDA device; use --device cpu")
     return torch.device(device)
+
+
+class _LossModule(torch.nn.Module):
+    """``compute_loss`` as ``forward``: DistributedDataParallel syncs gradients through forward."""
+
+    def __init__(self, policy: torch.nn.Module) -> None:
+        super().__init__()
+        self.policy = policy
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, Any]]:
+        return self.policy.compute_loss(batch)
+
+
+def distributed_context() -> tuple[int, int]:
+    """(rank, world size): torchrun's, with the process group started; (0, 1) without torchrun.
+
+    nccl on GPUs, gloo on CPUs (PyTorch's own engines); torchrun sets the environment.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), world
 
 
 def learning_rate(step: int, base_lr: float, warmup_steps: int) -> float:
@@ -197,6 +224,19 @@ def write_loss_plot(run_dir: str | Path) -> Path:
     return out
 
 
+def _write_run_files(
+    run_dir: Path, config: ACTConfig, dataset_path: str | Path, train_ids, val_ids
+) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config.save(run_dir / CONFIG_FILE)
+    split = {
+        "dataset": str(Path(dataset_path).resolve()),
+        "train_episodes": train_ids.tolist(),
+        "val_episodes": val_ids.tolist(),
+    }
+    (run_dir / SPLIT_FILE).write_text(json.dumps(split, indent=2) + "\n")
+
+
 def _read_csv_rows(path: Path, up_to_step: int) -> list[dict[str, str]]:
     if not path.is_file():
         return []
@@ -237,13 +277,20 @@ def train(
     if steps is not None:
         config = dataclasses.replace(config, steps=steps)
     run_dir = Path(out_dir)
+    rank, world = distributed_context()
+    is_main = rank == 0
     torch_device = resolve_device(device)
+    if torch_device.type == "cuda" and world > 1:
+        torch_device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
+        torch.cuda.set_device(torch_device)
     if resume:
         if not (run_dir / "last" / TRAINING_STATE_FILE).is_file():
             raise ValueError(f"cannot resume: {run_dir / 'last'} holds no training state")
         _check_resumable(ACTConfig.load_json(run_dir / CONFIG_FILE), config, run_dir)
     elif run_dir.exists() and any(run_dir.iterdir()):
         raise ValueError(f"{run_dir} exists and is not empty; choose a new folder or resume=True")
+    if world > 1:
+        dist.barrier()  # every rank has checked the folder before rank 0 starts writing it
 
     store = EpisodeStore.open(dataset_path)
     check_dataset(config, store)
@@ -272,7 +319,18 @@ def train(
     optimizer = torch.optim.AdamW(
         [{**g, "lr": g["base_lr"]} for g in groups], weight_decay=config.weight_decay
     )
-    rng = np.random.default_rng(config.seed)
+    # Each rank samples its own windows; a single process keeps the plain seed (bit-for-bit
+    # resume is defined, and tested, for single-process runs).
+    rng = np.random.default_rng(config.seed if world == 1 else [config.seed, rank])
+    ddp = (
+        torch.nn.parallel.DistributedDataParallel(
+            _LossModule(policy),
+            # the original-code flag leaves later decoder layers out of the loss
+            find_unused_parameters=config.use_first_decoder_layer_only,
+        )
+        if world > 1
+        else None
+    )
     # The same held-out windows at every validation, so the curve compares like with like.
     val_indices = (
         np.random.default_rng(config.seed + 1).integers(
@@ -289,23 +347,15 @@ def train(
         torch.set_rng_state(state["torch_rng"])
         if torch_device.type == "cuda" and state.get("cuda_rng") is not None:
             torch.cuda.set_rng_state(state["cuda_rng"])
-        rng.bit_generator.state = json.loads(state["numpy_rng"])
         start_step, best = int(state["step"]), json.loads(state["best"])
-    rows = _read_csv_rows(run_dir / LOSSES_FILE, start_step) if resume else []
-    run_dir.mkdir(parents=True, exist_ok=True)
-    config.save(run_dir / CONFIG_FILE)
-    (run_dir / SPLIT_FILE).write_text(
-        json.dumps(
-            {
-                "dataset": str(Path(dataset_path).resolve()),
-                "train_episodes": train_ids.tolist(),
-                "val_episodes": val_ids.tolist(),
-            },
-            indent=2,
-        )
-        + "\n"
-    )
-    csv_file = (run_dir / LOSSES_FILE).open("w", newline="")
+        if world == 1:
+            rng.bit_generator.state = json.loads(state["numpy_rng"])
+        else:  # per-rank streams continue from a fresh, still distinct draw
+            rng = np.random.default_rng([config.seed, rank, start_step])
+    rows = _read_csv_rows(run_dir / LOSSES_FILE, start_step) if resume and is_main else []
+    if is_main:
+        _write_run_files(run_dir, config, dataset_path, train_ids, val_ids)
+    csv_file = (run_dir / LOSSES_FILE).open("w", newline="") if is_main else io.StringIO()
     writer = csv.DictWriter(csv_file, fieldnames=CSV_COLUMNS)
     writer.writeheader()
     writer.writerows(rows)
@@ -324,12 +374,12 @@ def train(
                 torch_device,
             )
             with policy.autocast():
-                loss, metrics = policy.compute_loss(batch)
+                loss, metrics = ddp(batch) if ddp is not None else policy.compute_loss(batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), config.grad_clip_norm)
             optimizer.step()
-            window_samples += config.batch_size
+            window_samples += config.batch_size * world
             done = step + 1
             row: dict[str, Any] = {}
             if done % config.log_every == 0 or done == config.steps:
@@ -342,7 +392,7 @@ def train(
                     "samples_per_s": window_samples / max(now - window_start, 1e-9),
                 }
                 window_start, window_samples = now, 0
-            if done % config.val_every == 0 or done == config.steps:
+            if is_main and (done % config.val_every == 0 or done == config.steps):
                 val = _validate(policy, val_data, val_indices, config, torch_device)
                 row = {"step": done, **row, **val}
                 improved = val.get("val_l1_prior", metrics["l1"]) < best["val_l1_prior"]
@@ -363,14 +413,17 @@ def train(
                         "best": json.dumps(best),
                     },
                 )
-            if row:
+            if row and is_main:
                 writer.writerow({k: row.get(k, "") for k in CSV_COLUMNS})
                 csv_file.flush()
                 if progress is not None:
                     progress({**row, "steps": config.steps})
     finally:
         csv_file.close()
-    write_loss_plot(run_dir)
+    if is_main:
+        write_loss_plot(run_dir)
+    if world > 1:
+        dist.barrier()  # the checkpoints are written before any rank returns
     seconds = time.perf_counter() - started
     return {
         "run_dir": str(run_dir),
@@ -378,7 +431,11 @@ def train(
         "final_loss": metrics.get("loss"),
         "best_step": best["step"],
         "best_val_l1_prior": best["val_l1_prior"],
-        "train_samples_per_s": (config.steps - start_step) * config.batch_size / max(seconds, 1e-9),
+        "train_samples_per_s": (config.steps - start_step)
+        * config.batch_size
+        * world
+        / max(seconds, 1e-9),
+        "world_size": world,
         "seconds": seconds,
         "train_episodes": train_ids.tolist(),
         "val_episodes": val_ids.tolist(),

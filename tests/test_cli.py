@@ -185,3 +185,68 @@ def test_generate_train_load_act_end_to_end(tmp_path):
     assert action.shape == (12,) and np.isfinite(action).all()
     env.step(action)
     env.close()
+
+
+@pytest.mark.slow
+def test_torchrun_trains_with_two_cpu_processes(tmp_path):
+    import shutil
+
+    store = tmp_path / "cube.zarr"
+    assert (
+        _run(
+            "generate",
+            "--task",
+            "transfer_cube",
+            "--episodes",
+            "2",
+            "--out",
+            str(store),
+            "--obs-mode",
+            "state",
+        ).returncode
+        == 0
+    )
+    run = tmp_path / "ddp"
+    overrides = [
+        "obs_mode=state",
+        "dim_model=32",
+        "n_heads=2",
+        "dim_feedforward=64",
+        "n_encoder_layers=1",
+        "n_decoder_layers=1",
+        "n_vae_encoder_layers=1",
+        "chunk_size=10",
+        "n_action_steps=10",
+        "batch_size=4",
+        "val_every=2",
+        "warmup_steps=1",
+        "precision=fp32",
+    ]
+    command = [
+        shutil.which("torchrun"),
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "--no-python",
+        shutil.which("aloha-bench"),
+        "train",
+        "--config",
+        "act",
+        "--profile",
+        "cpu",
+        "--dataset",
+        str(store),
+        "--out",
+        str(run),
+        "--steps",
+        "4",
+        "--threads",
+        "1",
+        "--json",
+        *[arg for o in overrides for arg in ("--set", o)],
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout[result.stdout.index("{") :])
+    assert summary["world_size"] == 2
+    assert (run / "last" / "training_state.pt").is_file()
