@@ -12,6 +12,15 @@ def _print_json(data) -> None:
     print(json.dumps(data, indent=2))
 
 
+def _print_rates(report) -> None:
+    print(
+        f"success (end of episode): {report.success_rate:.1%}   "
+        f"(any step: {report.success_rate_any_step:.1%})"
+    )
+    for name, rate in report.stage_rates.items():
+        print(f"  stage {name:<12} {rate:.1%}")
+
+
 def cmd_tasks(args: argparse.Namespace) -> int:
     from aloha_bench.sim.task_spec import available_tasks, load_task_spec
 
@@ -64,12 +73,7 @@ def cmd_expert(args: argparse.Namespace) -> int:
         f"task {report.task}, style {report.style_mode}, {report.episodes} episodes "
         f"(seeds {args.seed}..{args.seed + args.episodes - 1})"
     )
-    print(
-        f"success (end of episode): {report.success_rate:.1%}   "
-        f"(any step: {report.success_rate_any_step:.1%})"
-    )
-    for name, rate in report.stage_rates.items():
-        print(f"  stage {name:<12} {rate:.1%}")
+    _print_rates(report)
     if summary["failed_seeds"]:
         print(f"failed seeds: {summary['failed_seeds']}")
     return 0
@@ -103,12 +107,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         _print_json(summary)
         return 0
     print(f"{args.run} on {report.task}, {report.episodes} episodes (seeds {args.seed}..)")
-    print(
-        f"success (end of episode): {report.success_rate:.1%}   "
-        f"(any step: {report.success_rate_any_step:.1%})"
-    )
-    for name, rate in report.stage_rates.items():
-        print(f"  stage {name:<12} {rate:.1%}")
+    _print_rates(report)
     return 0
 
 

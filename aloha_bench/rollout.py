@@ -29,6 +29,21 @@ class EpisodeRecord:
     steps: int
     style: dict
 
+    @classmethod
+    def from_info(
+        cls, seed: int, info: dict, n_stages: int, steps: int, style: dict
+    ) -> EpisodeRecord:
+        """The record of an episode from the env's ``info`` at its last step."""
+        return cls(
+            seed=seed,
+            max_stage=int(info["max_stage"]),
+            final_stage=int(info["stage"]),
+            success_end=bool(info["is_success"]),
+            success_any=int(info["max_stage"]) == n_stages,
+            steps=steps,
+            style=style,
+        )
+
 
 @dataclasses.dataclass(frozen=True)
 class ExpertReport:
@@ -109,14 +124,8 @@ def run_expert(
             steps = 0
             for info, _, episode_style in _play(env, seed + i, style, render=False):  # noqa: B007
                 steps += 1
-            record = EpisodeRecord(
-                seed=seed + i,
-                max_stage=int(info["max_stage"]),
-                final_stage=int(info["stage"]),
-                success_end=bool(info["is_success"]),
-                success_any=int(info["max_stage"]) == len(stage_names),
-                steps=steps,
-                style=dataclasses.asdict(episode_style),
+            record = EpisodeRecord.from_info(
+                seed + i, info, len(stage_names), steps, dataclasses.asdict(episode_style)
             )
             records.append(record)
             if progress is not None:
@@ -193,14 +202,8 @@ def evaluate_policy(
             while not truncated and steps < limit:
                 obs, _, _, truncated, info = env.step(policy.select_action(obs))
                 steps += 1
-            record = EpisodeRecord(
-                seed=seed + i,
-                max_stage=int(info["max_stage"]),
-                final_stage=int(info["stage"]),
-                success_end=bool(info["is_success"]),
-                success_any=int(info["max_stage"]) == len(stage_names),
-                steps=steps,
-                style={"run": str(run_dir)},
+            record = EpisodeRecord.from_info(
+                seed + i, info, len(stage_names), steps, {"run": str(run_dir)}
             )
             records.append(record)
             if progress is not None:

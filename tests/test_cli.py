@@ -7,6 +7,23 @@ import sys
 import numpy as np
 import pytest
 
+# A tiny state-mode ACT that trains in seconds.
+TINY_ACT = [
+    "obs_mode=state",
+    "dim_model=32",
+    "n_heads=2",
+    "dim_feedforward=64",
+    "n_encoder_layers=1",
+    "n_decoder_layers=1",
+    "n_vae_encoder_layers=1",
+    "chunk_size=10",
+    "n_action_steps=10",
+    "batch_size=4",
+    "val_every=2",
+    "warmup_steps=1",
+    "precision=fp32",
+]
+
 
 def _run(*args):
     return subprocess.run(
@@ -135,21 +152,7 @@ def test_generate_train_load_act_end_to_end(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     run = tmp_path / "run"
-    overrides = [
-        "obs_mode=state",
-        "dim_model=32",
-        "n_heads=2",
-        "dim_feedforward=64",
-        "n_encoder_layers=1",
-        "n_decoder_layers=1",
-        "n_vae_encoder_layers=1",
-        "chunk_size=10",
-        "n_action_steps=10",
-        "batch_size=4",
-        "val_every=3",
-        "warmup_steps=1",
-        "precision=fp32",
-    ]
+    overrides = TINY_ACT
     result = _run(
         "train",
         "--config",
@@ -207,21 +210,7 @@ def test_torchrun_trains_with_two_cpu_processes(tmp_path):
         == 0
     )
     run = tmp_path / "ddp"
-    overrides = [
-        "obs_mode=state",
-        "dim_model=32",
-        "n_heads=2",
-        "dim_feedforward=64",
-        "n_encoder_layers=1",
-        "n_decoder_layers=1",
-        "n_vae_encoder_layers=1",
-        "chunk_size=10",
-        "n_action_steps=10",
-        "batch_size=4",
-        "val_every=2",
-        "warmup_steps=1",
-        "precision=fp32",
-    ]
+    overrides = TINY_ACT
     command = [
         shutil.which("torchrun"),
         "--standalone",
