@@ -17,6 +17,7 @@ written, with an empty environment state (object poses are not measured on hardw
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -25,6 +26,7 @@ import numpy as np
 
 from aloha_bench import embodiment, keys
 from aloha_bench.data.store import EpisodeStore
+from aloha_bench.sim.ik import ArmIK
 
 EVENTS = ("save", "discard", "redo", "quit")
 
@@ -61,9 +63,6 @@ class KeyboardDevice:
     """
 
     def __init__(self, step_m: float = 0.005) -> None:
-        from aloha_bench.sim.ik import ArmIK  # the keyboard only drives the simulator
-
-        self._ik_cls = ArmIK
         self.step_m = step_m
         self.active = "right"
         self._pending: list[str] = []
@@ -73,7 +72,7 @@ class KeyboardDevice:
     def reset(self, env) -> None:
         if self._model is not env.model:
             self._model = env.model
-            self._ik = {arm: self._ik_cls(env.model, arm) for arm in embodiment.ARMS}
+            self._ik = {arm: ArmIK(env.model, arm) for arm in embodiment.ARMS}
         q = env.joint_state().astype(float)
         self._q = {arm: q[embodiment.arm_slice(arm)].copy() for arm in embodiment.ARMS}
         self._target = {arm: self._ik[arm].forward(self._q[arm])[0] for arm in embodiment.ARMS}
@@ -270,19 +269,16 @@ class RealTimePacer:
     """Sleeps so a simulated step takes one control period of wall-clock time (for a human)."""
 
     def __init__(self, period_s: float = embodiment.CONTROL_DT_S) -> None:
-        import time
-
-        self._time = time
         self.period_s = period_s
         self._next = time.perf_counter()
 
     def __call__(self) -> None:
         self._next += self.period_s
-        delay = self._next - self._time.perf_counter()
+        delay = self._next - time.perf_counter()
         if delay > 0:
-            self._time.sleep(delay)
+            time.sleep(delay)
         else:  # fell behind (slow renderer): do not try to catch up with a burst
-            self._next = self._time.perf_counter()
+            self._next = time.perf_counter()
 
 
 def teleop_session(
