@@ -1,0 +1,947 @@
+"""Paper-style tables and ablation plots from an evaluation study's summary table.
+
+Rendering is a separate, pure step (ARCHITECTURE.md "Style habits"): every function here takes the
+summary DataFrame (one row per evaluated cell, columns ``SUMMARY_COLUMNS``) and returns text, a
+DataFrame or the paths it wrote. Nothing here imports mujoco or torch, so a report can be rebuilt
+on any machine from ``summary.csv`` alone.
+
+Rates are pooled over training seeds by summing episodes and successes (``pool``), and every rate
+carries a 95% Wilson interval (``aloha_bench.stats``), because the evaluations are small enough
+that a bare percentage hides how much it could move. The paper's numbers come from
+``paper_results.toml`` (Zhao et al., RSS 2023, arXiv 2304.13705) and are printed beside ours only
+where a paper column has a real counterpart in our task.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from aloha_bench.stats import wilson_interval
+
+__all__ = [
+    "GROUPS",
+    "SUMMARY_COLUMNS",
+    "Artifact",
+    "group_rows",
+    "load_paper_results",
+    "main_frame",
+    "main_table",
+    "paper_value",
+    "plot_beta",
+    "plot_cameras",
+    "plot_chunk_size",
+    "plot_cvae",
+    "plot_robustness",
+    "plot_task_bars",
+    "plot_temporal_ensembling",
+    "pool",
+    "read_summary",
+    "report_markdown",
+    "robustness_frame",
+    "robustness_table",
+    "success_table",
+    "validate_summary",
+    "write_report",
+]
+
+SUMMARY_COLUMNS = (
+    "cell",
+    "groups",
+    "task",
+    "policy",
+    "source",
+    "obs_mode",
+    "train_seed",
+    "chunk_size",
+    "kl_weight",
+    "use_vae",
+    "temporal_ensemble",
+    "cameras",
+    "n_cameras",
+    "train_randomize",
+    "perturbation",
+    "perturbation_level",
+    "episodes",
+    "successes",
+    "success_rate",
+    "ci_low",
+    "ci_high",
+    "successes_any",
+    "success_rate_any",
+    "ci_low_any",
+    "ci_high_any",
+    "stages",
+    "stage_1",
+    "stage_2",
+    "stage_3",
+    "mean_steps",
+    "mean_return",
+    "run",
+    "records",
+)
+GROUPS = ("main", "chunk_size", "temporal_ensembling", "cvae", "beta", "cameras", "robustness")
+STAGE_COLUMNS = ("stage_1", "stage_2", "stage_3")
+# Display orders; values not listed sort after these, alphabetically.
+TASK_ORDER = ("transfer_cube", "insertion", "ziplock", "battery", "cup_lid")
+POLICY_ORDER = ("act", "no_cvae", "single_step")
+SOURCE_ORDER = ("scripted", "human")
+RANDOMIZE_ORDER = ("none", "light", "strong")
+PAPER_FILE = "paper_results.toml"
+MISSING = "—"
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """What one plot function produced.
+
+    Attributes:
+        name: short id of the plot (``chunk_size``, ``cvae``...).
+        paths: files written (png, md, csv), empty when nothing could be drawn.
+        note: the caption with the scale (episodes per point, seeds, obs mode, tasks) when written,
+            else the reason nothing was written (e.g. the study has no rows in that group).
+    """
+
+    name: str
+    paths: tuple[Path, ...]
+    note: str
+
+
+# --- input ---------------------------------------------------------------------------------------
+
+
+def validate_summary(df: pd.DataFrame, source: str = "summary") -> None:
+    """Raise ValueError naming ``source`` and every missing column of ``SUMMARY_COLUMNS``."""
+    missing = [c for c in SUMMARY_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(
+            f"{source}: missing summary column(s) {missing}; "
+            f"expected all of {list(SUMMARY_COLUMNS)}"
+        )
+
+
+def read_summary(path: Path) -> pd.DataFrame:
+    """Read and validate ``summary.csv``.
+
+    CSV turns empty strings into NaN; ``groups`` and ``cameras`` are legitimately empty (a cell in
+    no group, state observations), so they are read back as "".
+    """
+    df = pd.read_csv(path)
+    validate_summary(df, str(path))
+    for column in ("groups", "cameras", "perturbation", "train_randomize"):
+        df[column] = df[column].fillna("").astype(str)
+    return df
+
+
+def group_rows(df: pd.DataFrame, group: str) -> pd.DataFrame:
+    """Rows of ``df`` whose ";"-joined ``groups`` contains ``group`` (a row can be in several)."""
+    member = df["groups"].fillna("").astype(str).map(lambda g: group in g.split(";"))
+    return df[member.astype(bool)]
+
+
+# --- pooling -------------------------------------------------------------------------------------
+
+
+def _wilson(successes: float, trials: float) -> tuple[float, float]:
+    return wilson_interval(int(successes), int(trials))
+
+
+def _pool_one(rows: pd.DataFrame) -> dict:
+    episodes = int(rows["episodes"].sum())
+    out: dict = {"cells": len(rows), "episodes": episodes}
+    for suffix in ("", "_any"):
+        successes = int(rows[f"successes{suffix}"].sum())
+        low, high = _wilson(successes, episodes)
+        out[f"successes{suffix}"] = successes
+        out[f"success_rate{suffix}"] = successes / episodes if episodes else math.nan
+        out[f"ci_low{suffix}"], out[f"ci_high{suffix}"] = low, high
+    out["stages"] = ";".join(sorted(set(rows["stages"].fillna("").astype(str)) - {""}))
+    for column in STAGE_COLUMNS:
+        known = rows[column].notna()
+        n = int(rows.loc[known, "episodes"].sum())
+        if n == 0:
+            out[column], out[f"{column}_low"], out[f"{column}_high"] = math.nan, math.nan, math.nan
+            continue
+        reached = float((rows.loc[known, column] * rows.loc[known, "episodes"]).sum())
+        out[column] = reached / n
+        out[f"{column}_low"], out[f"{column}_high"] = _wilson(round(reached), n)
+    for column in ("mean_steps", "mean_return"):
+        known = rows[column].notna()
+        n = rows.loc[known, "episodes"].sum()
+        weighted = (rows.loc[known, column] * rows.loc[known, "episodes"]).sum()
+        out[column] = float(weighted / n) if n else math.nan
+    per_seed = rows.groupby("train_seed")[["successes", "episodes"]].sum()
+    out["n_seeds"] = len(per_seed)
+    seed_rates = per_seed["successes"] / per_seed["episodes"].replace(0, np.nan)
+    out["seed_std"] = float(seed_rates.std(ddof=1)) if len(per_seed) > 1 else math.nan
+    return out
+
+
+def pool(df: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
+    """Pool rows that share the ``by`` columns (over training seeds and every unlisted column).
+
+    Episodes, end-of-episode successes and any-step successes are summed and the rates and Wilson
+    intervals recomputed on the pooled counts. Stage rates are episode-weighted means, with a Wilson
+    interval on ``round(rate * episodes)``. Pooling treats all seeds' episodes as one binomial
+    sample, so the intervals do NOT include seed-to-seed variance of training; ``n_seeds`` and
+    ``seed_std`` (sample std of the per-seed success rate, NaN with one seed) are reported so a
+    reader can see it. Unlisted columns are dropped, so list every column that must not be mixed
+    (e.g. ``obs_mode``).
+
+    Returns:
+        One row per distinct ``by`` combination, in order of first appearance, with ``by`` then
+        cells, episodes, successes, success_rate, ci_low, ci_high, the ``_any`` equivalents,
+        stages, stage_i with stage_i_low/high, mean_steps, mean_return, n_seeds, seed_std.
+    """
+    by = list(by)
+    if df.empty:
+        return pd.DataFrame(columns=by)
+    records = []
+    for key, rows in df.groupby(by, sort=False, dropna=False):
+        values = key if isinstance(key, tuple) else (key,)
+        records.append({**dict(zip(by, values, strict=True)), **_pool_one(rows)})
+    return pd.DataFrame.from_records(records)
+
+
+# --- paper numbers -------------------------------------------------------------------------------
+
+
+def load_paper_results() -> dict:
+    """The paper's numbers from ``paper_results.toml``, beside this module (in the wheel)."""
+    with Path(__file__).with_name(PAPER_FILE).open("rb") as f:
+        return tomllib.load(f)
+
+
+def paper_value(
+    paper: dict, task: str, source: str, stage: str, policy: str = "act"
+) -> float | None:
+    """The paper's success % for our (task, source, stage, policy), or None if it has no such cell.
+
+    ``stage`` is our stage name; it is translated through the task's ``stage_map``, so paper
+    columns with no counterpart in our task (e.g. the cup's "tip-over") are never matched.
+    """
+    spec = paper.get("tasks", {}).get(task)
+    if spec is None:
+        return None
+    ours_to_paper = {ours: theirs for theirs, ours in spec.get("stage_map", {}).items()}
+    if stage not in ours_to_paper:
+        return None
+    index = spec["paper_stages"].index(ours_to_paper[stage])
+    methods = [m for m, p in paper.get("policy_map", {}).items() if p == policy]
+    by_method = spec.get(source, {})
+    for method in methods:
+        if method in by_method:
+            return float(by_method[method][index])
+    return None
+
+
+# --- formatting helpers --------------------------------------------------------------------------
+
+
+def _rank(value, order: Sequence[str]) -> tuple[int, str]:
+    return (order.index(value) if value in order else len(order), str(value))
+
+
+def _ordered(values, order: Sequence[str]) -> list:
+    """Distinct ``values`` in ``order`` first, the rest alphabetically."""
+    return sorted(dict.fromkeys(values), key=lambda v: _rank(v, order))
+
+
+def _fmt_rate(rate: float, low: float, high: float) -> str:
+    if rate is None or not np.isfinite(rate):
+        return MISSING
+    return f"{100 * rate:.0f}% [{100 * low:.0f}, {100 * high:.0f}]"
+
+
+def _fmt_paper(value: float) -> str:
+    return f"{value:g}"
+
+
+def _markdown(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _frame_markdown(df: pd.DataFrame) -> str:
+    def cell(v) -> str:
+        if isinstance(v, float):
+            return "" if not np.isfinite(v) else f"{v:.4g}"
+        return str(v)
+
+    return _markdown([str(c) for c in df.columns], [[cell(v) for v in r] for r in df.to_numpy()])
+
+
+def _span(values) -> str:
+    values = sorted({int(v) for v in values})
+    if not values:
+        return "0"
+    return str(values[0]) if len(values) == 1 else f"{values[0]}-{values[-1]}"
+
+
+def _obs(rows: pd.DataFrame) -> str:
+    return ", ".join(_ordered(rows["obs_mode"], ()))
+
+
+def _scale(pooled: pd.DataFrame, rows: pd.DataFrame, unit: str = "point") -> str:
+    """One line of scale: episodes per point (or cell), seeds, obs mode(s), task(s)."""
+    tasks = ", ".join(_ordered(rows["task"], TASK_ORDER))
+    return (
+        f"{_span(pooled['episodes'])} episodes per {unit}, {_span(pooled['n_seeds'])} seed(s), "
+        f"obs {_obs(rows)}, task(s) {tasks}"
+    )
+
+
+def _stage_names(rows: pd.DataFrame) -> list[str]:
+    names = next((s for s in rows["stages"].fillna("").astype(str) if s), "")
+    return names.split(">") if names else []
+
+
+# --- tables --------------------------------------------------------------------------------------
+
+MAIN_KEYS = ("policy", "source", "obs_mode", "task")
+
+
+def main_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """The main group pooled over seeds, one row per (policy, source, obs_mode, task): the CSV."""
+    return pool(group_rows(df, "main"), MAIN_KEYS)
+
+
+def main_table(df: pd.DataFrame, paper: dict | None = None) -> str:
+    """The main results in the shape of the paper's Tables I/II, as markdown.
+
+    Rows are (policy, source) (plus obs_mode when the study mixes several); columns are task x stage
+    with the final stage in bold. A cell is ``86% [79, 91]``: the final stage is the end-of-episode
+    success rate, earlier stages the fraction of episodes that reached them at any step, with 95%
+    Wilson intervals on episodes pooled over seeds; ``(paper 86)`` follows where the paper has the
+    same cell. "—" marks a (row, task) that was not run.
+    """
+    paper = load_paper_results() if paper is None else paper
+    rows = group_rows(df, "main")
+    if rows.empty:
+        return "No rows in group `main`: nothing to tabulate."
+    pooled = pool(rows, MAIN_KEYS)
+    tasks = _ordered(pooled["task"], TASK_ORDER)
+    stages = {t: _stage_names(rows[rows["task"] == t]) for t in tasks}
+    several_obs = pooled["obs_mode"].nunique() > 1
+    headers = ["policy", "source"] + (["obs"] if several_obs else [])
+    for task in tasks:
+        names = stages[task]
+        headers += [
+            f"**{task}: {s}**" if i == len(names) - 1 else f"{task}: {s}"
+            for i, s in enumerate(names)
+        ]
+    lines = []
+    for policy, source, obs in _row_keys(pooled):
+        line = [policy, source] + ([obs] if several_obs else [])
+        for task in tasks:
+            match = _lookup(pooled, policy, source, obs, task)
+            for i, stage in enumerate(stages[task]):
+                if match.empty:
+                    line.append(MISSING)
+                    continue
+                r = match.iloc[0]
+                final = i == len(stages[task]) - 1
+                column = "success_rate" if final else STAGE_COLUMNS[i]
+                bounds = ("ci_low", "ci_high") if final else (f"{column}_low", f"{column}_high")
+                low, high = r[bounds[0]], r[bounds[1]]
+                text = _fmt_rate(r[column], low, high)
+                theirs = paper_value(paper, task, source, stage, policy)
+                if theirs is not None:
+                    text += f" (paper {_fmt_paper(theirs)})"
+                line.append(text)
+        lines.append(line)
+    return _markdown(headers, lines) + "\n\n" + _main_footer(pooled, rows, paper)
+
+
+def _row_keys(pooled: pd.DataFrame) -> list[tuple]:
+    """(policy, source, obs_mode) table rows in the paper's order (ACT first, scripted first)."""
+    keys = set(map(tuple, pooled[["policy", "source", "obs_mode"]].to_numpy()))
+    return sorted(
+        keys, key=lambda k: (_rank(k[0], POLICY_ORDER), _rank(k[1], SOURCE_ORDER), str(k[2]))
+    )
+
+
+def _lookup(pooled: pd.DataFrame, policy: str, source: str, obs: str, task: str) -> pd.DataFrame:
+    return pooled[
+        (pooled["policy"] == policy)
+        & (pooled["source"] == source)
+        & (pooled["obs_mode"] == obs)
+        & (pooled["task"] == task)
+    ]
+
+
+def _main_footer(pooled: pd.DataFrame, rows: pd.DataFrame, paper: dict) -> str:
+    sim = paper.get("scale", {}).get("sim", {})
+    real = paper.get("scale", {}).get("real", {})
+    real_tasks = [t for t, s in paper.get("tasks", {}).items() if s.get("setting") == "real"]
+    return (
+        f"Ours: {_span(pooled['episodes'])} episodes per cell pooled over "
+        f"{_span(pooled['n_seeds'])} training seed(s), obs {_obs(rows)}; "
+        "bold (final) stage = success at the end of the episode, earlier stages = reached at any "
+        "step; [95% Wilson interval]; intervals exclude seed-to-seed variance. "
+        f"{MISSING} = not run. Paper: Zhao et al., RSS 2023 (arXiv 2304.13705), Tables I-II, "
+        f"sim {sim.get('seeds', '?')} seeds x {sim.get('rollouts_per_seed', '?')} rollouts, "
+        f"real-robot tasks ({', '.join(real_tasks)}) {real.get('seeds', '?')} x "
+        f"{real.get('rollouts_per_seed', '?')} with human demonstrations; the paper counted "
+        "success if reached at any step."
+    )
+
+
+def success_table(df: pd.DataFrame) -> str:
+    """Compact markdown: rows policy + source, per task final-stage success at the end and any step.
+
+    The two rules differ when a policy reaches the goal and then undoes it (drops the cube); the
+    original ACT code used the any-step rule, so both are shown.
+    """
+    rows = group_rows(df, "main")
+    if rows.empty:
+        return "No rows in group `main`: nothing to tabulate."
+    pooled = pool(rows, MAIN_KEYS)
+    tasks = _ordered(pooled["task"], TASK_ORDER)
+    several_obs = pooled["obs_mode"].nunique() > 1
+    headers = ["policy", "source"] + (["obs"] if several_obs else [])
+    for task in tasks:
+        headers += [f"{task} (end)", f"{task} (any step)"]
+    lines = []
+    for policy, source, obs in _row_keys(pooled):
+        line = [policy, source] + ([obs] if several_obs else [])
+        for task in tasks:
+            match = _lookup(pooled, policy, source, obs, task)
+            if match.empty:
+                line += [MISSING, MISSING]
+                continue
+            r = match.iloc[0]
+            line.append(_fmt_rate(r["success_rate"], r["ci_low"], r["ci_high"]))
+            line.append(_fmt_rate(r["success_rate_any"], r["ci_low_any"], r["ci_high_any"]))
+        lines.append(line)
+    footer = (
+        f"{_span(pooled['episodes'])} episodes per cell, {_span(pooled['n_seeds'])} seed(s), "
+        f"obs {_obs(rows)}; [95% Wilson interval]; {MISSING} = not run."
+    )
+    return _markdown(headers, lines) + "\n\n" + footer
+
+
+def _perturbation_order(pooled: pd.DataFrame) -> list[str]:
+    level = pooled.groupby("perturbation")["perturbation_level"].min()
+    return sorted(level.index, key=lambda p: (level[p], str(p)))
+
+
+def robustness_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """The robustness group pooled per (task, train_randomize, perturbation, level)."""
+    keys = ("task", "train_randomize", "perturbation", "perturbation_level", "obs_mode")
+    return pool(group_rows(df, "robustness"), keys)
+
+
+def robustness_table(df: pd.DataFrame) -> str:
+    """Markdown: rows train_randomize (per task if several), columns perturbation by level."""
+    pooled = robustness_frame(df)
+    if pooled.empty:
+        return "No rows in group `robustness`: nothing to tabulate."
+    perturbations = _perturbation_order(pooled)
+    tasks = _ordered(pooled["task"], TASK_ORDER)
+    headers = ["task", "train randomization"] + perturbations
+    lines = []
+    for task in tasks:
+        for randomize in _ordered(pooled["train_randomize"], RANDOMIZE_ORDER):
+            sel = pooled[(pooled["task"] == task) & (pooled["train_randomize"] == randomize)]
+            if sel.empty:
+                continue
+            line = [task, randomize]
+            for p in perturbations:
+                m = sel[sel["perturbation"] == p]
+                line.append(
+                    MISSING
+                    if m.empty
+                    else _fmt_rate(
+                        m["success_rate"].iloc[0], m["ci_low"].iloc[0], m["ci_high"].iloc[0]
+                    )
+                )
+            lines.append(line)
+    rows = group_rows(df, "robustness")
+    return (
+        _markdown(headers, lines)
+        + "\n\nEnd-of-episode success [95% Wilson interval]; evaluation perturbations ordered by "
+        f"level; {_scale(pooled, rows, 'cell')}; {MISSING} = not run."
+    )
+
+
+# --- plots ---------------------------------------------------------------------------------------
+
+# What each plot's CSV keeps: the plotted numbers and the counts behind them.
+PLOT_VALUES = (
+    "who",
+    "success_rate",
+    "ci_low",
+    "ci_high",
+    "successes",
+    "episodes",
+    "n_seeds",
+    "seed_std",
+)
+PAPER_CITE = "Zhao et al. 2023"
+
+
+def _label(pooled: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
+    """ " / "-joined values of the ``columns`` that vary (the first column when none varies)."""
+    varying = [c for c in columns if pooled[c].astype(str).nunique() > 1] or list(columns[:1])
+    return pooled[varying].astype(str).agg(" / ".join, axis=1)
+
+
+def _skipped(name: str, group: str) -> Artifact:
+    return Artifact(name, (), f"no rows in group `{group}` of the summary: plot skipped")
+
+
+def _with_values(pooled: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
+    return pooled.assign(who="ours")[list(keys) + list(PLOT_VALUES)]
+
+
+def _save(
+    name: str, out_dir: Path, data: pd.DataFrame, title: str, caption: str, xlabel: str, draw
+) -> Artifact:
+    """Draw with ``draw(ax, sns, palette_for)`` and write <name>.png/.md/.csv of ``data``.
+
+    A bare ``matplotlib.figure.Figure`` renders with the Agg canvas without pyplot, so no global
+    backend or figure registry is touched and it works headless; seaborn's style is applied only
+    inside this call (``axes_style`` context).
+    """
+    import seaborn as sns
+    from matplotlib.figure import Figure
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    png, md, csv = (out_dir / f"{name}.{ext}" for ext in ("png", "md", "csv"))
+    with sns.axes_style("whitegrid"):
+        fig = Figure(figsize=(8, 4.8), layout="constrained")
+        ax = fig.subplots()
+        draw(ax, sns)
+        ax.set_ylim(0, 1.05)
+        ax.set_ylabel("success rate (end of episode)")
+        ax.set_xlabel(xlabel)
+        ax.set_title(f"{title}\n{caption}", fontsize=9)
+        fig.savefig(png, dpi=110)
+    data.to_csv(csv, index=False)
+    md.write_text(
+        f"# {title}\n\n![{name}]({png.name})\n\n{caption}. Success at the end of the episode, "
+        "[ci_low, ci_high] = 95% Wilson interval on episodes pooled over training seeds "
+        "(excludes seed-to-seed variance; seed_std is the std of per-seed rates).\n\n"
+        f"{_frame_markdown(data)}\n"
+    )
+    return Artifact(name, (png, md, csv), caption)
+
+
+def _palette(sns, labels: Sequence[str]) -> dict[str, tuple]:
+    return dict(zip(labels, sns.color_palette("colorblind", len(labels)), strict=True))
+
+
+def _line_plot(ax, sns, ours: pd.DataFrame, x: str) -> None:
+    """One line per ``series`` through the exact points (no estimator), Wilson bars from the CI."""
+    labels = list(dict.fromkeys(ours["series"]))
+    palette = _palette(sns, labels)
+    sns.lineplot(
+        data=ours,
+        x=x,
+        y="success_rate",
+        hue="series",
+        hue_order=labels,
+        palette=palette,
+        marker="o",
+        estimator=None,
+        errorbar=None,
+        sort=True,
+        ax=ax,
+    )
+    for label in labels:
+        s = ours[ours["series"] == label]
+        ax.errorbar(
+            s[x],
+            s["success_rate"],
+            yerr=[s["success_rate"] - s["ci_low"], s["ci_high"] - s["success_rate"]],
+            fmt="none",
+            ecolor=palette[label],
+            capsize=3,
+        )
+
+
+def _bar_plot(
+    ax, sns, ours: pd.DataFrame, x: str, hue: str, order: list, hue_order: list
+) -> dict[tuple, float]:
+    """Bars of ``success_rate`` with asymmetric Wilson error bars; returns (x, hue) -> centre."""
+    hue_order = [h for h in hue_order if h in set(ours[hue])]
+    sns.barplot(
+        data=ours,
+        x=x,
+        y="success_rate",
+        hue=hue,
+        order=order,
+        hue_order=hue_order,
+        palette=_palette(sns, hue_order),
+        errorbar=None,
+        ax=ax,
+    )
+    # seaborn draws one container per present hue level, in hue_order; a bar's centre rounds to
+    # its category index because dodging stays within +/-0.4 of it.
+    centres = {}
+    for level, container in zip(hue_order, ax.containers, strict=False):
+        for bar in container:
+            centre = bar.get_x() + bar.get_width() / 2
+            centres[(order[round(centre)], level)] = centre
+    for _, r in ours.iterrows():
+        centre = centres.get((r[x], r[hue]))
+        if centre is None:
+            continue
+        ax.errorbar(
+            [centre],
+            [r["success_rate"]],
+            yerr=[[r["success_rate"] - r["ci_low"]], [r["ci_high"] - r["success_rate"]]],
+            fmt="none",
+            ecolor="black",
+            capsize=3,
+        )
+    return centres
+
+
+def _log_x(ax, values) -> None:
+    values = sorted(set(float(v) for v in values))
+    positive = [v for v in values if v > 0]
+    if len(positive) < len(values):
+        # kl_weight 0 (or chunk 0) has no log: linear near zero, log beyond.
+        ax.set_xscale("symlog", linthresh=min(positive) if positive else 1.0)
+    else:
+        ax.set_xscale("log")
+    ax.set_xticks(values, [f"{v:g}" for v in values])
+    ax.minorticks_off()
+
+
+def plot_chunk_size(df: pd.DataFrame, out_dir: Path, paper: dict | None = None) -> Artifact:
+    """Success vs action chunk size k (log x), the paper's ablation curve dashed on top.
+
+    The paper's curve (k = 1/10/100/200/400 -> 1/21/44/42/41%) is ACT without temporal
+    ensembling averaged over its sim settings, so it is labelled as such rather than per task.
+    """
+    rows = group_rows(df, "chunk_size")
+    if rows.empty:
+        return _skipped("chunk_size", "chunk_size")
+    paper = load_paper_results() if paper is None else paper
+    keys = ["task", "source", "policy", "obs_mode", "temporal_ensemble", "chunk_size"]
+    pooled = pool(rows, keys).sort_values("chunk_size", kind="stable")
+    ours = _with_values(pooled, keys).assign(series=_label(pooled, keys[:-1]).to_numpy())
+    ablation = paper.get("ablations", {}).get("chunk_size", {})
+    theirs = pd.DataFrame(
+        {
+            "chunk_size": ablation.get("chunk_size", []),
+            "success_rate": [v / 100 for v in ablation.get("success", [])],
+        }
+    ).assign(who="paper", series=f"paper ACT ({PAPER_CITE}), mean of its sim settings")
+    data = pd.concat([ours, theirs], ignore_index=True)
+
+    def draw(ax, sns):
+        _line_plot(ax, sns, ours, "chunk_size")
+        if not theirs.empty:
+            ax.plot(
+                theirs["chunk_size"],
+                theirs["success_rate"],
+                "k--",
+                marker="x",
+                label=theirs["series"].iloc[0],
+            )
+        _log_x(ax, data["chunk_size"])
+        ax.legend(fontsize=8)
+
+    caption = f"chunk size ablation: {_scale(pooled, rows)}"
+    return _save("chunk_size", out_dir, data, "Success vs action chunk size k", caption, "k", draw)
+
+
+def plot_temporal_ensembling(df: pd.DataFrame, out_dir: Path) -> Artifact:
+    """Bars with / without temporal ensembling per task (paper: 44% -> 47.3%, sim average)."""
+    rows = group_rows(df, "temporal_ensembling")
+    if rows.empty:
+        return _skipped("temporal_ensembling", "temporal_ensembling")
+    keys = ["task", "source", "policy", "obs_mode", "chunk_size", "temporal_ensemble"]
+    pooled = pool(rows, keys)
+    pooled = pooled.iloc[
+        sorted(range(len(pooled)), key=lambda i: _rank(pooled["task"].iloc[i], TASK_ORDER))
+    ]
+    ours = _with_values(pooled, keys).assign(
+        setting=_label(pooled, keys[:-1]).to_numpy(),
+        ensembling=np.where(pooled["temporal_ensemble"].astype(bool), "with TE", "without TE"),
+    )
+
+    def draw(ax, sns):
+        order = list(dict.fromkeys(ours["setting"]))
+        _bar_plot(ax, sns, ours, "setting", "ensembling", order, ["without TE", "with TE"])
+        ax.legend(fontsize=8)
+
+    caption = (
+        f"temporal ensembling: {_scale(pooled, rows)}; paper ({PAPER_CITE}): 44% -> 47.3%, "
+        "mean of its sim settings"
+    )
+    return _save(
+        "temporal_ensembling", out_dir, ours, "Temporal ensembling", caption, "setting", draw
+    )
+
+
+def plot_cvae(df: pd.DataFrame, out_dir: Path, paper: dict | None = None) -> Artifact:
+    """Bars with / without the CVAE by data source, pooled over tasks; paper values as markers.
+
+    The paper's CVAE ablation averages its two sim tasks per data source (scripted 59 vs 58,
+    human 35.3 vs 2), so ours are pooled over the tasks in the group to match.
+    """
+    rows = group_rows(df, "cvae")
+    if rows.empty:
+        return _skipped("cvae", "cvae")
+    paper = load_paper_results() if paper is None else paper
+    keys = ["obs_mode", "source", "use_vae"]
+    pooled = pool(rows, keys)
+    setting = _label(pooled, ["source", "obs_mode"]).to_numpy()
+    ours = _with_values(pooled, keys).assign(
+        setting=setting,
+        cvae=np.where(pooled["use_vae"].astype(bool), "with CVAE", "without CVAE"),
+        tasks=", ".join(_ordered(rows["task"], TASK_ORDER)),
+    )
+    ours = ours.iloc[
+        sorted(range(len(ours)), key=lambda i: _rank(ours["source"].iloc[i], SOURCE_ORDER))
+    ]
+    ablation = paper.get("ablations", {}).get("cvae", {})
+    theirs = pd.DataFrame(
+        [
+            {
+                "who": "paper",
+                "source": r["source"],
+                "setting": r["setting"],
+                "cvae": r["cvae"],
+                "success_rate": ablation[r["source"]][
+                    "with" if r["cvae"] == "with CVAE" else "without"
+                ]
+                / 100,
+            }
+            for _, r in ours.iterrows()
+            if r["source"] in ablation
+        ]
+    )
+    data = pd.concat([ours, theirs], ignore_index=True)
+
+    def draw(ax, sns):
+        order = list(dict.fromkeys(ours["setting"]))
+        centres = _bar_plot(ax, sns, ours, "setting", "cvae", order, ["with CVAE", "without CVAE"])
+        if not theirs.empty:
+            xs = [centres[(r["setting"], r["cvae"])] for _, r in theirs.iterrows()]
+            ax.scatter(
+                xs,
+                theirs["success_rate"],
+                marker="D",
+                color="black",
+                zorder=5,
+                label=f"paper ACT ({PAPER_CITE}), mean of its 2 sim tasks",
+            )
+        ax.legend(fontsize=8)
+
+    caption = f"CVAE ablation pooled over tasks: {_scale(pooled, rows)}"
+    return _save("cvae", out_dir, data, "With vs without the CVAE", caption, "data source", draw)
+
+
+def _line_ablation(
+    df: pd.DataFrame, out_dir: Path, name: str, x: str, title: str, xlabel: str, log: bool
+) -> Artifact:
+    rows = group_rows(df, name)
+    if rows.empty:
+        return _skipped(name, name)
+    keys = ["task", "source", "policy", "obs_mode", x]
+    pooled = pool(rows, keys).sort_values(x, kind="stable")
+    ours = _with_values(pooled, keys).assign(series=_label(pooled, keys[:-1]).to_numpy())
+
+    def draw(ax, sns):
+        _line_plot(ax, sns, ours, x)
+        if log:
+            _log_x(ax, ours[x])
+        else:
+            ax.set_xticks(sorted(set(ours[x])))
+        ax.legend(fontsize=8)
+
+    return _save(name, out_dir, ours, title, f"{name}: {_scale(pooled, rows)}", xlabel, draw)
+
+
+def plot_beta(df: pd.DataFrame, out_dir: Path) -> Artifact:
+    """Success vs the KL weight beta (log x; the paper trains with beta = 10)."""
+    return _line_ablation(
+        df, out_dir, "beta", "kl_weight", "Success vs KL weight beta", "kl_weight", log=True
+    )
+
+
+def plot_cameras(df: pd.DataFrame, out_dir: Path) -> Artifact:
+    """Success vs number of cameras (the camera names of each point are in the CSV)."""
+    rows = group_rows(df, "cameras")
+    if rows.empty:
+        return _skipped("cameras", "cameras")
+    keys = ["task", "source", "policy", "obs_mode", "n_cameras", "cameras"]
+    pooled = pool(rows, keys).sort_values("n_cameras", kind="stable")
+    ours = _with_values(pooled, keys).assign(series=_label(pooled, keys[:-2]).to_numpy())
+
+    def draw(ax, sns):
+        _line_plot(ax, sns, ours, "n_cameras")
+        for _, r in ours.iterrows():
+            ax.annotate(
+                r["cameras"] or "(none)",
+                (r["n_cameras"], r["success_rate"]),
+                textcoords="offset points",
+                xytext=(4, 4),
+                fontsize=7,
+            )
+        ax.set_xticks(sorted(set(ours["n_cameras"])))
+        ax.legend(fontsize=8)
+
+    caption = f"cameras: {_scale(pooled, rows)}"
+    return _save(
+        "cameras", out_dir, ours, "Success vs number of cameras", caption, "n_cameras", draw
+    )
+
+
+def plot_task_bars(df: pd.DataFrame, out_dir: Path) -> Artifact:
+    """Per-task success bars for each policy (and source) of the main group."""
+    rows = group_rows(df, "main")
+    if rows.empty:
+        return _skipped("task_bars", "main")
+    keys = list(MAIN_KEYS)
+    pooled = pool(rows, keys)
+    ranked = sorted(
+        range(len(pooled)),
+        key=lambda i: (
+            _rank(pooled["policy"].iloc[i], POLICY_ORDER),
+            _rank(pooled["source"].iloc[i], SOURCE_ORDER),
+        ),
+    )
+    pooled = pooled.iloc[ranked]
+    ours = _with_values(pooled, keys).assign(
+        variant=_label(pooled, ["policy", "source", "obs_mode"]).to_numpy()
+    )
+
+    def draw(ax, sns):
+        order = _ordered(ours["task"], TASK_ORDER)
+        _bar_plot(ax, sns, ours, "task", "variant", order, list(dict.fromkeys(ours["variant"])))
+        ax.legend(fontsize=8)
+
+    caption = f"main results: {_scale(pooled, rows)}"
+    return _save("task_bars", out_dir, ours, "Success per task and policy", caption, "task", draw)
+
+
+def plot_robustness(df: pd.DataFrame, out_dir: Path) -> Artifact:
+    """Success under each evaluation perturbation (by level), one bar per training randomization."""
+    pooled = robustness_frame(df)
+    if pooled.empty:
+        return _skipped("robustness_bars", "robustness")
+    rows = group_rows(df, "robustness")
+    keys = ["task", "train_randomize", "perturbation", "perturbation_level", "obs_mode"]
+    ranked = sorted(
+        range(len(pooled)), key=lambda i: _rank(pooled["train_randomize"].iloc[i], RANDOMIZE_ORDER)
+    )
+    pooled = pooled.iloc[ranked]
+    ours = _with_values(pooled, keys).assign(
+        trained=_label(pooled, ["train_randomize", "task", "obs_mode"]).to_numpy()
+    )
+
+    def draw(ax, sns):
+        order = _perturbation_order(pooled)
+        _bar_plot(
+            ax, sns, ours, "perturbation", "trained", order, list(dict.fromkeys(ours["trained"]))
+        )
+        ax.legend(title="train randomization", fontsize=8)
+
+    caption = f"robustness: {_scale(pooled, rows)}"
+    return _save(
+        "robustness_bars",
+        out_dir,
+        ours,
+        "Success under evaluation perturbations",
+        caption,
+        "evaluation perturbation (by level)",
+        draw,
+    )
+
+
+# --- the whole report ----------------------------------------------------------------------------
+
+
+def report_markdown(df: pd.DataFrame, paper: dict | None = None) -> str:
+    """The main table and the compact success table, for a CLI to print."""
+    return (
+        "## Main results\n\n"
+        + main_table(df, paper)
+        + "\n\n## Final-stage success\n\n"
+        + success_table(df)
+        + "\n"
+    )
+
+
+def write_report(summary_csv: Path, out_dir: Path) -> list[Path]:
+    """Write every table and plot of a study from its ``summary.csv`` into ``out_dir``.
+
+    Writes table_main.md/.csv, table_success.md, robustness.md/.csv (when the study has that
+    group), each ablation plot with its .md/.csv, and REPORT.md linking them with a line of scale
+    each. Groups without rows are listed in REPORT.md as skipped, with the reason.
+
+    Returns:
+        The paths written, REPORT.md last.
+    """
+    summary_csv, out_dir = Path(summary_csv), Path(out_dir)
+    df = read_summary(summary_csv)
+    paper = load_paper_results()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    lines = [
+        "# aloha-bench report",
+        "",
+        f"From `{summary_csv}` ({len(df)} evaluated cells). Paper numbers: Zhao et al., "
+        '"Learning Fine-Grained Bimanual Manipulation with Low-Cost Hardware", RSS 2023, '
+        "arXiv 2304.13705.",
+        "",
+    ]
+
+    def text(name: str, content: str) -> Path:
+        path = out_dir / name
+        path.write_text(content + "\n")
+        written.append(path)
+        return path
+
+    main = main_frame(df)
+    if main.empty:
+        lines.append("- Main tables: skipped (no rows in group `main`).")
+    else:
+        text("table_main.md", main_table(df, paper))
+        text("table_success.md", success_table(df))
+        main.to_csv(out_dir / "table_main.csv", index=False)
+        written.append(out_dir / "table_main.csv")
+        scale = _scale(main, group_rows(df, "main"), "cell")
+        lines.append(f"- [Main table](table_main.md) ([csv](table_main.csv)): {scale}")
+        lines.append(f"- [Final-stage success, end vs any step](table_success.md): {scale}")
+    robustness = robustness_frame(df)
+    if not robustness.empty:
+        text("robustness.md", robustness_table(df))
+        robustness.to_csv(out_dir / "robustness.csv", index=False)
+        written.append(out_dir / "robustness.csv")
+        scale = _scale(robustness, group_rows(df, "robustness"), "cell")
+        lines.append(f"- [Robustness table](robustness.md) ([csv](robustness.csv)): {scale}")
+    artifacts = [
+        plot_task_bars(df, out_dir),
+        plot_chunk_size(df, out_dir, paper),
+        plot_temporal_ensembling(df, out_dir),
+        plot_cvae(df, out_dir, paper),
+        plot_beta(df, out_dir),
+        plot_cameras(df, out_dir),
+        plot_robustness(df, out_dir),
+    ]
+    for artifact in artifacts:
+        written += artifact.paths
+        if artifact.paths:
+            png, md, csv = (p.name for p in artifact.paths)
+            lines.append(
+                f"- [{artifact.name} plot]({png}) ([numbers]({md}), [csv]({csv})): {artifact.note}"
+            )
+        else:
+            lines.append(f"- {artifact.name} plot: {artifact.note}")
+    text("REPORT.md", "\n".join(lines))
+    return written

@@ -1,0 +1,256 @@
+"""Tables and plots from crafted summary rows (aloha_bench.report): no simulator, no training."""
+
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from aloha_bench import report
+from aloha_bench.stats import wilson_interval
+
+STAGES = {
+    "transfer_cube": "touched>lifted>transferred",
+    "insertion": "grasp>contact>inserted",
+    "ziplock": "grasp>pinch>open",
+    "battery": "grasp>place>insert",
+    "cup_lid": "grasp>grip_tab>open",
+}
+
+
+def row(**overrides) -> dict:
+    """One summary row with every column; rates and Wilson intervals follow from the counts."""
+    r = {
+        "cell": "c",
+        "groups": "main",
+        "task": "transfer_cube",
+        "policy": "act",
+        "source": "scripted",
+        "obs_mode": "state",
+        "train_seed": 0,
+        "chunk_size": 100,
+        "kl_weight": 10.0,
+        "use_vae": True,
+        "temporal_ensemble": False,
+        "cameras": "",
+        "n_cameras": 0,
+        "train_randomize": "none",
+        "perturbation": "none",
+        "perturbation_level": 0,
+        "episodes": 50,
+        "successes": 25,
+        "successes_any": 30,
+        "stage_1": 0.9,
+        "stage_2": 0.8,
+        "stage_3": 0.6,
+        "mean_steps": 300.0,
+        "mean_return": 1.0,
+        "run": "runs/x",
+        "records": "runs/x/records.jsonl",
+    }
+    r.update(overrides)
+    r["stages"] = STAGES[r["task"]]
+    for suffix in ("", "_any"):
+        k, n = r[f"successes{suffix}"], r["episodes"]
+        r[f"success_rate{suffix}"] = k / n
+        r[f"ci_low{suffix}"], r[f"ci_high{suffix}"] = wilson_interval(k, n)
+    return r
+
+
+def frame(*rows: dict) -> pd.DataFrame:
+    df = pd.DataFrame([{**r, "cell": f"c{i}"} for i, r in enumerate(rows)])
+    return df[list(report.SUMMARY_COLUMNS)]
+
+
+def test_pool_sums_counts_and_recomputes_wilson():
+    df = frame(row(train_seed=0, successes=10), row(train_seed=1, successes=20))
+    pooled = report.pool(df, ["task", "policy"])
+    assert len(pooled) == 1
+    p = pooled.iloc[0]
+    assert (p["episodes"], p["successes"], p["n_seeds"]) == (100, 30, 2)
+    assert p["success_rate"] == pytest.approx(0.3)
+    assert (p["ci_low"], p["ci_high"]) == pytest.approx(wilson_interval(30, 100))
+    assert p["seed_std"] == pytest.approx(pd.Series([0.2, 0.4]).std())
+    assert p["stage_1"] == pytest.approx(0.9)
+    assert (p["stage_1_low"], p["stage_1_high"]) == pytest.approx(wilson_interval(90, 100))
+
+
+def test_pool_one_seed_has_no_seed_std():
+    assert pd.isna(report.pool(frame(row()), ["task"]).iloc[0]["seed_std"])
+
+
+def test_main_table_places_ours_and_paper_in_the_right_cells():
+    df = frame(
+        row(successes=43, episodes=50),
+        row(task="insertion", source="human", successes=10),
+    )
+    text = report.main_table(df, report.load_paper_results())
+    header, _, act_scripted, act_human = text.splitlines()[:4]
+    columns = [c.strip() for c in header.strip("|").split("|")]
+    assert "**transfer_cube: transferred**" in columns
+    assert "insertion: grasp" in columns
+    cells = [c.strip() for c in act_scripted.strip("|").split("|")]
+    low, high = wilson_interval(43, 50)
+    expected = f"86% [{100 * low:.0f}, {100 * high:.0f}] (paper 86)"
+    assert cells[columns.index("**transfer_cube: transferred**")] == expected
+    assert cells[columns.index("transfer_cube: touched")].endswith("(paper 97)")
+    # Insertion was run only with human data: the scripted row shows "not run".
+    assert cells[columns.index("**insertion: inserted**")] == "—"
+    human = [c.strip() for c in act_human.strip("|").split("|")]
+    assert human[columns.index("**insertion: inserted**")].endswith("(paper 20)")
+    assert human[columns.index("transfer_cube: touched")] == "—"
+    assert "50 episodes per cell" in text and "obs state" in text
+
+
+def test_main_table_leaves_unmapped_paper_columns_alone():
+    text = report.main_table(frame(row(task="cup_lid", source="human")))
+    assert "(paper 84)" in text  # paper "open lid" -> our "open"
+    assert "(paper 96)" not in text and "(paper 100)" not in text  # tip-over / grasp differ
+
+
+def test_success_table_shows_end_and_any_step():
+    text = report.success_table(frame(row(successes=25, successes_any=30)))
+    assert "transfer_cube (end)" in text and "transfer_cube (any step)" in text
+    assert "| 50% [" in text and "| 60% [" in text
+
+
+def test_missing_column_is_named():
+    df = frame(row()).drop(columns=["successes_any"])
+    with pytest.raises(ValueError, match="successes_any") as err:
+        report.validate_summary(df, "study/summary.csv")
+    assert "study/summary.csv" in str(err.value)
+
+
+def test_read_summary_names_the_file(tmp_path):
+    path = tmp_path / "summary.csv"
+    frame(row()).drop(columns=["stage_2"]).to_csv(path, index=False)
+    with pytest.raises(ValueError, match=r"summary\.csv.*stage_2"):
+        report.read_summary(path)
+
+
+def test_paper_data_file():
+    paper = report.load_paper_results()
+    assert paper["citation"]["arxiv"] == "2304.13705"
+    assert report.paper_value(paper, "transfer_cube", "scripted", "transferred") == 86
+    assert report.paper_value(paper, "transfer_cube", "human", "transferred") == 50
+    assert report.paper_value(paper, "insertion", "scripted", "inserted") == 32
+    assert report.paper_value(paper, "ziplock", "human", "open") == 88
+    assert report.paper_value(paper, "cup_lid", "human", "grasp") is None
+    assert report.paper_value(paper, "ziplock", "scripted", "open") is None
+    assert report.paper_value(paper, "transfer_cube", "scripted", "lifted", "no_cvae") is None
+
+
+def _ablation_rows() -> pd.DataFrame:
+    rows = [row(groups="main;chunk_size", chunk_size=100, successes=22)]
+    rows += [row(groups="chunk_size", chunk_size=k, successes=s) for k, s in ((1, 1), (10, 9))]
+    rows += [
+        row(groups="temporal_ensembling", temporal_ensemble=te, successes=s)
+        for te, s in ((False, 20), (True, 24))
+    ]
+    rows += [
+        row(groups="cvae", source=src, use_vae=vae, policy="act" if vae else "no_cvae", successes=s)
+        for src, vae, s in (("scripted", True, 30), ("scripted", False, 29), ("human", True, 17))
+    ]
+    rows += [
+        row(groups="beta", kl_weight=b, successes=s) for b, s in ((0.0, 5), (1.0, 15), (10, 25))
+    ]
+    rows += [
+        row(groups="cameras", obs_mode="pixels", cameras=c, n_cameras=n, successes=s)
+        for c, n, s in (("top", 1, 12), ("top+left_wrist", 2, 18))
+    ]
+    rows += [
+        row(
+            groups="robustness",
+            train_randomize=tr,
+            perturbation=p,
+            perturbation_level=lvl,
+            successes=s,
+        )
+        for tr, p, lvl, s in (
+            ("none", "none", 0, 30),
+            ("none", "lighting", 1, 10),
+            ("strong", "none", 0, 28),
+            ("strong", "lighting", 1, 25),
+        )
+    ]
+    return frame(*rows)
+
+
+PLOTS = {
+    "chunk_size": (report.plot_chunk_size, "chunk_size"),
+    "temporal_ensembling": (report.plot_temporal_ensembling, "temporal_ensembling"),
+    "cvae": (report.plot_cvae, "cvae"),
+    "beta": (report.plot_beta, "beta"),
+    "cameras": (report.plot_cameras, "cameras"),
+    "task_bars": (report.plot_task_bars, "main"),
+    "robustness_bars": (report.plot_robustness, "robustness"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PLOTS))
+def test_plot_writes_png_md_csv_with_the_input_numbers(name, tmp_path):
+    plot, group = PLOTS[name]
+    df = _ablation_rows()
+    artifact = plot(df, tmp_path)
+    assert [p.suffix for p in artifact.paths] == [".png", ".md", ".csv"]
+    assert all(p.stat().st_size > 0 for p in artifact.paths)
+    assert "episodes per point" in artifact.note
+    data = pd.read_csv(artifact.paths[2])
+    ours = data[data["who"] == "ours"]
+    rows = report.group_rows(df, group)
+    # One seed per point and (except cvae, pooled over tasks with one task here) one row each:
+    # the plotted numbers are exactly the rows' own.
+    assert sorted(ours["success_rate"]) == pytest.approx(sorted(rows["success_rate"]))
+    assert sorted(ours["ci_low"]) == pytest.approx(sorted(rows["ci_low"]))
+    assert sorted(ours["ci_high"]) == pytest.approx(sorted(rows["ci_high"]))
+    assert f"{ours['success_rate'].iloc[0]:.4g}" in artifact.paths[1].read_text()
+
+
+def test_paper_overlays_are_in_the_csv(tmp_path):
+    df = _ablation_rows()
+    chunk = pd.read_csv(report.plot_chunk_size(df, tmp_path).paths[2])
+    paper = chunk[chunk["who"] == "paper"]
+    assert list(paper["chunk_size"]) == [1, 10, 100, 200, 400]
+    assert list(paper["success_rate"]) == pytest.approx([0.01, 0.21, 0.44, 0.42, 0.41])
+    cvae = pd.read_csv(report.plot_cvae(df, tmp_path).paths[2])
+    assert sorted(cvae.loc[cvae["who"] == "paper", "success_rate"]) == pytest.approx(
+        [0.353, 0.58, 0.59]
+    )
+
+
+@pytest.mark.parametrize("name", sorted(PLOTS))
+def test_plot_of_an_absent_group_writes_nothing(name, tmp_path):
+    plot, group = PLOTS[name]
+    artifact = plot(frame(row(groups="something_else")), tmp_path)
+    assert artifact.paths == ()
+    assert group in artifact.note
+    assert not any(tmp_path.iterdir())
+
+
+def test_robustness_table_orders_perturbations_by_level():
+    text = report.robustness_table(_ablation_rows())
+    header = text.splitlines()[0]
+    assert header.index("none") < header.index("lighting")
+    assert "| strong |" in text
+
+
+def test_write_report_links_everything(tmp_path):
+    csv = tmp_path / "summary.csv"
+    _ablation_rows().to_csv(csv, index=False)
+    written = report.write_report(csv, tmp_path / "out")
+    names = {p.name for p in written}
+    assert {"table_main.md", "table_success.md", "table_main.csv", "REPORT.md"} <= names
+    assert {"robustness.md", "robustness.csv", "chunk_size.png", "cvae.csv"} <= names
+    assert all(p.exists() for p in written)
+    text = (tmp_path / "out" / "REPORT.md").read_text()
+    assert "(table_main.md)" in text and "(chunk_size.png)" in text
+    assert "(paper 86)" in report.report_markdown(report.read_summary(csv))
+
+
+def test_report_never_imports_mujoco_or_torch():
+    code = (
+        "import aloha_bench.report, sys; "
+        "assert 'mujoco' not in sys.modules and 'torch' not in sys.modules, "
+        "sorted(m for m in ('mujoco', 'torch') if m in sys.modules)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
