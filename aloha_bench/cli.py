@@ -82,32 +82,119 @@ def cmd_expert(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from aloha_bench.rollout import evaluate_policy
+    from aloha_bench.evaluate import EvalSettings, evaluate, summarize, summary_table, write_outputs
     from aloha_bench.sim.task_spec import load_task_spec
 
-    load_task_spec(args.task)
-    bar = tqdm(
-        total=args.episodes, desc=f"eval {Path(args.run).name}", unit="ep", disable=args.json
-    )
-    wins = 0
+    load_task_spec(args.task)  # an unknown task fails here, before anything loads
+    out = Path(args.out) if args.out else None
+    if args.videos and out is None:
+        raise ValueError("--videos needs --out (videos are written to OUT/videos/)")
+    overrides = {}
+    if args.temporal_ensemble is not None:
+        overrides = {"temporal_ensemble_coeff": args.temporal_ensemble, "n_action_steps": 1}
+    labels = args.label or []
+    if labels and len(labels) != len(args.run):
+        raise ValueError(f"{len(labels)} --label for {len(args.run)} --run; give one per run")
+    records, summaries = [], []
+    for i, run in enumerate(args.run):
+        settings = EvalSettings(
+            run=run,
+            task=args.task,
+            episodes=args.episodes,
+            seed=args.seed,
+            label=labels[i] if labels else "",
+            backend=args.backend,
+            robot_config=args.robot_config,
+            max_steps=args.max_steps,
+            randomize=args.randomize,
+            latency=args.latency,
+            policy_overrides=overrides,
+            videos=args.videos,
+            video_dir=str(out / "videos") if out is not None else None,
+            threads=args.threads,
+            check_seeds=not args.no_seed_check,
+        )
+        bar = tqdm(total=args.episodes, desc=f"eval {settings.name}", unit="ep", disable=args.json)
+        wins = 0
 
-    def progress(i, record) -> None:
-        nonlocal wins
-        wins += record.success_end
-        bar.update(1)
-        bar.set_postfix(success=f"{wins / (i + 1):.1%}")
+        def progress(record, bar=bar) -> None:
+            nonlocal wins
+            wins += record["success_end"]
+            bar.update(1)
+            bar.set_postfix(success=f"{wins / bar.n:.1%}")
 
-    report = evaluate_policy(args.run, args.task, args.episodes, seed=args.seed, progress=progress)
-    bar.close()
-    summary = {**report.to_dict(), "run": args.run, "first_seed": args.seed}
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(summary, indent=2) + "\n")
+        run_records = evaluate(settings, workers=args.workers, progress=progress)
+        bar.close()
+        records += run_records
+        summaries.append(summarize(run_records))
+        if out is not None:  # after every run, so a later failure loses nothing finished
+            write_outputs(out, records, summaries)
     if args.json:
-        _print_json(summary)
+        _print_json(summaries)
         return 0
-    print(f"{args.run} on {report.task}, {report.episodes} episodes (seeds {args.seed}..)")
-    _print_rates(report)
+    last = args.seed + args.episodes - 1
+    print(f"{args.task}: {args.episodes} episodes per policy, seeds {args.seed}..{last}")
+    print(summary_table(summaries), end="")
+    if out is not None:
+        print(f"records, summary and table in {out}/")
+    return 0
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from aloha_bench import study
+
+    profile = study.load_profile(args.profile)
+    work = Path(args.work_dir or f"runs/{profile['name']}")
+    results = Path(args.out or f"results/{profile['name']}")
+    the_plan = study.plan(profile, args.tasks, args.seeds, args.groups)
+    if args.dry_run:
+        layout = study.Layout(work, results)
+        for kind, cells, done in (
+            ("data", the_plan.data, study.data_done),
+            ("train", the_plan.train, study.train_done),
+            ("eval", the_plan.evals, study.eval_done),
+        ):
+            finished = sum(done(c, layout) for c in cells)
+            print(f"{kind:<6} {len(cells):>4} cells, {finished} finished")
+            for cell in cells:
+                print(f"   {'done' if done(cell, layout) else 'todo'}  {cell.id}")
+        return 0
+    print(
+        f"study {profile['name']}: {len(the_plan.data)} datasets, {len(the_plan.train)} "
+        f"training runs, {len(the_plan.evals)} evaluations ({profile['description']})"
+    )
+    result = study.run_study(
+        profile,
+        work,
+        results,
+        tasks=args.tasks,
+        seeds=args.seeds,
+        groups=args.groups,
+        executor=args.executor,
+        workers=args.workers,
+        address=args.address,
+    )
+    print(f"{result['ran']} cells ran, {result['skipped']} were finished before")
+    if result["summary"] is None:
+        print("no evaluation finished yet; run the command again to continue")
+        return 1
+    from aloha_bench import report
+
+    print(report.report_markdown(report.read_summary(result["summary"])))
+    if result["missing"]:
+        print(f"{len(result['missing'])} evaluation cells missing: see {results}/missing.md")
+    print(f"summary, tables and plots in {results}/ (REPORT.md); datasets and runs in {work}/")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from aloha_bench import report
+
+    summary = Path(args.summary)
+    out = Path(args.out) if args.out else summary.parent
+    written = report.write_report(summary, out)
+    print(report.report_markdown(report.read_summary(summary)))
+    print(f"{len(written)} files in {out}/")
     return 0
 
 
@@ -466,19 +553,56 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_expert)
 
-    p = sub.add_parser("eval", help="roll out a trained policy: success and per-stage rates")
-    p.add_argument("--run", required=True, help="run folder written by `aloha-bench train`")
+    p = sub.add_parser("eval", help="roll out trained policies: success with intervals, stages")
+    p.add_argument(
+        "--run", required=True, action="append", help="run folder of `train` (repeatable)"
+    )
+    p.add_argument("--label", action="append", help="name of each --run in tables (repeatable)")
     p.add_argument("--task", required=True)
-    p.add_argument("--episodes", type=int, default=20)
+    p.add_argument("--episodes", type=int, default=50)
     p.add_argument("--seed", type=int, default=1000, help="first seed (demos use 0, 1, ...)")
+    p.add_argument("--workers", type=int, default=1, help="parallel episode processes")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    p.add_argument("--videos", type=int, default=0, help="film the first K episodes (--out)")
+    p.add_argument(
+        "--temporal-ensemble",
+        type=float,
+        metavar="M",
+        help="query every step and ensemble chunks with weights exp(-M i) (paper: 0.01)",
+    )
     p.add_argument("--backend", default="sim", choices=["sim", "real"])
     p.add_argument("--robot-config", help="rig.toml (--backend real)")
     p.add_argument("--max-steps", type=int, help="shorter episodes than the task's")
     p.add_argument("--randomize", default="none", choices=["none", "light", "strong"])
     p.add_argument("--latency", default="none", choices=["none", "real"])
-    p.add_argument("--out", help="also write the summary JSON here")
+    p.add_argument(
+        "--no-seed-check",
+        action="store_true",
+        help="skip the check that evaluation seeds are not training demo seeds",
+    )
+    p.add_argument("--out", help="folder for records.jsonl, summary.json, table.md, videos/")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser(
+        "reproduce", help="the whole study: demos, training, evaluation, tables and plots"
+    )
+    p.add_argument("--profile", default="quick", help="study in baselines/studies/ (or a path)")
+    p.add_argument("--tasks", nargs="+", help="a subset of the profile's tasks")
+    p.add_argument("--seeds", type=int, help="training seeds (default: the profile's)")
+    p.add_argument("--groups", nargs="+", help="a subset: main chunk_size beta cameras ...")
+    p.add_argument("--executor", default="local", choices=["local", "ray"])
+    p.add_argument("--address", help="Ray cluster address (--executor ray)")
+    p.add_argument("--workers", type=int, default=1, help="parallel jobs (local executor)")
+    p.add_argument("--work-dir", help="datasets and runs (default runs/<profile>)")
+    p.add_argument("--out", help="results folder (default results/<profile>)")
+    p.add_argument("--dry-run", action="store_true", help="list the cells and which are done")
+    p.set_defaults(func=cmd_reproduce)
+
+    p = sub.add_parser("report", help="tables and plots from a study's summary.csv")
+    p.add_argument("summary", help="summary.csv written by `aloha-bench reproduce`")
+    p.add_argument("--out", help="folder for the report (default: beside summary.csv)")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("expert-table", help="markdown table of `expert --json` reports")
     p.add_argument("reports", nargs="+", help="JSON files written by `aloha-bench expert --json`")

@@ -135,7 +135,7 @@ def read_summary(path: Path) -> pd.DataFrame:
     df = pd.read_csv(path)
     validate_summary(df, str(path))
     for column in ("groups", "cameras", "perturbation", "train_randomize"):
-        df[column] = df[column].fillna("").astype(str)
+        df[column] = df[column].astype(object).where(df[column].notna(), "").astype(str)
     return df
 
 

@@ -225,12 +225,22 @@ def write_loss_plot(run_dir: str | Path) -> Path:
 
 
 def _write_run_files(
-    run_dir: Path, config: ACTConfig, dataset_path: str | Path, train_ids, val_ids
+    run_dir: Path,
+    config: ACTConfig,
+    dataset_path: str | Path,
+    store: EpisodeStore,
+    train_ids,
+    val_ids,
 ) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     config.save(run_dir / CONFIG_FILE)
+    # The demos' seeds travel with the run, so evaluation can refuse scenes the policy was
+    # trained on even after the dataset is deleted (aloha_bench.evaluate.check_seed_overlap).
     split = {
         "dataset": str(Path(dataset_path).resolve()),
+        "task": store.attrs["task_id"],
+        "source": store.attrs.get("generator", {}).get("source", "unknown"),
+        "demo_seeds": [int(store.episode_meta(i)["seed"]) for i in range(store.n_episodes)],
         "train_episodes": train_ids.tolist(),
         "val_episodes": val_ids.tolist(),
     }
@@ -354,7 +364,7 @@ def train(
             rng = np.random.default_rng([config.seed, rank, start_step])
     rows = _read_csv_rows(run_dir / LOSSES_FILE, start_step) if resume and is_main else []
     if is_main:
-        _write_run_files(run_dir, config, dataset_path, train_ids, val_ids)
+        _write_run_files(run_dir, config, dataset_path, store, train_ids, val_ids)
     csv_file = (run_dir / LOSSES_FILE).open("w", newline="") if is_main else io.StringIO()
     writer = csv.DictWriter(csv_file, fieldnames=CSV_COLUMNS)
     writer.writeheader()

@@ -88,9 +88,9 @@ def test_gymnasium_make_builds_the_real_rig(tmp_path):
 
 
 def test_a_trained_policy_rolls_out_on_the_emulated_real_rig(tmp_path, monkeypatch):
+    from aloha_bench.evaluate import EvalSettings, evaluate
     from aloha_bench.generate import GenerateSettings, generate
     from aloha_bench.policies.act.config import load_config
-    from aloha_bench.rollout import evaluate_policy
     from aloha_bench.train import train
     from tests.robots import test_real_env
 
@@ -123,14 +123,15 @@ def test_a_trained_policy_rolls_out_on_the_emulated_real_rig(tmp_path, monkeypat
         rig = Rig(tmp_path, stack)
         toml = tmp_path / "rig.toml"
         _write_rig_toml(toml, rig)
-        report = evaluate_policy(
-            tmp_path / "run",
-            "transfer_cube",
-            1,
+        settings = EvalSettings(
+            run=str(tmp_path / "run"),
+            task="transfer_cube",
+            episodes=1,
             backend="real",
-            robot_config=toml,
+            robot_config=str(toml),
             max_steps=6,
             env_kwargs={"capture_factory": rig.capture_factory},  # fake cameras stand in
         )
-    assert report.records[0].steps == 6
-    assert report.success_rate == 0.0  # no success detector on hardware: scored by hand
+        records = evaluate(settings)
+    assert records[0]["steps"] == 6
+    assert not records[0]["success_end"]  # no success detector on hardware: scored by hand

@@ -173,10 +173,32 @@ def test_generate_train_load_act_end_to_end(tmp_path):
     for name in ("config.json", "losses.csv", "losses.png", "split.json"):
         assert (run / name).is_file(), name
 
-    result = _run("eval", "--run", str(run), "--task", "transfer_cube", "--episodes", "1", "--json")
+    out = tmp_path / "eval"
+    result = _run(
+        "eval",
+        "--run",
+        str(run),
+        "--task",
+        "transfer_cube",
+        "--episodes",
+        "1",
+        "--json",
+        "--max-steps",
+        "20",
+        "--out",
+        str(out),
+    )
     assert result.returncode == 0, result.stderr
-    summary = json.loads(result.stdout)
-    assert summary["episodes"] == 1 and summary["failed_seeds"] in ([], [1000])
+    (summary,) = json.loads(result.stdout)
+    assert summary["episodes"] == 1 and summary["seeds"] == [1000, 1000]
+    assert 0.0 <= summary["ci_low"] <= summary["success_rate"] <= summary["ci_high"] <= 1.0
+    for name in ("records.jsonl", "summary.json", "table.md"):
+        assert (out / name).is_file(), name
+
+    # Seeds 0 and 1 recorded the training demos: evaluating on them is refused, with the fix.
+    result = _run("eval", "--run", str(run), "--task", "transfer_cube", "--seed", "0")
+    assert result.returncode != 0
+    assert "training demos" in result.stderr and "--seed" in result.stderr
 
     from aloha_bench import envs, policies
 

@@ -41,6 +41,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -113,12 +114,21 @@ class LatencyConfig:
         raise ValueError(f"unknown latency level {name!r}; expected one of {LATENCY_LEVELS}")
 
     @classmethod
-    def resolve(cls, value: str | LatencyConfig) -> LatencyConfig:
-        """A config from a level name or a config (returned as is)."""
+    def resolve(cls, value: str | Mapping[str, Any] | LatencyConfig) -> LatencyConfig:
+        """A config from a level name, a config (returned as is), or a mapping of a ``level``
+        (default ``"none"``) plus field overrides, e.g. ``{"action_delay_steps": 2}``."""
         if isinstance(value, LatencyConfig):
             return value
         if isinstance(value, str):
             return cls.from_level(value)
+        if isinstance(value, Mapping):
+            fields = dict(value)
+            base = cls.from_level(str(fields.pop("level", "none")))
+            unknown = sorted(set(fields) - {f.name for f in dataclasses.fields(cls)})
+            if unknown:
+                known = [f.name for f in dataclasses.fields(cls)]
+                raise ValueError(f"unknown latency fields {unknown}; known: {known}")
+            return base.replace(**fields)
         raise TypeError(f"latency must be a level name or a LatencyConfig, got {value!r}")
 
     def replace(self, **overrides: Any) -> LatencyConfig:

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import mujoco
@@ -152,12 +153,21 @@ class RandomizationConfig:
         )
 
     @classmethod
-    def resolve(cls, value: str | RandomizationConfig) -> RandomizationConfig:
-        """A config from a level name or a config (returned as is)."""
+    def resolve(cls, value: str | Mapping[str, Any] | RandomizationConfig) -> RandomizationConfig:
+        """A config from a level name, a config (returned as is), or a mapping of a ``level``
+        (default ``"none"``) plus per-factor overrides, e.g. ``{"camera_position_m": 0.02}``."""
         if isinstance(value, RandomizationConfig):
             return value
         if isinstance(value, str):
             return cls.from_level(value)
+        if isinstance(value, Mapping):
+            factors = dict(value)
+            base = cls.from_level(str(factors.pop("level", "none")))
+            unknown = sorted(set(factors) - {f.name for f in dataclasses.fields(cls)})
+            if unknown:
+                known = [f.name for f in dataclasses.fields(cls)]
+                raise ValueError(f"unknown randomization factors {unknown}; known: {known}")
+            return base.replace(**factors)
         raise TypeError(f"randomize must be a level name or a RandomizationConfig, got {value!r}")
 
     def replace(self, **overrides: float) -> RandomizationConfig:

@@ -1,0 +1,490 @@
+"""The evaluation harness (L4): trained policies -> per-episode records -> summaries with intervals.
+
+``evaluate`` rolls a policy out for ``episodes`` seeds and returns one record (a JSON-able dict)
+per episode; ``summarize`` turns records into rates with Wilson 95% intervals; ``write_outputs``
+writes ``records.jsonl``, ``summary.json`` and ``table.md``. ``aloha-bench eval`` and the study
+(``aloha_bench.study``) both go through these three functions.
+
+Honesty rules built in:
+
+* Evaluation seeds must not be seeds the training demonstrations were recorded from (same task):
+  the scene a seed draws would then be one the policy has memorized. ``check_seed_overlap`` reads
+  the seeds from the run's ``split.json`` (or the dataset's metadata) and refuses.
+* Success is reported both at the end of the episode (this benchmark's headline rule) and at any
+  step (the original ACT code's rule), so numbers can be compared with either.
+* Episode ``i`` depends only on its seed: the env is reset from ``seed + i``, the policy is reset
+  and runs at z = 0 without dropout, and every process runs torch with the same thread count, so
+  ``workers=W`` gives the records a serial run gives (tested).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import multiprocessing
+import os
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from aloha_bench import envs
+from aloha_bench.policies.act.config import POLICY_NAME
+from aloha_bench.stats import wilson_interval
+
+EVAL_SEED_OFFSET = 1000  # LeRobot's convention: evaluation episode i uses seed 1000 + i
+RECORDS_FILE = "records.jsonl"
+SUMMARY_FILE = "summary.json"
+TABLE_FILE = "table.md"
+VIDEO_DIR = "videos"
+VIDEO_FPS = 25  # every second control step of a 50 Hz episode
+
+
+class SeedOverlapError(ValueError):
+    """Evaluation seeds include seeds the policy's training demonstrations were recorded from."""
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalSettings:
+    """One policy on one task under one set of conditions.
+
+    Attributes:
+        run: run folder written by ``aloha-bench train`` (or a checkpoint folder).
+        task: task id.
+        episodes: number of episodes; episode ``i`` uses seed ``seed + i``.
+        seed: first evaluation seed.
+        label: the policy's name in records and tables (default: the run folder's name).
+        backend: ``"sim"`` or ``"real"``.
+        robot_config: ``rig.toml`` for the real backend.
+        max_steps: cut episodes short (default: the task's length).
+        randomize: domain randomization: a level name or ``{"level": ..., factor: value}``.
+        latency: timing and servo model: a level name or ``{"level": ..., field: value}``.
+        policy_overrides: execution settings of the policy, e.g.
+            ``{"temporal_ensemble_coeff": 0.01, "n_action_steps": 1}``.
+        videos: render the first this many episodes to mp4 (sim only).
+        video_dir: where videos go (required when ``videos`` > 0).
+        threads: torch threads in every process that runs episodes (the same in serial and
+            parallel runs, which keeps their floating point, hence their records, identical).
+        check_seeds: refuse seeds the training demos used (see ``check_seed_overlap``).
+        env_kwargs: more arguments for the env (e.g. the real rig's ``capture_factory``).
+    """
+
+    run: str
+    task: str
+    episodes: int
+    seed: int = EVAL_SEED_OFFSET
+    label: str = ""
+    backend: str = "sim"
+    robot_config: str | None = None
+    max_steps: int | None = None
+    randomize: str | Mapping[str, Any] = "none"
+    latency: str | Mapping[str, Any] = "none"
+    policy_overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    videos: int = 0
+    video_dir: str | None = None
+    threads: int = 1
+    check_seeds: bool = True
+    env_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.episodes <= 0:
+            raise ValueError(f"episodes must be positive, got {self.episodes}")
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
+        if self.videos < 0:
+            raise ValueError(f"videos must be >= 0, got {self.videos}")
+        if self.videos and self.video_dir is None:
+            raise ValueError("videos > 0 needs video_dir (where the mp4 files go)")
+        if self.videos and self.backend != "sim":
+            raise ValueError("rollout videos are rendered by the simulator: use --backend sim")
+        if self.threads < 1:
+            raise ValueError(f"threads must be >= 1, got {self.threads}")
+
+    @property
+    def name(self) -> str:
+        return self.label or Path(self.run).name
+
+
+# ---------------------------------------------------------------------------------------------
+# Seeds
+
+
+def training_seeds(run_dir: str | Path) -> tuple[str, set[int]]:
+    """(task, seeds) of the demonstrations a run was trained and validated on.
+
+    Read from the run's ``split.json`` (``train`` records them), else from the metadata of the
+    dataset it names.
+
+    Raises:
+        FileNotFoundError: neither the run nor its dataset says which seeds were used.
+    """
+    from aloha_bench.policies import checkpoint_dir
+
+    run_dir = Path(run_dir)
+    candidates = [run_dir / "split.json", checkpoint_dir(run_dir).parent / "split.json"]
+    split_file = next((p for p in candidates if p.is_file()), None)
+    if split_file is None:
+        raise FileNotFoundError(
+            f"{run_dir}: no split.json, so the training demos' seeds are unknown; evaluate a run "
+            "folder written by `aloha-bench train`, or pass --no-seed-check if you know the "
+            "seeds are disjoint"
+        )
+    split = json.loads(split_file.read_text())
+    if "demo_seeds" in split and "task" in split:
+        return split["task"], {int(s) for s in split["demo_seeds"]}
+    from aloha_bench.data.store import EpisodeStore
+
+    dataset = Path(split["dataset"])
+    if not dataset.exists():
+        raise FileNotFoundError(
+            f"{split_file} names dataset {dataset}, which is gone, and records no demo seeds; "
+            "restore the dataset or pass --no-seed-check if you know the seeds are disjoint"
+        )
+    store = EpisodeStore.open(dataset)
+    seeds = {int(store.episode_meta(i)["seed"]) for i in range(store.n_episodes)}
+    return str(store.attrs.get("task_id", "")), seeds
+
+
+def check_seed_overlap(run_dir: str | Path, task: str, seeds: Sequence[int]) -> None:
+    """Raise ``SeedOverlapError`` if ``seeds`` include a training demo's seed of ``task``.
+
+    A run trained on another task shares no scenes with ``task``, so its seeds never clash.
+    """
+    demo_task, demo_seeds = training_seeds(run_dir)
+    if demo_task and demo_task != task:
+        return
+    clash = sorted(demo_seeds.intersection(seeds))
+    if clash:
+        first_free = max(demo_seeds) + 1
+        raise SeedOverlapError(
+            f"{run_dir}: evaluation seeds {clash[:5]}{'...' if len(clash) > 5 else ''} "
+            f"({len(clash)} of {len(seeds)}) were used to record its training demos of {task}; "
+            f"evaluate on unseen scenes with --seed {max(first_free, EVAL_SEED_OFFSET)}"
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Episodes
+
+
+def _policy_summary(config) -> dict[str, Any]:
+    """What a record keeps of the policy's configuration (enough to group results by)."""
+    return {
+        "policy": POLICY_NAME,
+        "obs_mode": config.obs_mode,
+        "cameras": list(config.cameras) if config.obs_mode == "pixels" else [],
+        "chunk_size": config.chunk_size,
+        "n_action_steps": config.n_action_steps,
+        "use_vae": config.use_vae,
+        "kl_weight": config.kl_weight,
+        "temporal_ensemble_coeff": config.temporal_ensemble_coeff,
+    }
+
+
+class EpisodeRunner:
+    """A policy and an env, built once per process, that play episodes by index.
+
+    The policy is loaded before the env creates its GL context: triton's LLVM (loaded with torch)
+    crashes when Mesa's is already in the process.
+    """
+
+    def __init__(self, settings: EvalSettings) -> None:
+        import torch
+
+        from aloha_bench import policies
+        from aloha_bench.backends import make_env
+
+        torch.set_num_threads(settings.threads)
+        self.settings = settings
+        self.policy = policies.load(settings.run, overrides=dict(settings.policy_overrides))
+        config = self.policy.config
+        pixels = config.obs_mode == "pixels"
+        self.spec = envs.load_task_spec(settings.task)
+        self.limit = settings.max_steps or self.spec.episode_steps
+        kwargs: dict[str, Any] = dict(settings.env_kwargs)
+        if settings.backend == "real":
+            kwargs["max_episode_steps"] = self.limit
+        else:
+            kwargs["randomize"] = settings.randomize
+            kwargs["latency"] = settings.latency
+            if settings.videos:
+                kwargs["render_mode"] = "rgb_array"
+        self.env = make_env(
+            settings.task,
+            backend=settings.backend,
+            robot_config=settings.robot_config,
+            obs_mode=config.obs_mode,
+            cameras=list(config.cameras) if pixels else None,
+            image_size=tuple(config.image_size),
+            **kwargs,
+        )
+        self.policy_info = _policy_summary(config)
+
+    def run(self, index: int) -> dict[str, Any]:
+        """Play episode ``index`` (seed ``settings.seed + index``) and return its record."""
+        settings = self.settings
+        seed = settings.seed + index
+        filming = index < settings.videos
+        frames: list[np.ndarray] = []
+        obs, info = self.env.reset(seed=seed)
+        self.policy.reset()
+        truncated, steps, total = False, 0, 0.0
+        while not truncated and steps < self.limit:
+            action = self.policy.select_action(obs)
+            obs, reward, _, truncated, info = self.env.step(action)
+            total += float(reward)
+            if filming and steps % 2 == 0:
+                frames.append(self.env.render())
+            steps += 1
+        n_stages = len(self.spec.stage_names)
+        record: dict[str, Any] = {
+            "run": str(settings.run),
+            "label": settings.name,
+            "task": self.spec.task_id,
+            "episode": index,
+            "seed": seed,
+            "success_end": bool(info.get("is_success", False)),
+            "success_any": int(info.get("max_stage", 0)) == n_stages,
+            "max_stage": int(info.get("max_stage", 0)),
+            "final_stage": int(info.get("stage", 0)),
+            "stage_names": list(self.spec.stage_names),
+            "steps": steps,
+            "return": total,
+            "backend": settings.backend,
+            "randomize": settings.randomize,
+            "latency": settings.latency,
+            **self.policy_info,
+            "video": None,
+        }
+        if filming:
+            record["video"] = str(self._write_video(frames, record))
+        return record
+
+    def _write_video(self, frames: list[np.ndarray], record: Mapping[str, Any]) -> Path:
+        import imageio.v2 as imageio
+
+        outcome = "success" if record["success_end"] else "failure"
+        directory = Path(self.settings.video_dir)  # type: ignore[arg-type]
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / f"{record['label']}_{record['task']}_seed{record['seed']}_{outcome}.mp4"
+        with imageio.get_writer(path, fps=VIDEO_FPS, macro_block_size=1) as writer:
+            for frame in frames:
+                writer.append_data(frame)
+        return path
+
+    def close(self) -> None:
+        self.env.close()
+
+
+# One runner per worker process: renderers and policies do not cross processes, so each (spawned)
+# worker builds its own. Only worker processes set this.
+_WORKER_RUNNER: EpisodeRunner | None = None
+
+
+def _init_worker(settings: EvalSettings) -> None:
+    global _WORKER_RUNNER
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    _WORKER_RUNNER = EpisodeRunner(settings)
+
+
+def _run_in_worker(index: int) -> dict[str, Any]:
+    assert _WORKER_RUNNER is not None, "worker used before _init_worker"
+    return _WORKER_RUNNER.run(index)
+
+
+def evaluate(
+    settings: EvalSettings,
+    workers: int = 1,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Roll out ``settings.run`` for ``settings.episodes`` episodes; records in episode order.
+
+    Args:
+        settings: what to evaluate and how.
+        workers: processes running episodes in parallel (spawned, each with its own renderer);
+            the records equal a serial run's.
+        progress: called with each record as its episode finishes (in completion order).
+
+    Raises:
+        SeedOverlapError: the seeds include training demo seeds (``settings.check_seeds``).
+    """
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    if settings.backend == "real" and workers > 1:
+        raise ValueError("one real rig runs one episode at a time: use --workers 1")
+    envs.load_task_spec(settings.task)  # an unknown task fails before anything loads
+    if settings.check_seeds and settings.backend == "sim":
+        seeds = range(settings.seed, settings.seed + settings.episodes)
+        check_seed_overlap(settings.run, settings.task, list(seeds))
+    records: list[dict[str, Any]] = []
+    if workers == 1:
+        runner = EpisodeRunner(settings)
+        try:
+            for index in range(settings.episodes):
+                records.append(runner.run(index))
+                if progress is not None:
+                    progress(records[-1])
+        finally:
+            runner.close()
+        return records
+    # spawn, never fork: a process forked after a GL context exists hangs (SIM_NOTES.md).
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(
+        min(workers, settings.episodes),
+        mp_context=context,
+        initializer=_init_worker,
+        initargs=(settings,),
+    ) as pool:
+        futures = [pool.submit(_run_in_worker, i) for i in range(settings.episodes)]
+        for future in as_completed(futures):
+            record = future.result()
+            records.append(record)
+            if progress is not None:
+                progress(record)
+    return sorted(records, key=lambda r: r["episode"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Summaries
+
+
+def _rate(successes: int, trials: int) -> dict[str, float]:
+    low, high = wilson_interval(successes, trials)
+    return {"rate": successes / trials, "ci_low": low, "ci_high": high}
+
+
+def summarize(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Rates of one policy on one task: end-of-episode and any-step success with Wilson 95%
+    intervals, the fraction of episodes that reached each stage, mean length and return.
+
+    Raises:
+        ValueError: no records, or records of more than one (label, task).
+    """
+    if not records:
+        raise ValueError("no episode records to summarize")
+    keys = {(r["label"], r["task"]) for r in records}
+    if len(keys) != 1:
+        raise ValueError(f"records of several (policy, task) pairs: {sorted(keys)}; split them")
+    first = records[0]
+    n = len(records)
+    end = sum(bool(r["success_end"]) for r in records)
+    any_step = sum(bool(r["success_any"]) for r in records)
+    stages = {}
+    for i, name in enumerate(first["stage_names"], start=1):
+        reached = sum(int(r["max_stage"]) >= i for r in records)
+        stages[name] = {"reached": reached, **_rate(reached, n)}
+    success = _rate(end, n)
+    success_any = _rate(any_step, n)
+    return {
+        "label": first["label"],
+        "run": first["run"],
+        "task": first["task"],
+        "episodes": n,
+        "seeds": [min(r["seed"] for r in records), max(r["seed"] for r in records)],
+        "successes": end,
+        "success_rate": success["rate"],
+        "ci_low": success["ci_low"],
+        "ci_high": success["ci_high"],
+        "successes_any": any_step,
+        "success_rate_any": success_any["rate"],
+        "ci_low_any": success_any["ci_low"],
+        "ci_high_any": success_any["ci_high"],
+        "stage_names": list(first["stage_names"]),
+        "stages": stages,
+        "mean_steps": float(np.mean([r["steps"] for r in records])),
+        "mean_return": float(np.mean([r["return"] for r in records])),
+        "randomize": first.get("randomize", "none"),
+        "latency": first.get("latency", "none"),
+        **{k: first[k] for k in _policy_summary_keys() if k in first},
+    }
+
+
+def _policy_summary_keys() -> tuple[str, ...]:
+    return (
+        "policy",
+        "obs_mode",
+        "cameras",
+        "chunk_size",
+        "n_action_steps",
+        "use_vae",
+        "kl_weight",
+        "temporal_ensemble_coeff",
+    )
+
+
+def _pct(rate: float, low: float, high: float) -> str:
+    return f"{100 * rate:.0f}% [{100 * low:.0f}, {100 * high:.0f}]"
+
+
+def summary_table(summaries: Sequence[Mapping[str, Any]]) -> str:
+    """A markdown table: one row per (policy, task), rates with Wilson 95% intervals."""
+    lines = [
+        "| policy | task | episodes | success (end) | success (any step) | stages reached "
+        "| mean steps | mean return |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for s in summaries:
+        stages = " / ".join(
+            f"{name} {_pct(v['rate'], v['ci_low'], v['ci_high'])}"
+            for name, v in s["stages"].items()
+        )
+        lines.append(
+            f"| {s['label']} | {s['task']} | {s['episodes']} "
+            f"| {_pct(s['success_rate'], s['ci_low'], s['ci_high'])} "
+            f"| {_pct(s['success_rate_any'], s['ci_low_any'], s['ci_high_any'])} "
+            f"| {stages} | {s['mean_steps']:.0f} | {s['mean_return']:.0f} |"
+        )
+    lines.append("")
+    lines.append(
+        "Intervals: Wilson 95%. 'end': the final stage holds at the last step; 'any step': "
+        "it held at some step (the original ACT code's rule)."
+    )
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(
+    out_dir: str | Path,
+    records: Sequence[Mapping[str, Any]],
+    summaries: Sequence[Mapping[str, Any]],
+) -> dict[str, Path]:
+    """Write ``records.jsonl`` (one line per episode), ``summary.json`` and ``table.md``.
+
+    Files are written to a temporary name and renamed, so an interrupted write never leaves a
+    half file in place of a finished one.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "records": out / RECORDS_FILE,
+        "summary": out / SUMMARY_FILE,
+        "table": out / TABLE_FILE,
+    }
+    texts = {
+        "records": "".join(json.dumps(r, sort_keys=True) + "\n" for r in records),
+        "summary": json.dumps(list(summaries), indent=2) + "\n",
+        "table": summary_table(summaries),
+    }
+    for key, path in paths.items():
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(texts[key])
+        tmp.replace(path)
+    return paths
+
+
+def read_records(path: str | Path) -> list[dict[str, Any]]:
+    """Records from a ``records.jsonl``; a malformed line raises naming the file and line."""
+    path = Path(path)
+    records = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as error:
+            raise ValueError(
+                f"{path}:{number}: not a JSON record ({error.msg}); the file is damaged, "
+                "re-run the evaluation that wrote it"
+            ) from error
+    return records

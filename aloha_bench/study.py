@@ -1,0 +1,678 @@
+"""The whole study, end to end and resumable: demos -> training -> evaluation -> report (L4).
+
+A *study profile* (``baselines/studies/<name>.toml``) names the tasks, data sources, policies,
+training seeds, scale, and the ablation groups to run. ``plan`` expands it into *cells* of three
+kinds, each with a stable id and an output that marks it finished:
+
+* ``DataCell``: one demonstration dataset (task x source x observation setup), a Zarr store whose
+  episode count says whether it is finished (``generate`` continues a partial store).
+* ``TrainCell``: one training run (dataset x resolved ACT config x training seed). Its id hashes
+  the resolved config, so the same training asked for by two groups (the main table's ``act`` is
+  also the K = 100 point of the chunk-size ablation) runs once. A killed run resumes bit-for-bit
+  from its ``last/`` checkpoint.
+* ``EvalCell``: one evaluation (training run x evaluation conditions: temporal ensembling,
+  perturbations), writing ``records/<id>.jsonl`` and ``records/<id>.json`` (its summary row) under
+  the results folder. Finished means the summary row exists.
+
+``run_study`` runs every unfinished cell on an executor (``local``: a process pool on this
+machine; ``ray``: tasks on a Ray cluster, ``ray.init(address=...)``), data first, then one job per
+training run (train, then its evaluations), and finally writes ``summary.csv`` (one row per
+evaluation, the columns of ``aloha_bench.report.SUMMARY_COLUMNS``) and the report. Cells that
+did not run are listed in ``missing.md``, so a partial study says what it lacks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import multiprocessing
+import os
+import tomllib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+from aloha_bench import paths
+
+EXECUTORS = ("local", "ray")
+GROUPS = ("main", "chunk_size", "temporal_ensembling", "cvae", "beta", "cameras", "robustness")
+POLICIES = ("act", "no_cvae", "single_step")
+SOURCES = ("scripted", "human")
+DONE_FILE = "study_done.json"
+
+
+# ---------------------------------------------------------------------------------------------
+# Profiles
+
+
+def studies_dir() -> Path:
+    return paths.baselines_dir() / "studies"
+
+
+def available_profiles() -> list[str]:
+    return sorted(p.stem for p in studies_dir().glob("*.toml"))
+
+
+def load_profile(name: str | Path) -> dict[str, Any]:
+    """A study profile by name (``baselines/studies/<name>.toml``) or path, validated.
+
+    Raises:
+        FileNotFoundError: no such profile (the message lists those that exist).
+        ValueError: a malformed profile (the message names the key and the file).
+    """
+    path = Path(name)
+    if not path.suffix:
+        path = studies_dir() / f"{name}.toml"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no study profile {str(name)!r}; available: {available_profiles()} "
+            f"(files in {studies_dir()})"
+        )
+    try:
+        profile = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as error:
+        raise ValueError(f"{path}: not valid TOML ({error})") from error
+    _validate_profile(profile, path)
+    profile.setdefault("name", path.stem)
+    return profile
+
+
+_REQUIRED = {
+    "training_profile": str,
+    "obs_mode": str,
+    "demos": int,
+    "train_steps": int,
+    "eval_episodes": int,
+    "seeds": int,
+    "tasks": list,
+    "sources": list,
+    "policies": list,
+}
+
+
+def _validate_profile(profile: Mapping[str, Any], path: Path) -> None:
+    from aloha_bench import envs
+
+    for key, kind in _REQUIRED.items():
+        if key not in profile:
+            raise ValueError(f"{path}: missing key {key!r} (see baselines/studies/cpu.toml)")
+        if not isinstance(profile[key], kind):
+            raise ValueError(f"{path}: {key} must be a {kind.__name__}, got {profile[key]!r}")
+    for task in profile["tasks"]:
+        envs.load_task_spec(task)  # names the valid tasks
+    for key, allowed in (("sources", SOURCES), ("policies", POLICIES)):
+        unknown = sorted(set(profile[key]) - set(allowed))
+        if unknown:
+            raise ValueError(f"{path}: unknown {key} {unknown}; expected some of {allowed}")
+    unknown = sorted(set(profile.get("groups", {})) - set(GROUPS) - {"main"})
+    if unknown:
+        raise ValueError(f"{path}: unknown groups {unknown}; expected some of {GROUPS}")
+    for key in ("demos", "train_steps", "eval_episodes", "seeds"):
+        if profile[key] < 1:
+            raise ValueError(f"{path}: {key} must be >= 1, got {profile[key]}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Cells
+
+
+@dataclasses.dataclass(frozen=True)
+class DataCell:
+    task: str
+    source: str
+    obs_mode: str
+    cameras: tuple[str, ...]
+    image_size: tuple[int, int]
+    episodes: int
+    randomize: str = "none"
+
+    @property
+    def id(self) -> str:
+        parts = [self.task, self.source, self.obs_mode]
+        if self.obs_mode == "pixels":
+            parts += ["+".join(self.cameras), f"{self.image_size[0]}x{self.image_size[1]}"]
+        if self.randomize != "none":
+            parts.append(f"rand-{self.randomize}")
+        return "_".join(parts)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainCell:
+    data: DataCell
+    baseline: str
+    overrides: tuple[tuple[str, Any], ...]
+    train_seed: int
+    steps: int
+    training_profile: str
+
+    def config(self):
+        from aloha_bench.policies.act.config import load_config
+
+        overrides = {**dict(self.overrides), "seed": self.train_seed, "steps": self.steps}
+        return load_config(self.baseline, self.training_profile, overrides)
+
+    @property
+    def id(self) -> str:
+        # The resolved config, not the way it was asked for, identifies a run (deduplication).
+        resolved = json.dumps(dataclasses.asdict(self.config()), sort_keys=True, default=str)
+        digest = hashlib.sha256(f"{self.data.id}|{resolved}".encode()).hexdigest()[:8]
+        return f"{self.data.id}_{self.baseline}_s{self.train_seed}_{digest}"
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalCell:
+    train: TrainCell
+    episodes: int
+    seed: int
+    groups: tuple[str, ...]
+    labels: tuple[tuple[str, Any], ...]  # summary columns this cell fixes (policy, perturbation...)
+    temporal_ensemble: float | None = None
+    randomize: str | tuple[tuple[str, Any], ...] = "none"
+    latency: str | tuple[tuple[str, Any], ...] = "none"
+
+    @property
+    def id(self) -> str:
+        conditions = json.dumps(
+            [self.temporal_ensemble, self.randomize, self.latency, self.episodes, self.seed],
+            default=str,
+        )
+        digest = hashlib.sha256(f"{self.train.id}|{conditions}".encode()).hexdigest()[:8]
+        return f"{self.train.id}_eval_{digest}"
+
+    @property
+    def label(self) -> dict[str, Any]:
+        return dict(self.labels)
+
+
+def _as_condition(value: Any) -> str | tuple[tuple[str, Any], ...]:
+    """A perturbation setting as a hashable cell field: a level name or sorted (key, value)."""
+    if isinstance(value, str):
+        return value
+    return tuple(sorted(dict(value).items()))
+
+
+def _condition_arg(value: str | tuple[tuple[str, Any], ...]) -> str | dict[str, Any]:
+    return value if isinstance(value, str) else dict(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """Every cell of a study, in the order they should run."""
+
+    profile: dict[str, Any]
+    data: tuple[DataCell, ...]
+    train: tuple[TrainCell, ...]
+    evals: tuple[EvalCell, ...]
+
+    def evals_of(self, train: TrainCell) -> list[EvalCell]:
+        return [e for e in self.evals if e.train.id == train.id]
+
+
+def _baseline_labels(baseline: str, overrides: Mapping[str, Any], training_profile: str):
+    from aloha_bench.policies.act.config import load_config
+
+    config = load_config(baseline, training_profile, dict(overrides))
+    cameras = list(config.cameras) if config.obs_mode == "pixels" else []
+    return {
+        "policy": baseline,
+        "obs_mode": config.obs_mode,
+        "chunk_size": config.chunk_size,
+        "kl_weight": config.kl_weight,
+        "use_vae": config.use_vae,
+        "cameras": "+".join(cameras),
+        "n_cameras": len(cameras),
+    }
+
+
+def plan(
+    profile: Mapping[str, Any],
+    tasks: Sequence[str] | None = None,
+    seeds: int | None = None,
+    groups: Sequence[str] | None = None,
+) -> Plan:
+    """Expand a study profile into cells (optionally fewer tasks, seeds or groups)."""
+    profile = dict(profile)
+    spec_groups: dict[str, Any] = dict(profile.get("groups", {}))
+    wanted = set(groups) if groups else {"main", *spec_groups}
+    unknown = sorted(wanted - set(GROUPS))
+    if unknown:
+        raise ValueError(f"unknown groups {unknown}; expected some of {GROUPS}")
+    task_list = list(tasks) if tasks else list(profile["tasks"])
+    bad = sorted(set(task_list) - set(profile["tasks"]))
+    if bad:
+        raise ValueError(
+            f"tasks {bad} are not in study {profile['name']!r} (its tasks: {profile['tasks']})"
+        )
+    n_seeds = seeds or profile["seeds"]
+    obs_mode = profile["obs_mode"]
+    image_size = tuple(profile.get("image_size", (96, 128)))
+    demos = profile["demos"]
+    eval_episodes = profile["eval_episodes"]
+    eval_seed = int(profile.get("eval_seed", 1000))
+    training_profile = profile["training_profile"]
+    steps = profile["train_steps"]
+
+    evals: dict[str, EvalCell] = {}
+    data: dict[str, DataCell] = {}
+    trains: dict[str, TrainCell] = {}
+
+    def add(
+        task: str,
+        source: str,
+        baseline: str,
+        overrides: Mapping[str, Any],
+        group: str,
+        extra_labels: Mapping[str, Any] | None = None,
+        cell_obs_mode: str = obs_mode,
+        cameras: Sequence[str] = (),
+        train_steps: int = steps,
+        train_randomize: str = "none",
+        temporal_ensemble: float | None = None,
+        randomize: Any = "none",
+        latency: Any = "none",
+    ) -> None:
+        overrides = {**overrides, "obs_mode": cell_obs_mode}
+        if cell_obs_mode == "pixels":
+            cameras = tuple(cameras or profile.get("cameras", ("top",)))
+            overrides |= {"cameras": list(cameras), "image_size": list(image_size)}
+        else:
+            cameras = ()
+        d = DataCell(task, source, cell_obs_mode, cameras, image_size, demos, train_randomize)
+        data.setdefault(d.id, d)
+        for seed in range(n_seeds):
+            t = TrainCell(
+                d, baseline, tuple(sorted(overrides.items())), seed, train_steps, training_profile
+            )
+            t = trains.setdefault(t.id, t)
+            labels = {
+                **_baseline_labels(baseline, overrides, training_profile),
+                "task": task,
+                "source": source,
+                "train_seed": seed,
+                "temporal_ensemble": temporal_ensemble is not None,
+                "train_randomize": train_randomize,
+                "perturbation": "none",
+                "perturbation_level": 0,
+                **(extra_labels or {}),
+            }
+            e = EvalCell(
+                t,
+                eval_episodes,
+                eval_seed,
+                (group,),
+                tuple(sorted(labels.items())),
+                temporal_ensemble,
+                _as_condition(randomize),
+                _as_condition(latency),
+            )
+            if e.id in evals:  # the same evaluation serves several groups
+                old = evals[e.id]
+                e = dataclasses.replace(old, groups=tuple(sorted({*old.groups, group})))
+            evals[e.id] = e
+
+    if "main" in wanted:
+        for task in task_list:
+            for source in profile["sources"]:
+                for baseline in profile["policies"]:
+                    add(task, source, baseline, {}, "main")
+                    if baseline in ("act", "no_cvae") and "cvae" in spec_groups:
+                        add(task, source, baseline, {}, "cvae")
+    for name, group in spec_groups.items():
+        if name not in wanted or name == "cvae":
+            continue
+        group_tasks = [t for t in group.get("tasks", task_list) if t in task_list]
+        sources = group.get("sources", ["scripted"])
+        for task in group_tasks:
+            for source in sources:
+                if name == "chunk_size":
+                    for k in group["values"]:
+                        add(task, source, "act", {"chunk_size": k, "n_action_steps": k}, name)
+                elif name == "beta":
+                    for beta in group["values"]:
+                        add(task, source, "act", {"kl_weight": float(beta)}, name)
+                elif name == "temporal_ensembling":
+                    for coeff in (None, float(group["coeff"])):
+                        add(task, source, "act", {}, name, temporal_ensemble=coeff)
+                elif name == "cameras":
+                    for cams in group["sets"]:
+                        add(
+                            task,
+                            source,
+                            "act",
+                            {},
+                            name,
+                            cell_obs_mode="pixels",
+                            cameras=cams,
+                            train_steps=int(group.get("train_steps", steps)),
+                        )
+                elif name == "robustness":
+                    for train_randomize in group["train_randomize"]:
+                        for p in group["perturbations"]:
+                            add(
+                                task,
+                                source,
+                                "act",
+                                {},
+                                name,
+                                extra_labels={
+                                    "perturbation": p["label"],
+                                    "perturbation_level": int(p.get("level", 0)),
+                                },
+                                cell_obs_mode=group.get("obs_mode", obs_mode),
+                                cameras=group.get("cameras", ()),
+                                train_steps=int(group.get("train_steps", steps)),
+                                train_randomize=train_randomize,
+                                randomize=p.get("randomize", "none"),
+                                latency=p.get("latency", "none"),
+                            )
+    return Plan(profile, tuple(data.values()), tuple(trains.values()), tuple(evals.values()))
+
+
+# ---------------------------------------------------------------------------------------------
+# Running cells (top-level functions: they cross process and Ray boundaries)
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """Where a study keeps its heavy outputs (``work``: datasets and runs, not committed) and
+    its results (``results``: records, summary, tables and plots, small enough to commit)."""
+
+    work: Path
+    results: Path
+
+    def dataset(self, cell: DataCell) -> Path:
+        return self.work / "data" / f"{cell.id}.zarr"
+
+    def run(self, cell: TrainCell) -> Path:
+        return self.work / "runs" / cell.id
+
+    def records(self, cell: EvalCell) -> Path:
+        return self.results / "records" / f"{cell.id}.jsonl"
+
+    def row(self, cell: EvalCell) -> Path:
+        return self.results / "records" / f"{cell.id}.json"
+
+
+def data_done(cell: DataCell, layout: Layout) -> bool:
+    from aloha_bench.data.store import EpisodeStore
+
+    path = layout.dataset(cell)
+    if not path.exists():
+        return False
+    try:
+        return EpisodeStore.open(path).n_episodes >= cell.episodes
+    except Exception:  # a damaged store is not finished; generate says what is wrong
+        return False
+
+
+def train_done(cell: TrainCell, layout: Layout) -> bool:
+    return (layout.run(cell) / DONE_FILE).is_file()
+
+
+def eval_done(cell: EvalCell, layout: Layout) -> bool:
+    return layout.row(cell).is_file()
+
+
+def run_data_cell(cell: DataCell, layout: Layout) -> str:
+    """Record (or finish recording) a cell's demonstrations."""
+    from aloha_bench.generate import GenerateSettings, generate
+
+    if data_done(cell, layout):
+        return f"{cell.id}: done before"
+    settings = GenerateSettings(
+        task=cell.task,
+        source=cell.source,
+        obs_mode=cell.obs_mode,
+        cameras=cell.cameras or None,
+        image_size=cell.image_size,
+        randomize=cell.randomize,
+    )
+    layout.dataset(cell).parent.mkdir(parents=True, exist_ok=True)
+    generate(settings, layout.dataset(cell), cell.episodes)
+    return f"{cell.id}: {cell.episodes} demos"
+
+
+def run_train_cell(cell: TrainCell, layout: Layout, threads: int) -> str:
+    """Train (or resume) one run; marks it done with the training summary."""
+    import torch
+
+    from aloha_bench.train import train
+
+    if train_done(cell, layout):
+        return f"{cell.id}: done before"
+    torch.set_num_threads(threads)
+    run_dir = layout.run(cell)
+    resume = (run_dir / "last").is_dir()
+    if run_dir.exists() and not resume:
+        # A run killed before its first checkpoint holds nothing worth keeping.
+        import shutil
+
+        shutil.rmtree(run_dir)
+    summary = train(cell.config(), layout.dataset(cell.data), run_dir, device="cpu", resume=resume)
+    (run_dir / DONE_FILE).write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    return f"{cell.id}: trained {summary['steps']} steps in {summary['seconds']:.0f} s"
+
+
+def run_eval_cell(cell: EvalCell, layout: Layout, threads: int) -> str:
+    """Evaluate one run under one set of conditions; writes its records and summary row."""
+    from aloha_bench.evaluate import EvalSettings, evaluate, summarize
+
+    if eval_done(cell, layout):
+        return f"{cell.id}: done before"
+    overrides = {}
+    if cell.temporal_ensemble is not None:
+        overrides = {"temporal_ensemble_coeff": cell.temporal_ensemble, "n_action_steps": 1}
+    settings = EvalSettings(
+        run=str(layout.run(cell.train)),
+        task=cell.train.data.task,
+        episodes=cell.episodes,
+        seed=cell.seed,
+        label=cell.label["policy"],
+        randomize=_condition_arg(cell.randomize),
+        latency=_condition_arg(cell.latency),
+        policy_overrides=overrides,
+        threads=threads,
+    )
+    records = evaluate(settings)
+    row = summary_row(cell, summarize(records), layout)
+    path = layout.records(cell)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+    _atomic_write(layout.row(cell), json.dumps(row, indent=2) + "\n")  # last: marks it done
+    s = row
+    return f"{cell.id}: {s['successes']}/{s['episodes']} successes"
+
+
+def run_train_job(
+    train: TrainCell, evals: Sequence[EvalCell], layout: Layout, threads: int
+) -> list[str]:
+    """A training run and then its evaluations: the unit of work handed to an executor."""
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    messages = [run_train_cell(train, layout, threads)]
+    messages += [run_eval_cell(e, layout, threads) for e in evals]
+    return messages
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def summary_row(cell: EvalCell, summary: Mapping[str, Any], layout: Layout) -> dict[str, Any]:
+    """One row of ``summary.csv``: the cell's labels and the evaluation's rates."""
+    stage_rates = [v["rate"] for v in summary["stages"].values()]
+    row = {
+        "cell": cell.id,
+        "groups": ";".join(cell.groups),
+        **cell.label,
+        "episodes": summary["episodes"],
+        "successes": summary["successes"],
+        "success_rate": summary["success_rate"],
+        "ci_low": summary["ci_low"],
+        "ci_high": summary["ci_high"],
+        "successes_any": summary["successes_any"],
+        "success_rate_any": summary["success_rate_any"],
+        "ci_low_any": summary["ci_low_any"],
+        "ci_high_any": summary["ci_high_any"],
+        "stages": ">".join(summary["stage_names"]),
+        "mean_steps": summary["mean_steps"],
+        "mean_return": summary["mean_return"],
+        "run": str(layout.run(cell.train)),
+        "records": str(layout.records(cell).relative_to(layout.results)),
+    }
+    for i in range(3):
+        row[f"stage_{i + 1}"] = stage_rates[i] if i < len(stage_rates) else float("nan")
+    return row
+
+
+# ---------------------------------------------------------------------------------------------
+# Executors
+
+
+def _threads_per_worker(workers: int) -> int:
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
+def _local_map(
+    fn: Callable[..., Any], jobs: Sequence[tuple], workers: int
+) -> Iterable[Any]:
+    if workers == 1:
+        for job in jobs:
+            yield fn(*job)
+        return
+    # spawn, never fork: a process forked after a GL context exists hangs (SIM_NOTES.md).
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        futures = [pool.submit(fn, *job) for job in jobs]
+        for future in as_completed(futures):
+            yield future.result()
+
+
+def _ray_map(
+    fn: Callable[..., Any], jobs: Sequence[tuple], address: str | None, num_cpus: int
+) -> Iterable[Any]:
+    try:
+        import ray
+    except ImportError as error:
+        raise RuntimeError(
+            "--executor ray needs Ray: pip install 'aloha-bench[cluster]' (or use --executor "
+            "local)"
+        ) from error
+    if not ray.is_initialized():
+        if address:
+            ray.init(address=address)
+        else:  # a local Ray instance on this machine
+            ray.init(num_cpus=num_cpus, include_dashboard=False)
+    remote = ray.remote(num_cpus=1)(fn)
+    pending = [remote.remote(*job) for job in jobs]
+    while pending:
+        done, pending = ray.wait(pending, num_returns=1)
+        yield ray.get(done[0])
+
+
+def run_study(
+    profile: Mapping[str, Any],
+    work_dir: str | Path,
+    results_dir: str | Path,
+    tasks: Sequence[str] | None = None,
+    seeds: int | None = None,
+    groups: Sequence[str] | None = None,
+    executor: str = "local",
+    workers: int = 1,
+    address: str | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Run every unfinished cell of a study, then write ``summary.csv`` and the report.
+
+    Args:
+        profile: a loaded study profile (``load_profile``).
+        work_dir: datasets and run folders (large; not for git).
+        results_dir: records, summary.csv, tables and plots.
+        tasks, seeds, groups: a subset of the profile's.
+        executor: ``"local"`` (process pool of ``workers``) or ``"ray"``.
+        workers: parallel jobs for the local executor (each gets cpu_count / workers threads).
+        address: Ray cluster address (``ray``; None starts Ray on this machine).
+        log: receives one line per finished cell.
+
+    Returns:
+        ``{"cells": n, "ran": n, "skipped": n, "summary": path or None, "missing": [...]}``.
+    """
+    if executor not in EXECUTORS:
+        raise ValueError(f"unknown executor {executor!r}; expected one of {EXECUTORS}")
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    the_plan = plan(profile, tasks, seeds, groups)
+    layout = Layout(Path(work_dir), Path(results_dir))
+    threads = _threads_per_worker(workers)
+
+    def fan_out(fn, jobs):
+        if executor == "ray":
+            return _ray_map(fn, jobs, address, workers)
+        return _local_map(fn, jobs, workers)
+
+    skipped = 0
+    todo_data = [c for c in the_plan.data if not data_done(c, layout)]
+    skipped += len(the_plan.data) - len(todo_data)
+    for message in fan_out(run_data_cell, [(c, layout) for c in todo_data]):
+        log(message)
+    jobs = []
+    for train in the_plan.train:
+        evals = [e for e in the_plan.evals_of(train) if not eval_done(e, layout)]
+        skipped += len(the_plan.evals_of(train)) - len(evals)
+        if train_done(train, layout):
+            skipped += 1
+        if evals or not train_done(train, layout):
+            jobs.append((train, evals, layout, threads))
+    for messages in fan_out(run_train_job, jobs):
+        for message in messages:
+            log(message)
+    result = write_summary(the_plan, layout)
+    result["cells"] = len(the_plan.data) + len(the_plan.train) + len(the_plan.evals)
+    result["skipped"] = skipped
+    result["ran"] = result["cells"] - skipped
+    return result
+
+
+def write_summary(the_plan: Plan, layout: Layout) -> dict[str, Any]:
+    """Collect finished evaluation rows into ``summary.csv``, list the missing ones in
+    ``missing.md``, and write the report (tables and plots)."""
+    import pandas as pd
+
+    from aloha_bench import report
+
+    rows, missing = [], []
+    for cell in the_plan.evals:
+        if eval_done(cell, layout):
+            row = json.loads(layout.row(cell).read_text())
+            row["groups"] = ";".join(cell.groups)  # a later plan may add groups to a cell
+            rows.append(row)
+        else:
+            missing.append(cell)
+    layout.results.mkdir(parents=True, exist_ok=True)
+    missing_lines = [
+        f"# Cells of study `{the_plan.profile['name']}` not run yet",
+        "",
+        f"{len(missing)} of {len(the_plan.evals)} evaluation cells are missing.",
+        "",
+    ]
+    missing_lines += [
+        f"- {', '.join(c.groups)}: {c.label['task']} / {c.label['policy']} / "
+        f"{c.label['source']} / seed {c.label['train_seed']} / perturbation "
+        f"{c.label['perturbation']} (`{c.id}`)"
+        for c in missing
+    ]
+    (layout.results / "missing.md").write_text("\n".join(missing_lines) + "\n")
+    out: dict[str, Any] = {"summary": None, "missing": [c.id for c in missing], "report": []}
+    if not rows:
+        return out
+    frame = pd.DataFrame(rows)
+    columns = [c for c in report.SUMMARY_COLUMNS if c in frame.columns]
+    frame = frame[columns + [c for c in frame.columns if c not in columns]]
+    summary = layout.results / "summary.csv"
+    frame.to_csv(summary, index=False)
+    out["summary"] = summary
+    out["report"] = report.write_report(summary, layout.results)
+    return out

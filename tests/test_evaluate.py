@@ -1,0 +1,187 @@
+"""The evaluation harness: intervals, records, summaries, seed checks, workers and videos."""
+
+import json
+
+import pytest
+
+from aloha_bench.evaluate import (
+    EvalSettings,
+    SeedOverlapError,
+    check_seed_overlap,
+    evaluate,
+    read_records,
+    summarize,
+    summary_table,
+    write_outputs,
+)
+from aloha_bench.stats import wilson_interval, z_score
+
+
+@pytest.mark.parametrize(
+    ("successes", "trials", "low", "high"),
+    [
+        # The two roots of Wilson's defining equation (p - k/n)^2 = z^2 p (1 - p) / n, solved
+        # as a quadratic in p with numpy.roots (the first three are textbook examples).
+        (5, 10, 0.236593, 0.763407),
+        (0, 10, 0.0, 0.277533),
+        (10, 10, 0.722467, 1.0),
+        (43, 50, 0.738138, 0.930492),
+        (1, 200, 0.000883, 0.027774),
+    ],
+)
+def test_wilson_interval_matches_reference_values(successes, trials, low, high):
+    got = wilson_interval(successes, trials)
+    assert got == pytest.approx((low, high), abs=2e-6)
+
+
+def test_wilson_interval_edges_and_errors():
+    assert z_score(0.95) == pytest.approx(1.959964, abs=1e-6)
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+    narrow = wilson_interval(500, 1000)
+    wide = wilson_interval(5, 10)
+    assert narrow[1] - narrow[0] < wide[1] - wide[0]
+    with pytest.raises(ValueError, match="successes <= trials"):
+        wilson_interval(3, 2)
+    with pytest.raises(ValueError, match="confidence"):
+        z_score(1.5)
+
+
+def _record(episode, max_stage, final_stage, success_end, label="act", task="transfer_cube"):
+    return {
+        "run": "runs/act",
+        "label": label,
+        "task": task,
+        "episode": episode,
+        "seed": 1000 + episode,
+        "success_end": success_end,
+        "success_any": max_stage == 3,
+        "max_stage": max_stage,
+        "final_stage": final_stage,
+        "stage_names": ["touched", "lifted", "transferred"],
+        "steps": 400,
+        "return": float(final_stage * 100),
+        "policy": "act",
+    }
+
+
+def test_summary_separates_any_step_from_end_of_episode_success():
+    records = [
+        _record(0, 3, 3, True),  # transferred and still held at the end
+        _record(1, 3, 1, False),  # transferred, then dropped: any-step success only
+        _record(2, 2, 2, False),  # lifted, never transferred
+        _record(3, 1, 0, False),  # touched only
+    ]
+    s = summarize(records)
+    assert s["episodes"] == 4 and s["seeds"] == [1000, 1003]
+    assert s["successes"] == 1 and s["success_rate"] == 0.25
+    assert s["successes_any"] == 2 and s["success_rate_any"] == 0.5
+    assert (s["ci_low"], s["ci_high"]) == pytest.approx(wilson_interval(1, 4))
+    assert (s["ci_low_any"], s["ci_high_any"]) == pytest.approx(wilson_interval(2, 4))
+    assert {k: v["reached"] for k, v in s["stages"].items()} == {
+        "touched": 4,
+        "lifted": 3,
+        "transferred": 2,
+    }
+    assert s["mean_return"] == pytest.approx(150.0)
+    table = summary_table([s])
+    assert "| act | transfer_cube | 4 | 25% [" in table and "50% [" in table
+
+
+def test_summary_refuses_mixed_or_empty_records():
+    with pytest.raises(ValueError, match="no episode records"):
+        summarize([])
+    with pytest.raises(ValueError, match="several"):
+        summarize([_record(0, 3, 3, True), _record(1, 3, 3, True, label="other")])
+
+
+def test_outputs_round_trip_and_damaged_records_are_named(tmp_path):
+    records = [_record(i, 3, 3, True) for i in range(3)]
+    paths = write_outputs(tmp_path, records, [summarize(records)])
+    assert read_records(paths["records"]) == records
+    assert json.loads(paths["summary"].read_text())[0]["success_rate"] == 1.0
+    paths["records"].write_text(paths["records"].read_text() + "{not json\n")
+    with pytest.raises(ValueError, match=r"records\.jsonl:4"):
+        read_records(paths["records"])
+
+
+# --- end to end on a tiny trained policy -----------------------------------------------------
+
+TINY = {
+    "obs_mode": "state",
+    "dim_model": 32,
+    "n_heads": 2,
+    "dim_feedforward": 64,
+    "n_encoder_layers": 1,
+    "n_decoder_layers": 1,
+    "n_vae_encoder_layers": 1,
+    "chunk_size": 10,
+    "n_action_steps": 10,
+    "batch_size": 4,
+    "val_every": 2,
+    "warmup_steps": 1,
+    "precision": "fp32",
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    import torch
+
+    from aloha_bench.generate import GenerateSettings, generate
+    from aloha_bench.policies.act.config import load_config
+    from aloha_bench.train import train
+
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("eval")
+    generate(GenerateSettings(task="transfer_cube", obs_mode="state"), root / "d.zarr", 2, seed=7)
+    train(load_config("act", "cpu", TINY), root / "d.zarr", root / "run", steps=2)
+    return root / "run"
+
+
+def test_training_demo_seeds_are_refused_even_without_the_split_record(tiny_run):
+    with pytest.raises(SeedOverlapError, match="--seed 1000"):
+        check_seed_overlap(tiny_run, "transfer_cube", [5, 6, 7])
+    check_seed_overlap(tiny_run, "transfer_cube", [1000, 1001])
+    check_seed_overlap(tiny_run, "insertion", [7])  # other task: other scenes
+    # Runs written before the seeds were recorded: the dataset's metadata answers instead.
+    split_file = tiny_run / "split.json"
+    split = json.loads(split_file.read_text())
+    assert split["demo_seeds"] == [7, 8] and split["task"] == "transfer_cube"
+    legacy = {k: v for k, v in split.items() if k not in ("demo_seeds", "task")}
+    try:
+        split_file.write_text(json.dumps(legacy))
+        with pytest.raises(SeedOverlapError, match=r"\[8\]"):
+            check_seed_overlap(tiny_run, "transfer_cube", [8, 9])
+    finally:
+        split_file.write_text(json.dumps(split))
+
+
+def test_workers_give_the_serial_records_and_videos_are_named_by_outcome(tiny_run, tmp_path):
+    settings = EvalSettings(
+        run=str(tiny_run),
+        task="transfer_cube",
+        episodes=3,
+        max_steps=25,
+        videos=1,
+        video_dir=str(tmp_path / "videos"),
+    )
+    seen = []
+    serial = evaluate(settings, progress=seen.append)
+    parallel = evaluate(settings, workers=2)
+    assert len(seen) == 3
+    assert [r["seed"] for r in serial] == [1000, 1001, 1002]
+    assert serial == parallel  # video paths included: the same file names
+    (video,) = list((tmp_path / "videos").iterdir())
+    outcome = "success" if serial[0]["success_end"] else "failure"
+    assert video.name == f"run_transfer_cube_seed1000_{outcome}.mp4"
+    assert serial[0]["video"] == str(video) and serial[1]["video"] is None
+    assert all(r["steps"] == 25 for r in serial)
+
+
+def test_bad_settings_are_refused():
+    with pytest.raises(ValueError, match="episodes"):
+        EvalSettings(run="r", task="transfer_cube", episodes=0)
+    with pytest.raises(ValueError, match="video_dir"):
+        EvalSettings(run="r", task="transfer_cube", episodes=1, videos=1)
+    with pytest.raises(ValueError, match="unknown task"):
+        evaluate(EvalSettings(run="r", task="no_such_task", episodes=1))

@@ -1,0 +1,154 @@
+"""`reproduce`: profiles, the plan's cells, a tiny study end to end, resume, and Ray."""
+
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from aloha_bench import report, study
+
+# Tiny studies for the default test run: 2 demos, 3 training steps, 2 evaluation episodes.
+
+
+def _tiny(tmp_path, **changes):
+    text = "\n".join(
+        [
+            'description = "tiny"',
+            'training_profile = "cpu"',
+            'obs_mode = "state"',
+            "demos = 2",
+            "train_steps = 3",
+            "eval_episodes = 2",
+            "seeds = 1",
+            'tasks = ["transfer_cube"]',
+            'sources = ["scripted"]',
+            'policies = ["act", "single_step"]',
+        ]
+    )
+    path = tmp_path / "tiny.toml"
+    path.write_text(text + "\n")
+    profile = study.load_profile(path)
+    return {**profile, **changes}
+
+
+def test_shipped_profiles_load_and_plan():
+    cpu = study.plan(study.load_profile("cpu"))
+    assert {d.task for d in cpu.data} == {
+        "transfer_cube",
+        "insertion",
+        "ziplock",
+        "battery",
+        "cup_lid",
+    }
+    main = [e for e in cpu.evals if "main" in e.groups]
+    assert len(main) == 5 * 2 * 3  # tasks x sources x policies, one seed
+    # The main table's act run is also the K = 100 point and the unperturbed robustness point:
+    # one training, one evaluation, several groups.
+    act_cube = [
+        e
+        for e in main
+        if e.label["policy"] == "act"
+        and e.label["task"] == "transfer_cube"
+        and e.label["source"] == "scripted"
+    ]
+    assert len(act_cube) == 1
+    assert {"chunk_size", "robustness", "temporal_ensembling", "beta"} <= set(act_cube[0].groups)
+    assert len({t.id for t in cpu.train}) == len(cpu.train)
+    paper = study.plan(study.load_profile("paper"))
+    assert all(t.config().obs_mode == "pixels" for t in paper.train)
+    assert study.plan(study.load_profile("cpu"), seeds=3).train[0].train_seed == 0
+    assert len(study.plan(study.load_profile("quick")).evals) == 2
+
+
+def test_bad_profiles_and_arguments_are_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="available"):
+        study.load_profile("no_such_study")
+    bad = tmp_path / "bad.toml"
+    bad.write_text('training_profile = "cpu"\n')
+    with pytest.raises(ValueError, match="missing key 'obs_mode'"):
+        study.load_profile(bad)
+    profile = _tiny(tmp_path)
+    with pytest.raises(ValueError, match="not in study"):
+        study.plan(profile, tasks=["insertion"])
+    with pytest.raises(ValueError, match="unknown groups"):
+        study.plan(profile, groups=["main", "vibes"])
+    with pytest.raises(ValueError, match="executor"):
+        study.run_study(profile, tmp_path / "w", tmp_path / "r", executor="slurm")
+
+
+def test_tiny_study_end_to_end_then_resume_skips_finished_cells(tmp_path):
+    profile = {**_tiny(tmp_path), "groups": {"chunk_size": {"values": [1, 100]}}}
+    work, results = tmp_path / "work", tmp_path / "results"
+    lines = []
+    first = study.run_study(profile, work, results, log=lines.append)
+    the_plan = study.plan(profile)
+    assert first["skipped"] == 0 and first["missing"] == []
+    summary = pd.read_csv(first["summary"], keep_default_na=False)
+    report.validate_summary(summary)
+    assert len(summary) == len(the_plan.evals) == 3  # act (main + K=100), single_step, K=1
+    assert set(summary["policy"]) == {"act", "single_step"}
+    assert (summary["episodes"] == 2).all()
+    for name in ("table_main.md", "REPORT.md", "task_bars.png", "chunk_size.png", "missing.md"):
+        assert (results / name).is_file(), name
+    assert "transfer_cube" in (results / "table_main.md").read_text()
+    # Every evaluation wrote its episodes, one JSON line each.
+    for cell in the_plan.evals:
+        assert len(study.Layout(work, results).records(cell).read_text().splitlines()) == 2
+
+    # A second run finds everything done and runs nothing.
+    lines.clear()
+    second = study.run_study(profile, work, results, log=lines.append)
+    assert second["ran"] == 0 and lines == []
+    assert pd.read_csv(second["summary"]).equals(pd.read_csv(first["summary"]))
+
+
+def test_a_killed_study_continues_where_it_stopped(tmp_path):
+    profile = _tiny(tmp_path, policies=["act"])
+    work, results = tmp_path / "work", tmp_path / "results"
+    the_plan = study.plan(profile)
+    layout = study.Layout(work, results)
+    (data,) = the_plan.data
+    (train,) = the_plan.train
+    (cell,) = the_plan.evals
+    # As if killed after the demos and the training finished but before the evaluation.
+    study.run_data_cell(data, layout)
+    study.run_train_cell(train, layout, threads=1)
+    result = study.run_study(profile, work, results)
+    assert result["skipped"] == 2 and result["missing"] == []
+    assert study.eval_done(cell, layout)
+    # A run killed before its marker resumes from last/ instead of starting over.
+    (layout.run(train) / study.DONE_FILE).unlink()
+    message = study.run_train_cell(train, layout, threads=1)
+    assert "trained 3 steps" in message
+
+
+def test_missing_cells_are_listed(tmp_path):
+    profile = _tiny(tmp_path, policies=["act"])
+    the_plan = study.plan(profile)
+    layout = study.Layout(tmp_path / "work", tmp_path / "results")
+    result = study.write_summary(the_plan, layout)
+    assert result["summary"] is None and len(result["missing"]) == 1
+    assert "1 of 1 evaluation cells are missing" in (layout.results / "missing.md").read_text()
+
+
+def test_ray_executor_runs_the_same_cells(tmp_path):
+    ray = pytest.importorskip("ray")
+    profile = _tiny(tmp_path, policies=["act"])
+    try:
+        result = study.run_study(
+            profile, tmp_path / "work", tmp_path / "results", executor="ray", workers=1
+        )
+    finally:
+        ray.shutdown()
+    assert result["missing"] == [] and result["summary"].is_file()
+
+
+def test_reproduce_cli_dry_run_lists_cells():
+    result = subprocess.run(
+        [sys.executable, "-m", "aloha_bench.cli", "reproduce", "--profile", "quick", "--dry-run"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "train     2 cells" in result.stdout and "eval      2 cells" in result.stdout
