@@ -115,13 +115,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
             check_seeds=not args.no_seed_check,
         )
         bar = tqdm(total=args.episodes, desc=f"eval {settings.name}", unit="ep", disable=args.json)
-        wins = 0
+        wins, done = 0, 0
 
         def progress(record, bar=bar) -> None:
-            nonlocal wins
+            nonlocal wins, done
             wins += record["success_end"]
+            done += 1
             bar.update(1)
-            bar.set_postfix(success=f"{wins / bar.n:.1%}")
+            bar.set_postfix(success=f"{wins / done:.1%}")
 
         run_records = evaluate(settings, workers=args.workers, progress=progress)
         bar.close()
