@@ -32,6 +32,7 @@ import numpy as np
 
 from aloha_bench import envs
 from aloha_bench.policies.act.config import POLICY_NAME
+from aloha_bench.rollout import EpisodeRecord
 from aloha_bench.stats import wilson_interval
 
 EVAL_SEED_OFFSET = 1000  # LeRobot's convention: evaluation episode i uses seed 1000 + i
@@ -169,8 +170,21 @@ def check_seed_overlap(run_dir: str | Path, task: str, seeds: Sequence[int]) -> 
 # Episodes
 
 
+# What a record keeps of the policy's configuration (enough to group results by).
+POLICY_KEYS = (
+    "policy",
+    "obs_mode",
+    "cameras",
+    "chunk_size",
+    "n_action_steps",
+    "use_vae",
+    "kl_weight",
+    "temporal_ensemble_coeff",
+)
+
+
 def _policy_summary(config) -> dict[str, Any]:
-    """What a record keeps of the policy's configuration (enough to group results by)."""
+    """The ``POLICY_KEYS`` of a policy's configuration."""
     return {
         "policy": POLICY_NAME,
         "obs_mode": config.obs_mode,
@@ -238,19 +252,14 @@ class EpisodeRunner:
             if filming and steps % 2 == 0:
                 frames.append(self.env.render())
             steps += 1
-        n_stages = len(self.spec.stage_names)
+        reached = EpisodeRecord.from_info(seed, info, len(self.spec.stage_names), steps, {})
         record: dict[str, Any] = {
             "run": str(settings.run),
             "label": settings.name,
             "task": self.spec.task_id,
             "episode": index,
-            "seed": seed,
-            "success_end": bool(info.get("is_success", False)),
-            "success_any": int(info.get("max_stage", 0)) == n_stages,
-            "max_stage": int(info.get("max_stage", 0)),
-            "final_stage": int(info.get("stage", 0)),
+            **{k: v for k, v in dataclasses.asdict(reached).items() if k != "style"},
             "stage_names": list(self.spec.stage_names),
-            "steps": steps,
             "return": total,
             "backend": settings.backend,
             "randomize": settings.randomize,
@@ -397,21 +406,8 @@ def summarize(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "mean_return": float(np.mean([r["return"] for r in records])),
         "randomize": first.get("randomize", "none"),
         "latency": first.get("latency", "none"),
-        **{k: first[k] for k in _policy_summary_keys() if k in first},
+        **{k: first[k] for k in POLICY_KEYS if k in first},
     }
-
-
-def _policy_summary_keys() -> tuple[str, ...]:
-    return (
-        "policy",
-        "obs_mode",
-        "cameras",
-        "chunk_size",
-        "n_action_steps",
-        "use_vae",
-        "kl_weight",
-        "temporal_ensemble_coeff",
-    )
 
 
 def _pct(rate: float, low: float, high: float) -> str:

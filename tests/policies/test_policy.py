@@ -187,3 +187,33 @@ def test_pretrained_backbone_from_local_files(tmp_path, monkeypatch):
         Backbone(
             tiny_config(pretrained_backbone_path="torchvision", backbone_norm="frozen_batchnorm")
         )
+
+
+def test_bf16_inference_copy_gives_autocast_actions_and_never_goes_stale():
+    config = tiny_config(precision="bf16")
+    policy = make_policy(config, fake_stats())
+    obs = _obs(config)
+
+    def autocast_over_fp32_weights():
+        with torch.inference_mode(), policy.autocast():
+            inputs = policy.preprocess(policy.observation_batch(obs))
+            out = policy.model(latent=policy.zero_latent(1), **inputs)
+        return policy.normalizer.unnormalize(keys.ACTION, out.float())[0].numpy()
+
+    first = policy.predict_chunk(obs)
+    np.testing.assert_array_equal(first, autocast_over_fp32_weights())
+    copy = policy.inference_model()
+    assert copy is not policy.model and copy.action_head.weight.dtype == torch.float32
+    assert policy.model.action_head.weight.dtype == torch.float32
+    assert not any(k.startswith("_bf16") for k in policy.state_dict())
+    # A training step changes the weights: the copy must follow.
+    policy.train()
+    with torch.no_grad():
+        policy.model.state_proj.weight.add_(1.0)
+    second = policy.predict_chunk(obs)
+    assert not np.array_equal(first, second)
+    np.testing.assert_array_equal(second, autocast_over_fp32_weights())
+    # Loading other weights drops the copy too.
+    other = make_policy(config, fake_stats())
+    policy.load_state_dict(other.state_dict())
+    np.testing.assert_array_equal(policy.predict_chunk(obs), other.predict_chunk(obs))
