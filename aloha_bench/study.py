@@ -312,13 +312,15 @@ def plan(
                 e = dataclasses.replace(old, groups=tuple(sorted({*old.groups, group})))
             evals[e.id] = e
 
-    if "main" in wanted:
-        for task in task_list:
-            for source in profile["sources"]:
-                for baseline in profile["policies"]:
+    # The main cells; the cvae group is the main table's act and no_cvae cells.
+    cvae = "cvae" in wanted and "cvae" in spec_groups
+    for task in task_list if "main" in wanted or cvae else ():
+        for source in profile["sources"]:
+            for baseline in profile["policies"]:
+                if "main" in wanted:
                     add(task, source, baseline, {}, "main")
-                    if baseline in ("act", "no_cvae") and "cvae" in spec_groups:
-                        add(task, source, baseline, {}, "cvae")
+                if cvae and baseline in ("act", "no_cvae"):
+                    add(task, source, baseline, {}, "cvae")
     for name, group in spec_groups.items():
         if name not in wanted or name == "cvae":
             continue
@@ -536,9 +538,7 @@ def _threads_per_worker(workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // workers)
 
 
-def _local_map(
-    fn: Callable[..., Any], jobs: Sequence[tuple], workers: int
-) -> Iterable[Any]:
+def _local_map(fn: Callable[..., Any], jobs: Sequence[tuple], workers: int) -> Iterable[Any]:
     if workers == 1:
         for job in jobs:
             yield fn(*job)
@@ -558,8 +558,7 @@ def _ray_map(
         import ray
     except ImportError as error:
         raise RuntimeError(
-            "--executor ray needs Ray: pip install 'aloha-bench[cluster]' (or use --executor "
-            "local)"
+            "--executor ray needs Ray: pip install 'aloha-bench[cluster]' (or use --executor local)"
         ) from error
     if not ray.is_initialized():
         if address:

@@ -59,6 +59,9 @@ def test_shipped_profiles_load_and_plan():
     assert all(t.config().obs_mode == "pixels" for t in paper.train)
     assert study.plan(study.load_profile("cpu"), seeds=3).train[0].train_seed == 0
     assert len(study.plan(study.load_profile("quick")).evals) == 2
+    # A group alone brings the cells it needs: cvae is the main table's act and no_cvae cells.
+    cvae = study.plan(study.load_profile("cpu"), groups=["cvae"]).evals
+    assert len(cvae) == 5 * 2 * 2 and all(e.groups == ("cvae",) for e in cvae)
 
 
 def test_bad_profiles_and_arguments_are_named(tmp_path):
