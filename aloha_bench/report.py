@@ -10,11 +10,18 @@ carries a 95% Wilson interval (``aloha_bench.stats``), because the evaluations a
 that a bare percentage hides how much it could move. The paper's numbers come from
 ``paper_results.toml`` (Zhao et al., RSS 2023, arXiv 2304.13705) and are printed beside ours only
 where a paper column has a real counterpart in our task.
+
+Two success rules are carried side by side: end-of-episode success (``success_rate``, ``ci_low``,
+``ci_high``: the final stage holds at the last step) and any-step success (the ``_any`` columns: the
+final stage held at some step). The paper and its original code used the any-step rule, so its
+numbers compare like-for-like only with ours at any step. Every plot and the robustness table take
+``metric="end"`` (default) or ``metric="any"``; the ``any`` variant writes files suffixed ``_any``.
 """
 
 from __future__ import annotations
 
 import math
+import textwrap
 import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,6 +34,7 @@ from aloha_bench.stats import wilson_interval
 
 __all__ = [
     "GROUPS",
+    "METRICS",
     "SUMMARY_COLUMNS",
     "Artifact",
     "group_rows",
@@ -95,6 +103,50 @@ SOURCE_ORDER = ("scripted", "human")
 RANDOMIZE_ORDER = ("none", "light", "strong")
 PAPER_FILE = "paper_results.toml"
 MISSING = "—"
+# The success rules a table or plot can show: "end" of the episode, or "any" step (the paper's).
+METRICS = ("end", "any")
+
+
+@dataclass(frozen=True)
+class _Rule:
+    """The columns, file suffix and wording of one success rule (``METRICS``)."""
+
+    metric: str
+    suffix: str  # of the summary columns and of the output files: "" (end) or "_any"
+    rule: str  # "success <rule>" reads as a sentence
+
+    @property
+    def rate(self) -> str:
+        return f"success_rate{self.suffix}"
+
+    @property
+    def low(self) -> str:
+        return f"ci_low{self.suffix}"
+
+    @property
+    def high(self) -> str:
+        return f"ci_high{self.suffix}"
+
+    @property
+    def successes(self) -> str:
+        return f"successes{self.suffix}"
+
+    @property
+    def seed_std(self) -> str:
+        return f"seed_std{self.suffix}"
+
+
+_RULES = {
+    "end": _Rule("end", "", "at the end of the episode"),
+    "any": _Rule("any", "_any", "at any step (the paper's rule)"),
+}
+
+
+def _rule(metric: str) -> _Rule:
+    """The ``_Rule`` of ``metric``; ValueError naming ``METRICS`` for anything else."""
+    if metric not in _RULES:
+        raise ValueError(f"metric must be one of {list(METRICS)}, got {metric!r}")
+    return _RULES[metric]
 
 
 @dataclass(frozen=True)
@@ -106,11 +158,13 @@ class Artifact:
         paths: files written (png, md, csv), empty when nothing could be drawn.
         note: the caption with the scale (episodes per point, seeds, obs mode, tasks) when written,
             else the reason nothing was written (e.g. the study has no rows in that group).
+        metric: the success rule plotted, "end" or "any" (``METRICS``).
     """
 
     name: str
     paths: tuple[Path, ...]
     note: str
+    metric: str = "end"
 
 
 # --- input ---------------------------------------------------------------------------------------
@@ -176,10 +230,12 @@ def _pool_one(rows: pd.DataFrame) -> dict:
         n = rows.loc[known, "episodes"].sum()
         weighted = (rows.loc[known, column] * rows.loc[known, "episodes"]).sum()
         out[column] = float(weighted / n) if n else math.nan
-    per_seed = rows.groupby("train_seed")[["successes", "episodes"]].sum()
+    per_seed = rows.groupby("train_seed")[["successes", "successes_any", "episodes"]].sum()
     out["n_seeds"] = len(per_seed)
-    seed_rates = per_seed["successes"] / per_seed["episodes"].replace(0, np.nan)
-    out["seed_std"] = float(seed_rates.std(ddof=1)) if len(per_seed) > 1 else math.nan
+    for suffix in ("", "_any"):
+        seed_rates = per_seed[f"successes{suffix}"] / per_seed["episodes"].replace(0, np.nan)
+        std = float(seed_rates.std(ddof=1)) if len(per_seed) > 1 else math.nan
+        out[f"seed_std{suffix}"] = std
     return out
 
 
@@ -191,13 +247,14 @@ def pool(df: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
     interval on ``round(rate * episodes)``. Pooling treats all seeds' episodes as one binomial
     sample, so the intervals do NOT include seed-to-seed variance of training; ``n_seeds`` and
     ``seed_std`` (sample std of the per-seed success rate, NaN with one seed) are reported so a
-    reader can see it. Unlisted columns are dropped, so list every column that must not be mixed
-    (e.g. ``obs_mode``).
+    reader can see it (``seed_std_any`` the same for the any-step rate). Unlisted columns are
+    dropped, so list every column that must not be mixed (e.g. ``obs_mode``).
 
     Returns:
         One row per distinct ``by`` combination, in order of first appearance, with ``by`` then
         cells, episodes, successes, success_rate, ci_low, ci_high, the ``_any`` equivalents,
-        stages, stage_i with stage_i_low/high, mean_steps, mean_return, n_seeds, seed_std.
+        stages, stage_i with stage_i_low/high, mean_steps, mean_return, n_seeds, seed_std,
+        seed_std_any.
     """
     by = list(by)
     if df.empty:
@@ -317,10 +374,12 @@ def main_table(df: pd.DataFrame, paper: dict | None = None) -> str:
     """The main results in the shape of the paper's Tables I/II, as markdown.
 
     Rows are (policy, source) (plus obs_mode when the study mixes several); columns are task x stage
-    with the final stage in bold. A cell is ``86% [79, 91]``: the final stage is the end-of-episode
-    success rate, earlier stages the fraction of episodes that reached them at any step, with 95%
-    Wilson intervals on episodes pooled over seeds; ``(paper 86)`` follows where the paper has the
-    same cell. "—" marks a (row, task) that was not run.
+    with the final stage in bold. The final stage shows both success rules,
+    ``end 80% [67, 89] · any 90% [79, 96] (paper 86)``: success at the end of the episode and at any
+    step (the paper's rule, so ``(paper 86)`` compares with ``any``). Earlier stages show the
+    fraction of episodes that reached them at any step, ``90% [79, 96] (paper 97)``. Intervals are
+    95% Wilson on episodes pooled over seeds; ``(paper x)`` follows where the paper has the same
+    cell. "—" marks a (row, task) that was not run.
     """
     paper = load_paper_results() if paper is None else paper
     rows = group_rows(df, "main")
@@ -347,11 +406,14 @@ def main_table(df: pd.DataFrame, paper: dict | None = None) -> str:
                     line.append(MISSING)
                     continue
                 r = match.iloc[0]
-                final = i == len(stages[task]) - 1
-                column = "success_rate" if final else STAGE_COLUMNS[i]
-                bounds = ("ci_low", "ci_high") if final else (f"{column}_low", f"{column}_high")
-                low, high = r[bounds[0]], r[bounds[1]]
-                text = _fmt_rate(r[column], low, high)
+                if i == len(stages[task]) - 1:
+                    text = " · ".join(
+                        f"{m.metric} {_fmt_rate(r[m.rate], r[m.low], r[m.high])}"
+                        for m in map(_rule, METRICS)
+                    )
+                else:
+                    column = STAGE_COLUMNS[i]
+                    text = _fmt_rate(r[column], r[f"{column}_low"], r[f"{column}_high"])
                 theirs = paper_value(paper, task, source, stage, policy)
                 if theirs is not None:
                     text += f" (paper {_fmt_paper(theirs)})"
@@ -384,13 +446,15 @@ def _main_footer(pooled: pd.DataFrame, rows: pd.DataFrame, paper: dict) -> str:
     return (
         f"Ours: {_span(pooled['episodes'])} episodes per cell pooled over "
         f"{_span(pooled['n_seeds'])} training seed(s), obs {_obs(rows)}; "
-        "bold (final) stage = success at the end of the episode, earlier stages = reached at any "
-        "step; [95% Wilson interval]; intervals exclude seed-to-seed variance. "
+        "bold (final) stage = success at the end of the episode (end) and at any step (any), "
+        "earlier stages = reached at any step; [95% Wilson interval]; intervals exclude "
+        "seed-to-seed variance. "
         f"{MISSING} = not run. Paper: Zhao et al., RSS 2023 (arXiv 2304.13705), Tables I-II, "
         f"sim {sim.get('seeds', '?')} seeds x {sim.get('rollouts_per_seed', '?')} rollouts, "
         f"real-robot tasks ({', '.join(real_tasks)}) {real.get('seeds', '?')} x "
         f"{real.get('rollouts_per_seed', '?')} with human demonstrations; the paper counted "
-        "success if reached at any step."
+        "success if reached at any step, so its final-stage figure compares with our `any`, not "
+        "with `end`."
     )
 
 
@@ -439,8 +503,12 @@ def robustness_frame(df: pd.DataFrame) -> pd.DataFrame:
     return pool(group_rows(df, "robustness"), keys)
 
 
-def robustness_table(df: pd.DataFrame) -> str:
-    """Markdown: rows train_randomize (per task if several), columns perturbation by level."""
+def robustness_table(df: pd.DataFrame, metric: str = "end") -> str:
+    """Markdown: rows train_randomize (per task if several), columns perturbation by level.
+
+    ``metric`` picks the success rule of the cells: "end" of the episode or "any" step.
+    """
+    m = _rule(metric)
     pooled = robustness_frame(df)
     if pooled.empty:
         return "No rows in group `robustness`: nothing to tabulate."
@@ -455,37 +523,38 @@ def robustness_table(df: pd.DataFrame) -> str:
                 continue
             line = [task, randomize]
             for p in perturbations:
-                m = sel[sel["perturbation"] == p]
+                cell = sel[sel["perturbation"] == p]
                 line.append(
                     MISSING
-                    if m.empty
-                    else _fmt_rate(
-                        m["success_rate"].iloc[0], m["ci_low"].iloc[0], m["ci_high"].iloc[0]
-                    )
+                    if cell.empty
+                    else _fmt_rate(cell[m.rate].iloc[0], cell[m.low].iloc[0], cell[m.high].iloc[0])
                 )
             lines.append(line)
     rows = group_rows(df, "robustness")
     return (
         _markdown(headers, lines)
-        + "\n\nEnd-of-episode success [95% Wilson interval]; evaluation perturbations ordered by "
+        + f"\n\nSuccess {m.rule} [95% Wilson interval]; evaluation perturbations ordered by "
         f"level; {_scale(pooled, rows, 'cell')}; {MISSING} = not run."
     )
 
 
 # --- plots ---------------------------------------------------------------------------------------
 
-# What each plot's CSV keeps: the plotted numbers and the counts behind them.
-PLOT_VALUES = (
-    "who",
-    "success_rate",
-    "ci_low",
-    "ci_high",
-    "successes",
-    "episodes",
-    "n_seeds",
-    "seed_std",
-)
 PAPER_CITE = "Zhao et al. 2023"
+
+
+def _values(m: _Rule) -> list[str]:
+    """What each plot's CSV keeps besides its keys: the plotted numbers in the rule's own columns
+    (``success_rate_any``... for "any") and the counts behind them; ``rule`` says which rule a
+    row's numbers follow (paper rows are always "any")."""
+    return ["who", "rule", m.rate, m.low, m.high, m.successes, "episodes", "n_seeds", m.seed_std]
+
+
+def _paper_label(m: _Rule, what: str) -> str:
+    """Legend label of a paper overlay: like-for-like on ``any`` plots, flagged on ``end`` plots."""
+    if m.metric == "any":
+        return f"paper ACT ({PAPER_CITE}), {what}"
+    return f"paper ACT ({PAPER_CITE}, any-step rule: not like-for-like), {what}"
 
 
 def _label(pooled: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
@@ -494,19 +563,32 @@ def _label(pooled: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
     return pooled[varying].astype(str).agg(" / ".join, axis=1)
 
 
-def _skipped(name: str, group: str) -> Artifact:
-    return Artifact(name, (), f"no rows in group `{group}` of the summary: plot skipped")
+def _skipped(name: str, group: str, m: _Rule) -> Artifact:
+    return Artifact(name, (), f"no rows in group `{group}` of the summary: plot skipped", m.metric)
 
 
-def _with_values(pooled: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
-    return pooled.assign(who="ours")[list(keys) + list(PLOT_VALUES)]
+def _with_values(pooled: pd.DataFrame, keys: Sequence[str], m: _Rule) -> pd.DataFrame:
+    return pooled.assign(who="ours", rule=m.metric)[list(keys) + _values(m)]
+
+
+def _paper_rows(rows: pd.DataFrame, m: _Rule) -> pd.DataFrame:
+    """Paper overlay rows (``success_rate`` in [0, 1], any-step) in the plotted rule's columns."""
+    return rows.rename(columns={"success_rate": m.rate}).assign(who="paper", rule="any")
 
 
 def _save(
-    name: str, out_dir: Path, data: pd.DataFrame, title: str, caption: str, xlabel: str, draw
+    name: str,
+    out_dir: Path,
+    data: pd.DataFrame,
+    title: str,
+    caption: str,
+    xlabel: str,
+    draw,
+    m: _Rule,
 ) -> Artifact:
-    """Draw with ``draw(ax, sns, palette_for)`` and write <name>.png/.md/.csv of ``data``.
+    """Draw with ``draw(ax, sns)`` and write <name><suffix>.png/.md/.csv of ``data``.
 
+    The suffix is the rule's ("" for end, "_any"); the title and the returned note name the rule.
     A bare ``matplotlib.figure.Figure`` renders with the Agg canvas without pyplot, so no global
     backend or figure registry is touched and it works headless; seaborn's style is applied only
     inside this call (``axes_style`` context).
@@ -515,38 +597,40 @@ def _save(
     from matplotlib.figure import Figure
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    png, md, csv = (out_dir / f"{name}.{ext}" for ext in ("png", "md", "csv"))
+    stem = f"{name}{m.suffix}"
+    png, md, csv = (out_dir / f"{stem}.{ext}" for ext in ("png", "md", "csv"))
     with sns.axes_style("whitegrid"):
         fig = Figure(figsize=(8, 4.8), layout="constrained")
         ax = fig.subplots()
         draw(ax, sns)
         ax.set_ylim(0, 1.05)
-        ax.set_ylabel("success rate (end of episode)")
+        ax.set_ylabel(f"success rate {m.rule}", fontsize=9)
         ax.set_xlabel(xlabel)
-        ax.set_title(f"{title}\n{caption}", fontsize=9)
+        ax.set_title(f"{title}, success {m.rule}\n{textwrap.fill(caption, 110)}", fontsize=9)
         fig.savefig(png, dpi=110)
     data.to_csv(csv, index=False)
     md.write_text(
-        f"# {title}\n\n![{name}]({png.name})\n\n{caption}. Success at the end of the episode, "
-        "[ci_low, ci_high] = 95% Wilson interval on episodes pooled over training seeds "
-        "(excludes seed-to-seed variance; seed_std is the std of per-seed rates).\n\n"
+        f"# {title}, success {m.rule}\n\n![{stem}]({png.name})\n\n{caption}. Success {m.rule}: "
+        f"[{m.low}, {m.high}] = 95% Wilson interval on episodes pooled over training seeds "
+        f"(excludes seed-to-seed variance; {m.seed_std} is the std of per-seed rates). "
+        "Paper rows (who = paper) follow the paper's any-step rule (rule = any).\n\n"
         f"{_frame_markdown(data)}\n"
     )
-    return Artifact(name, (png, md, csv), caption)
+    return Artifact(name, (png, md, csv), f"success {m.rule}; {caption}", m.metric)
 
 
 def _palette(sns, labels: Sequence[str]) -> dict[str, tuple]:
     return dict(zip(labels, sns.color_palette("colorblind", len(labels)), strict=True))
 
 
-def _line_plot(ax, sns, ours: pd.DataFrame, x: str) -> None:
+def _line_plot(ax, sns, ours: pd.DataFrame, x: str, m: _Rule) -> None:
     """One line per ``series`` through the exact points (no estimator), Wilson bars from the CI."""
     labels = list(dict.fromkeys(ours["series"]))
     palette = _palette(sns, labels)
     sns.lineplot(
         data=ours,
         x=x,
-        y="success_rate",
+        y=m.rate,
         hue="series",
         hue_order=labels,
         palette=palette,
@@ -560,8 +644,8 @@ def _line_plot(ax, sns, ours: pd.DataFrame, x: str) -> None:
         s = ours[ours["series"] == label]
         ax.errorbar(
             s[x],
-            s["success_rate"],
-            yerr=[s["success_rate"] - s["ci_low"], s["ci_high"] - s["success_rate"]],
+            s[m.rate],
+            yerr=[s[m.rate] - s[m.low], s[m.high] - s[m.rate]],
             fmt="none",
             ecolor=palette[label],
             capsize=3,
@@ -569,14 +653,14 @@ def _line_plot(ax, sns, ours: pd.DataFrame, x: str) -> None:
 
 
 def _bar_plot(
-    ax, sns, ours: pd.DataFrame, x: str, hue: str, order: list, hue_order: list
+    ax, sns, ours: pd.DataFrame, x: str, hue: str, order: list, hue_order: list, m: _Rule
 ) -> dict[tuple, float]:
-    """Bars of ``success_rate`` with asymmetric Wilson error bars; returns (x, hue) -> centre."""
+    """Bars of the rule's success rate with asymmetric Wilson error bars; (x, hue) -> centre."""
     hue_order = [h for h in hue_order if h in set(ours[hue])]
     sns.barplot(
         data=ours,
         x=x,
-        y="success_rate",
+        y=m.rate,
         hue=hue,
         order=order,
         hue_order=hue_order,
@@ -597,8 +681,8 @@ def _bar_plot(
             continue
         ax.errorbar(
             [centre],
-            [r["success_rate"]],
-            yerr=[[r["success_rate"] - r["ci_low"]], [r["ci_high"] - r["success_rate"]]],
+            [r[m.rate]],
+            yerr=[[r[m.rate] - r[m.low]], [r[m.high] - r[m.rate]]],
             fmt="none",
             ecolor="black",
             capsize=3,
@@ -618,34 +702,41 @@ def _log_x(ax, values) -> None:
     ax.minorticks_off()
 
 
-def plot_chunk_size(df: pd.DataFrame, out_dir: Path, paper: dict | None = None) -> Artifact:
+def plot_chunk_size(
+    df: pd.DataFrame, out_dir: Path, paper: dict | None = None, *, metric: str = "end"
+) -> Artifact:
     """Success vs action chunk size k (log x), the paper's ablation curve dashed on top.
 
     The paper's curve (k = 1/10/100/200/400 -> 1/21/44/42/41%) is ACT without temporal
-    ensembling averaged over its sim settings, so it is labelled as such rather than per task.
+    ensembling averaged over its sim settings, so it is labelled as such rather than per task. It
+    is any-step success: like-for-like with ``metric="any"``, labelled as not so on "end".
     """
+    m = _rule(metric)
     rows = group_rows(df, "chunk_size")
     if rows.empty:
-        return _skipped("chunk_size", "chunk_size")
+        return _skipped("chunk_size", "chunk_size", m)
     paper = load_paper_results() if paper is None else paper
     keys = ["task", "source", "policy", "obs_mode", "temporal_ensemble", "chunk_size"]
     pooled = pool(rows, keys).sort_values("chunk_size", kind="stable")
-    ours = _with_values(pooled, keys).assign(series=_label(pooled, keys[:-1]).to_numpy())
+    ours = _with_values(pooled, keys, m).assign(series=_label(pooled, keys[:-1]).to_numpy())
     ablation = paper.get("ablations", {}).get("chunk_size", {})
-    theirs = pd.DataFrame(
-        {
-            "chunk_size": ablation.get("chunk_size", []),
-            "success_rate": [v / 100 for v in ablation.get("success", [])],
-        }
-    ).assign(who="paper", series=f"paper ACT ({PAPER_CITE}), mean of its sim settings")
+    theirs = _paper_rows(
+        pd.DataFrame(
+            {
+                "chunk_size": ablation.get("chunk_size", []),
+                "success_rate": [v / 100 for v in ablation.get("success", [])],
+            }
+        ),
+        m,
+    ).assign(series=_paper_label(m, "mean of its sim settings"))
     data = pd.concat([ours, theirs], ignore_index=True)
 
     def draw(ax, sns):
-        _line_plot(ax, sns, ours, "chunk_size")
+        _line_plot(ax, sns, ours, "chunk_size", m)
         if not theirs.empty:
             ax.plot(
                 theirs["chunk_size"],
-                theirs["success_rate"],
+                theirs[m.rate],
                 "k--",
                 marker="x",
                 label=theirs["series"].iloc[0],
@@ -654,52 +745,57 @@ def plot_chunk_size(df: pd.DataFrame, out_dir: Path, paper: dict | None = None) 
         ax.legend(fontsize=8)
 
     caption = f"chunk size ablation: {_scale(pooled, rows)}"
-    return _save("chunk_size", out_dir, data, "Success vs action chunk size k", caption, "k", draw)
+    return _save(
+        "chunk_size", out_dir, data, "Success vs action chunk size k", caption, "k", draw, m
+    )
 
 
-def plot_temporal_ensembling(df: pd.DataFrame, out_dir: Path) -> Artifact:
+def plot_temporal_ensembling(df: pd.DataFrame, out_dir: Path, *, metric: str = "end") -> Artifact:
     """Bars with / without temporal ensembling per task (paper: 44% -> 47.3%, sim average)."""
+    m = _rule(metric)
     rows = group_rows(df, "temporal_ensembling")
     if rows.empty:
-        return _skipped("temporal_ensembling", "temporal_ensembling")
+        return _skipped("temporal_ensembling", "temporal_ensembling", m)
     keys = ["task", "source", "policy", "obs_mode", "chunk_size", "temporal_ensemble"]
     pooled = pool(rows, keys)
     pooled = pooled.iloc[
         sorted(range(len(pooled)), key=lambda i: _rank(pooled["task"].iloc[i], TASK_ORDER))
     ]
-    ours = _with_values(pooled, keys).assign(
+    ours = _with_values(pooled, keys, m).assign(
         setting=_label(pooled, keys[:-1]).to_numpy(),
         ensembling=np.where(pooled["temporal_ensemble"].astype(bool), "with TE", "without TE"),
     )
 
     def draw(ax, sns):
         order = list(dict.fromkeys(ours["setting"]))
-        _bar_plot(ax, sns, ours, "setting", "ensembling", order, ["without TE", "with TE"])
+        _bar_plot(ax, sns, ours, "setting", "ensembling", order, ["without TE", "with TE"], m)
         ax.legend(fontsize=8)
 
-    caption = (
-        f"temporal ensembling: {_scale(pooled, rows)}; paper ({PAPER_CITE}): 44% -> 47.3%, "
-        "mean of its sim settings"
-    )
+    paper_note = "44% -> 47.3%, mean of its sim settings"
+    caption = f"temporal ensembling: {_scale(pooled, rows)}; {_paper_label(m, paper_note)}"
     return _save(
-        "temporal_ensembling", out_dir, ours, "Temporal ensembling", caption, "setting", draw
+        "temporal_ensembling", out_dir, ours, "Temporal ensembling", caption, "setting", draw, m
     )
 
 
-def plot_cvae(df: pd.DataFrame, out_dir: Path, paper: dict | None = None) -> Artifact:
+def plot_cvae(
+    df: pd.DataFrame, out_dir: Path, paper: dict | None = None, *, metric: str = "end"
+) -> Artifact:
     """Bars with / without the CVAE by data source, pooled over tasks; paper values as markers.
 
     The paper's CVAE ablation averages its two sim tasks per data source (scripted 59 vs 58,
-    human 35.3 vs 2), so ours are pooled over the tasks in the group to match.
+    human 35.3 vs 2), so ours are pooled over the tasks in the group to match. The paper's values
+    are any-step success: like-for-like with ``metric="any"``, labelled as not so on "end".
     """
+    m = _rule(metric)
     rows = group_rows(df, "cvae")
     if rows.empty:
-        return _skipped("cvae", "cvae")
+        return _skipped("cvae", "cvae", m)
     paper = load_paper_results() if paper is None else paper
     keys = ["obs_mode", "source", "use_vae"]
     pooled = pool(rows, keys)
     setting = _label(pooled, ["source", "obs_mode"]).to_numpy()
-    ours = _with_values(pooled, keys).assign(
+    ours = _with_values(pooled, keys, m).assign(
         setting=setting,
         cvae=np.where(pooled["use_vae"].astype(bool), "with CVAE", "without CVAE"),
         tasks=", ".join(_ordered(rows["task"], TASK_ORDER)),
@@ -708,86 +804,100 @@ def plot_cvae(df: pd.DataFrame, out_dir: Path, paper: dict | None = None) -> Art
         sorted(range(len(ours)), key=lambda i: _rank(ours["source"].iloc[i], SOURCE_ORDER))
     ]
     ablation = paper.get("ablations", {}).get("cvae", {})
-    theirs = pd.DataFrame(
-        [
-            {
-                "who": "paper",
-                "source": r["source"],
-                "setting": r["setting"],
-                "cvae": r["cvae"],
-                "success_rate": ablation[r["source"]][
-                    "with" if r["cvae"] == "with CVAE" else "without"
-                ]
-                / 100,
-            }
-            for _, r in ours.iterrows()
-            if r["source"] in ablation
-        ]
+    theirs = _paper_rows(
+        pd.DataFrame(
+            [
+                {
+                    "source": r["source"],
+                    "setting": r["setting"],
+                    "cvae": r["cvae"],
+                    "success_rate": ablation[r["source"]][
+                        "with" if r["cvae"] == "with CVAE" else "without"
+                    ]
+                    / 100,
+                }
+                for _, r in ours.iterrows()
+                if r["source"] in ablation
+            ]
+        ),
+        m,
     )
     data = pd.concat([ours, theirs], ignore_index=True)
 
     def draw(ax, sns):
         order = list(dict.fromkeys(ours["setting"]))
-        centres = _bar_plot(ax, sns, ours, "setting", "cvae", order, ["with CVAE", "without CVAE"])
+        centres = _bar_plot(
+            ax, sns, ours, "setting", "cvae", order, ["with CVAE", "without CVAE"], m
+        )
         if not theirs.empty:
             xs = [centres[(r["setting"], r["cvae"])] for _, r in theirs.iterrows()]
             ax.scatter(
                 xs,
-                theirs["success_rate"],
+                theirs[m.rate],
                 marker="D",
                 color="black",
                 zorder=5,
-                label=f"paper ACT ({PAPER_CITE}), mean of its 2 sim tasks",
+                label=_paper_label(m, "mean of its 2 sim tasks"),
             )
         ax.legend(fontsize=8)
 
     caption = f"CVAE ablation pooled over tasks: {_scale(pooled, rows)}"
-    return _save("cvae", out_dir, data, "With vs without the CVAE", caption, "data source", draw)
+    return _save("cvae", out_dir, data, "With vs without the CVAE", caption, "data source", draw, m)
 
 
 def _line_ablation(
-    df: pd.DataFrame, out_dir: Path, name: str, x: str, title: str, xlabel: str, log: bool
+    df: pd.DataFrame,
+    out_dir: Path,
+    name: str,
+    x: str,
+    title: str,
+    xlabel: str,
+    log: bool,
+    m: _Rule,
 ) -> Artifact:
     rows = group_rows(df, name)
     if rows.empty:
-        return _skipped(name, name)
+        return _skipped(name, name, m)
     keys = ["task", "source", "policy", "obs_mode", x]
     pooled = pool(rows, keys).sort_values(x, kind="stable")
-    ours = _with_values(pooled, keys).assign(series=_label(pooled, keys[:-1]).to_numpy())
+    ours = _with_values(pooled, keys, m).assign(series=_label(pooled, keys[:-1]).to_numpy())
 
     def draw(ax, sns):
-        _line_plot(ax, sns, ours, x)
+        _line_plot(ax, sns, ours, x, m)
         if log:
             _log_x(ax, ours[x])
         else:
             ax.set_xticks(sorted(set(ours[x])))
         ax.legend(fontsize=8)
 
-    return _save(name, out_dir, ours, title, f"{name}: {_scale(pooled, rows)}", xlabel, draw)
+    caption = f"{name}: {_scale(pooled, rows)}"
+    return _save(name, out_dir, ours, title, caption, xlabel, draw, m)
 
 
-def plot_beta(df: pd.DataFrame, out_dir: Path) -> Artifact:
+def plot_beta(df: pd.DataFrame, out_dir: Path, *, metric: str = "end") -> Artifact:
     """Success vs the KL weight beta (log x; the paper trains with beta = 10)."""
+    title = "Success vs KL weight beta"
     return _line_ablation(
-        df, out_dir, "beta", "kl_weight", "Success vs KL weight beta", "kl_weight", log=True
+        df, out_dir, "beta", "kl_weight", title, "kl_weight", log=True, m=_rule(metric)
     )
 
 
-def plot_cameras(df: pd.DataFrame, out_dir: Path) -> Artifact:
+def plot_cameras(df: pd.DataFrame, out_dir: Path, *, metric: str = "end") -> Artifact:
     """Success vs number of cameras (the camera names of each point are in the CSV)."""
+    m = _rule(metric)
     rows = group_rows(df, "cameras")
     if rows.empty:
-        return _skipped("cameras", "cameras")
+        return _skipped("cameras", "cameras", m)
     keys = ["task", "source", "policy", "obs_mode", "n_cameras", "cameras"]
     pooled = pool(rows, keys).sort_values("n_cameras", kind="stable")
-    ours = _with_values(pooled, keys).assign(series=_label(pooled, keys[:-2]).to_numpy())
+    ours = _with_values(pooled, keys, m).assign(series=_label(pooled, keys[:-2]).to_numpy())
 
     def draw(ax, sns):
-        _line_plot(ax, sns, ours, "n_cameras")
+        _line_plot(ax, sns, ours, "n_cameras", m)
         for _, r in ours.iterrows():
             ax.annotate(
                 r["cameras"] or "(none)",
-                (r["n_cameras"], r["success_rate"]),
+                (r["n_cameras"], r[m.rate]),
                 textcoords="offset points",
                 xytext=(4, 4),
                 fontsize=7,
@@ -797,15 +907,16 @@ def plot_cameras(df: pd.DataFrame, out_dir: Path) -> Artifact:
 
     caption = f"cameras: {_scale(pooled, rows)}"
     return _save(
-        "cameras", out_dir, ours, "Success vs number of cameras", caption, "n_cameras", draw
+        "cameras", out_dir, ours, "Success vs number of cameras", caption, "n_cameras", draw, m
     )
 
 
-def plot_task_bars(df: pd.DataFrame, out_dir: Path) -> Artifact:
+def plot_task_bars(df: pd.DataFrame, out_dir: Path, *, metric: str = "end") -> Artifact:
     """Per-task success bars for each policy (and source) of the main group."""
+    m = _rule(metric)
     rows = group_rows(df, "main")
     if rows.empty:
-        return _skipped("task_bars", "main")
+        return _skipped("task_bars", "main", m)
     keys = list(MAIN_KEYS)
     pooled = pool(rows, keys)
     ranked = sorted(
@@ -816,39 +927,42 @@ def plot_task_bars(df: pd.DataFrame, out_dir: Path) -> Artifact:
         ),
     )
     pooled = pooled.iloc[ranked]
-    ours = _with_values(pooled, keys).assign(
+    ours = _with_values(pooled, keys, m).assign(
         variant=_label(pooled, ["policy", "source", "obs_mode"]).to_numpy()
     )
 
     def draw(ax, sns):
         order = _ordered(ours["task"], TASK_ORDER)
-        _bar_plot(ax, sns, ours, "task", "variant", order, list(dict.fromkeys(ours["variant"])))
+        variants = list(dict.fromkeys(ours["variant"]))
+        _bar_plot(ax, sns, ours, "task", "variant", order, variants, m)
         ax.legend(fontsize=8)
 
     caption = f"main results: {_scale(pooled, rows)}"
-    return _save("task_bars", out_dir, ours, "Success per task and policy", caption, "task", draw)
+    return _save(
+        "task_bars", out_dir, ours, "Success per task and policy", caption, "task", draw, m
+    )
 
 
-def plot_robustness(df: pd.DataFrame, out_dir: Path) -> Artifact:
+def plot_robustness(df: pd.DataFrame, out_dir: Path, *, metric: str = "end") -> Artifact:
     """Success under each evaluation perturbation (by level), one bar per training randomization."""
+    m = _rule(metric)
     pooled = robustness_frame(df)
     if pooled.empty:
-        return _skipped("robustness_bars", "robustness")
+        return _skipped("robustness_bars", "robustness", m)
     rows = group_rows(df, "robustness")
     keys = ["task", "train_randomize", "perturbation", "perturbation_level", "obs_mode"]
     ranked = sorted(
         range(len(pooled)), key=lambda i: _rank(pooled["train_randomize"].iloc[i], RANDOMIZE_ORDER)
     )
     pooled = pooled.iloc[ranked]
-    ours = _with_values(pooled, keys).assign(
+    ours = _with_values(pooled, keys, m).assign(
         trained=_label(pooled, ["train_randomize", "task", "obs_mode"]).to_numpy()
     )
 
     def draw(ax, sns):
         order = _perturbation_order(pooled)
-        _bar_plot(
-            ax, sns, ours, "perturbation", "trained", order, list(dict.fromkeys(ours["trained"]))
-        )
+        trained = list(dict.fromkeys(ours["trained"]))
+        _bar_plot(ax, sns, ours, "perturbation", "trained", order, trained, m)
         ax.legend(title="train randomization", fontsize=8)
 
     caption = f"robustness: {_scale(pooled, rows)}"
@@ -860,6 +974,7 @@ def plot_robustness(df: pd.DataFrame, out_dir: Path) -> Artifact:
         caption,
         "evaluation perturbation (by level)",
         draw,
+        m,
     )
 
 
@@ -877,12 +992,25 @@ def report_markdown(df: pd.DataFrame, paper: dict | None = None) -> str:
     )
 
 
+_PLOTS = (
+    plot_task_bars,
+    plot_chunk_size,
+    plot_temporal_ensembling,
+    plot_cvae,
+    plot_beta,
+    plot_cameras,
+    plot_robustness,
+)
+
+
 def write_report(summary_csv: Path, out_dir: Path) -> list[Path]:
     """Write every table and plot of a study from its ``summary.csv`` into ``out_dir``.
 
-    Writes table_main.md/.csv, table_success.md, robustness.md/.csv (when the study has that
-    group), each ablation plot with its .md/.csv, and REPORT.md linking them with a line of scale
-    each. Groups without rows are listed in REPORT.md as skipped, with the reason.
+    Writes table_main.md/.csv, table_success.md, robustness.md and robustness_any.md (end-of-episode
+    and any-step success) with robustness.csv (both rules' columns) when the study has that group,
+    each plot with its .md/.csv twice, ``<plot>.*`` at the end of the episode and ``<plot>_any.*``
+    at any step (the paper's rule), and REPORT.md linking them with a line of scale each and the
+    rule each uses. Groups without rows are listed in REPORT.md as skipped, with the reason.
 
     Returns:
         The paths written, REPORT.md last.
@@ -898,6 +1026,12 @@ def write_report(summary_csv: Path, out_dir: Path) -> list[Path]:
         f"From `{summary_csv}` ({len(df)} evaluated cells). Paper numbers: Zhao et al., "
         '"Learning Fine-Grained Bimanual Manipulation with Low-Cost Hardware", RSS 2023, '
         "arXiv 2304.13705.",
+        "",
+        "Success has two rules here: *end* = the final stage holds at the last step of the "
+        "episode; *any step* = it held at some step, the rule the paper and its original code "
+        "used. Paper numbers compare like-for-like with the any-step variants only.",
+        "",
+        "## Tables",
         "",
     ]
 
@@ -916,32 +1050,38 @@ def write_report(summary_csv: Path, out_dir: Path) -> list[Path]:
         main.to_csv(out_dir / "table_main.csv", index=False)
         written.append(out_dir / "table_main.csv")
         scale = _scale(main, group_rows(df, "main"), "cell")
-        lines.append(f"- [Main table](table_main.md) ([csv](table_main.csv)): {scale}")
+        lines.append(
+            f"- [Main table](table_main.md) ([csv](table_main.csv)), final stage at the end of "
+            f"the episode and at any step (the paper's rule), earlier stages at any step: {scale}"
+        )
         lines.append(f"- [Final-stage success, end vs any step](table_success.md): {scale}")
     robustness = robustness_frame(df)
-    if not robustness.empty:
-        text("robustness.md", robustness_table(df))
+    if robustness.empty:
+        lines.append("- Robustness tables: skipped (no rows in group `robustness`).")
+    else:
         robustness.to_csv(out_dir / "robustness.csv", index=False)
-        written.append(out_dir / "robustness.csv")
         scale = _scale(robustness, group_rows(df, "robustness"), "cell")
-        lines.append(f"- [Robustness table](robustness.md) ([csv](robustness.csv)): {scale}")
-    artifacts = [
-        plot_task_bars(df, out_dir),
-        plot_chunk_size(df, out_dir, paper),
-        plot_temporal_ensembling(df, out_dir),
-        plot_cvae(df, out_dir, paper),
-        plot_beta(df, out_dir),
-        plot_cameras(df, out_dir),
-        plot_robustness(df, out_dir),
-    ]
-    for artifact in artifacts:
-        written += artifact.paths
-        if artifact.paths:
+        for m in map(_rule, METRICS):
+            name = f"robustness{m.suffix}.md"
+            text(name, robustness_table(df, m.metric))
+            lines.append(
+                f"- [Robustness table, success {m.rule}]({name}) "
+                f"([csv, both rules](robustness.csv)): {scale}"
+            )
+        written.append(out_dir / "robustness.csv")
+    lines += ["", "## Plots", ""]
+    for plot in _PLOTS:
+        kwargs = {"paper": paper} if plot in (plot_chunk_size, plot_cvae) else {}
+        artifacts = [plot(df, out_dir, metric=metric, **kwargs) for metric in METRICS]
+        if not artifacts[0].paths:
+            lines.append(f"- {artifacts[0].name} plot: {artifacts[0].note}")
+            continue
+        for artifact in artifacts:
+            written += artifact.paths
             png, md, csv = (p.name for p in artifact.paths)
             lines.append(
-                f"- [{artifact.name} plot]({png}) ([numbers]({md}), [csv]({csv})): {artifact.note}"
+                f"- [{artifact.name} plot, {artifact.metric}]({png}) ([numbers]({md}), "
+                f"[csv]({csv})): {artifact.note}"
             )
-        else:
-            lines.append(f"- {artifact.name} plot: {artifact.note}")
     text("REPORT.md", "\n".join(lines))
     return written

@@ -81,7 +81,7 @@ def test_pool_one_seed_has_no_seed_std():
 
 def test_main_table_places_ours_and_paper_in_the_right_cells():
     df = frame(
-        row(successes=43, episodes=50),
+        row(successes=43, successes_any=45, episodes=50),
         row(task="insertion", source="human", successes=10),
     )
     text = report.main_table(df, report.load_paper_results())
@@ -91,7 +91,12 @@ def test_main_table_places_ours_and_paper_in_the_right_cells():
     assert "insertion: grasp" in columns
     cells = [c.strip() for c in act_scripted.strip("|").split("|")]
     low, high = wilson_interval(43, 50)
-    expected = f"86% [{100 * low:.0f}, {100 * high:.0f}] (paper 86)"
+    low_any, high_any = wilson_interval(45, 50)
+    # The final stage shows both rules; the paper's (any-step) figure follows the pair.
+    expected = (
+        f"end 86% [{100 * low:.0f}, {100 * high:.0f}] · "
+        f"any 90% [{100 * low_any:.0f}, {100 * high_any:.0f}] (paper 86)"
+    )
     assert cells[columns.index("**transfer_cube: transferred**")] == expected
     assert cells[columns.index("transfer_cube: touched")].endswith("(paper 97)")
     # Insertion was run only with human data: the scripted row shows "not run".
@@ -100,6 +105,19 @@ def test_main_table_places_ours_and_paper_in_the_right_cells():
     assert human[columns.index("**insertion: inserted**")].endswith("(paper 20)")
     assert human[columns.index("transfer_cube: touched")] == "—"
     assert "50 episodes per cell" in text and "obs state" in text
+
+
+def test_main_table_final_stage_shows_end_and_any_step():
+    text = report.main_table(frame(row(successes=0, successes_any=49)))
+    header, _, act = text.splitlines()[:3]
+    columns = [c.strip() for c in header.strip("|").split("|")]
+    cells = [c.strip() for c in act.strip("|").split("|")]
+    final = cells[columns.index("**transfer_cube: transferred**")]
+    assert final.startswith("end 0% [0, ") and " · any 98% [" in final
+    assert final.endswith("(paper 86)")
+    # Earlier stages stay a single any-step rate.
+    assert cells[columns.index("transfer_cube: touched")].startswith("90% [")
+    assert "compares with our `any`" in text
 
 
 def test_main_table_leaves_unmapped_paper_columns_alone():
@@ -218,6 +236,67 @@ def test_paper_overlays_are_in_the_csv(tmp_path):
     )
 
 
+def _with_any_step(df: pd.DataFrame, successes_any=None) -> pd.DataFrame:
+    """``df`` with new any-step successes (default: differing from the end ones row by row), rate
+    and Wilson interval recomputed."""
+    df = df.copy()
+    if successes_any is None:
+        successes_any = (df["successes"] + 7 + df.index % 5).clip(upper=df["episodes"])
+    df["successes_any"] = successes_any
+    df["success_rate_any"] = df["successes_any"] / df["episodes"]
+    counts = zip(df["successes_any"], df["episodes"], strict=True)
+    bounds = [wilson_interval(k, n) for k, n in counts]
+    df["ci_low_any"] = [low for low, _ in bounds]
+    df["ci_high_any"] = [high for _, high in bounds]
+    return df
+
+
+@pytest.mark.parametrize("name", sorted(PLOTS))
+def test_plot_any_step_writes_any_files_with_the_any_numbers(name, tmp_path):
+    plot, group = PLOTS[name]
+    df = _with_any_step(_ablation_rows())
+    artifact = plot(df, tmp_path, metric="any")
+    assert [p.name for p in artifact.paths] == [f"{name}_any.{e}" for e in ("png", "md", "csv")]
+    assert artifact.metric == "any"
+    assert "any step (the paper's rule)" in artifact.note
+    data = pd.read_csv(artifact.paths[2])
+    ours = data[data["who"] == "ours"]
+    rows = report.group_rows(df, group)
+    assert set(ours["rule"]) == {"any"}
+    for column in ("success_rate_any", "ci_low_any", "ci_high_any"):
+        assert sorted(ours[column]) == pytest.approx(sorted(rows[column]))
+    assert sorted(ours["successes_any"]) == sorted(rows["successes_any"])
+    # The end-of-episode numbers are not what was plotted.
+    assert "success_rate" not in data.columns
+    assert sorted(ours["success_rate_any"]) != pytest.approx(sorted(rows["success_rate"]))
+    md = artifact.paths[1].read_text()
+    assert "any step (the paper's rule)" in md
+    assert f"{ours['success_rate_any'].iloc[0]:.4g}" in md
+
+
+def test_plot_rejects_an_unknown_metric(tmp_path):
+    with pytest.raises(ValueError, match="end.*any"):
+        report.plot_beta(_ablation_rows(), tmp_path, metric="final")
+
+
+def test_paper_overlays_are_like_for_like_on_any_step_plots(tmp_path):
+    df = _ablation_rows()
+    chunk = pd.read_csv(report.plot_chunk_size(df, tmp_path, metric="any").paths[2])
+    paper = chunk[chunk["who"] == "paper"]
+    assert set(paper["rule"]) == {"any"}
+    assert list(paper["success_rate_any"]) == pytest.approx([0.01, 0.21, 0.44, 0.42, 0.41])
+    assert "not like-for-like" not in paper["series"].iloc[0]
+    cvae = pd.read_csv(report.plot_cvae(df, tmp_path, metric="any").paths[2])
+    assert sorted(cvae.loc[cvae["who"] == "paper", "success_rate_any"]) == pytest.approx(
+        [0.353, 0.58, 0.59]
+    )
+    # On the end-of-episode plot the paper's curve is kept but flagged as the any-step rule.
+    end = pd.read_csv(report.plot_chunk_size(df, tmp_path).paths[2])
+    assert set(end.loc[end["who"] == "paper", "rule"]) == {"any"}
+    assert set(end.loc[end["who"] == "ours", "rule"]) == {"end"}
+    assert "any-step rule" in end.loc[end["who"] == "paper", "series"].iloc[0]
+
+
 @pytest.mark.parametrize("name", sorted(PLOTS))
 def test_plot_of_an_absent_group_writes_nothing(name, tmp_path):
     plot, group = PLOTS[name]
@@ -234,6 +313,17 @@ def test_robustness_table_orders_perturbations_by_level():
     assert "| strong |" in text
 
 
+def test_robustness_table_any_step_variant():
+    df = _ablation_rows()
+    df = _with_any_step(df, df["successes_any"].where(df["groups"] != "robustness", 49))  # 98%
+    end = report.robustness_table(df)
+    any_step = report.robustness_table(df, metric="any")
+    assert "98% [" not in end and "60% [" in end  # 30/50 at the end
+    assert any_step.count("98% [") == 4 and "60% [" not in any_step
+    assert "any step (the paper's rule)" in any_step
+    assert "at the end of the episode" in end
+
+
 def test_write_report_links_everything(tmp_path):
     csv = tmp_path / "summary.csv"
     _ablation_rows().to_csv(csv, index=False)
@@ -241,9 +331,16 @@ def test_write_report_links_everything(tmp_path):
     names = {p.name for p in written}
     assert {"table_main.md", "table_success.md", "table_main.csv", "REPORT.md"} <= names
     assert {"robustness.md", "robustness.csv", "chunk_size.png", "cvae.csv"} <= names
+    assert {"robustness_any.md", "chunk_size_any.png", "cvae_any.csv"} <= names
+    for name in PLOTS:
+        for suffix in ("", "_any"):
+            assert {f"{name}{suffix}.{e}" for e in ("png", "md", "csv")} <= names
+    assert written[-1].name == "REPORT.md"
     assert all(p.exists() for p in written)
     text = (tmp_path / "out" / "REPORT.md").read_text()
     assert "(table_main.md)" in text and "(chunk_size.png)" in text
+    assert "(chunk_size_any.png)" in text and "(robustness_any.md)" in text
+    assert "at any step (the paper's rule)" in text and "at the end of the episode" in text
     assert "(paper 86)" in report.report_markdown(report.read_summary(csv))
 
 
