@@ -174,6 +174,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         executor=args.executor,
         workers=args.workers,
         address=args.address,
+        threads=args.threads,
     )
     print(f"{result['ran']} cells ran, {result['skipped']} were finished before")
     if result["summary"] is None:
@@ -595,6 +596,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--executor", default="local", choices=["local", "ray"])
     p.add_argument("--address", help="Ray cluster address (--executor ray)")
     p.add_argument("--workers", type=int, default=1, help="parallel jobs (local executor)")
+    p.add_argument("--threads", type=int, help="torch threads per job (default cores/workers)")
     p.add_argument("--work-dir", help="datasets and runs (default runs/<profile>)")
     p.add_argument("--out", help="results folder (default results/<profile>)")
     p.add_argument("--dry-run", action="store_true", help="list the cells and which are done")

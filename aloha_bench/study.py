@@ -582,6 +582,7 @@ def run_study(
     executor: str = "local",
     workers: int = 1,
     address: str | None = None,
+    threads: int | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Run every unfinished cell of a study, then write ``summary.csv`` and the report.
@@ -594,6 +595,8 @@ def run_study(
         executor: ``"local"`` (process pool of ``workers``) or ``"ray"``.
         workers: parallel jobs for the local executor (each gets cpu_count / workers threads).
         address: Ray cluster address (``ray``; None starts Ray on this machine).
+        threads: torch threads per job (default: cpu_count / workers). Use 1 when other work
+            shares the cores: OpenMP threads spin-wait on a busy core.
         log: receives one line per finished cell.
 
     Returns:
@@ -605,7 +608,7 @@ def run_study(
         raise ValueError(f"workers must be >= 1, got {workers}")
     the_plan = plan(profile, tasks, seeds, groups)
     layout = Layout(Path(work_dir), Path(results_dir))
-    threads = _threads_per_worker(workers)
+    threads = threads or _threads_per_worker(workers)
 
     def fan_out(fn, jobs):
         if executor == "ray":
