@@ -160,6 +160,17 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             for cell in cells:
                 print(f"   {'done' if done(cell, layout) else 'todo'}  {cell.id}")
         return 0
+    if args.report_only:
+        result = study.write_summary(the_plan, study.Layout(work, results))
+        if result["summary"] is None:
+            print(f"no evaluation of study {profile['name']} has finished in {work}/")
+            return 1
+        from aloha_bench import report
+
+        print(report.report_markdown(report.read_summary(result["summary"])))
+        missing = len(result["missing"])
+        print(f"{missing} of {len(the_plan.evals)} evaluation cells missing ({results}/missing.md)")
+        return 0
     print(
         f"study {profile['name']}: {len(the_plan.data)} datasets, {len(the_plan.train)} "
         f"training runs, {len(the_plan.evals)} evaluations ({profile['description']})"
@@ -600,6 +611,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--work-dir", help="datasets and runs (default runs/<profile>)")
     p.add_argument("--out", help="results folder (default results/<profile>)")
     p.add_argument("--dry-run", action="store_true", help="list the cells and which are done")
+    p.add_argument(
+        "--report-only",
+        action="store_true",
+        help="run nothing: summary, tables and plots of the cells finished so far",
+    )
     p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("report", help="tables and plots from a study's summary.csv")

@@ -155,3 +155,26 @@ def test_reproduce_cli_dry_run_lists_cells():
     )
     assert result.returncode == 0, result.stderr
     assert "train     2 cells" in result.stdout and "eval      2 cells" in result.stdout
+
+
+def test_report_only_runs_nothing_and_says_what_is_missing(tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "aloha_bench.cli",
+            "reproduce",
+            "--profile",
+            "quick",
+            "--report-only",
+            "--work-dir",
+            str(tmp_path / "work"),
+            "--out",
+            str(tmp_path / "results"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1 and "no evaluation" in result.stdout
+    assert not (tmp_path / "work").exists()  # nothing was generated or trained
+    assert "2 of 2 evaluation cells are missing" in (tmp_path / "results/missing.md").read_text()
