@@ -1044,6 +1044,8 @@ def write_report(summary_csv: Path, out_dir: Path) -> list[Path]:
     main = main_frame(df)
     if main.empty:
         lines.append("- Main tables: skipped (no rows in group `main`).")
+        for name in ("table_main.md", "table_main.csv", "table_success.md"):
+            (out_dir / name).unlink(missing_ok=True)
     else:
         text("table_main.md", main_table(df, paper))
         text("table_success.md", success_table(df))
@@ -1058,6 +1060,8 @@ def write_report(summary_csv: Path, out_dir: Path) -> list[Path]:
     robustness = robustness_frame(df)
     if robustness.empty:
         lines.append("- Robustness tables: skipped (no rows in group `robustness`).")
+        for name in ("robustness.md", "robustness_any.md", "robustness.csv"):
+            (out_dir / name).unlink(missing_ok=True)
     else:
         robustness.to_csv(out_dir / "robustness.csv", index=False)
         scale = _scale(robustness, group_rows(df, "robustness"), "cell")
@@ -1075,6 +1079,10 @@ def write_report(summary_csv: Path, out_dir: Path) -> list[Path]:
         artifacts = [plot(df, out_dir, metric=metric, **kwargs) for metric in METRICS]
         if not artifacts[0].paths:
             lines.append(f"- {artifacts[0].name} plot: {artifacts[0].note}")
+            # A plot an earlier, larger summary drew would otherwise outlive its data.
+            for m in map(_rule, METRICS):
+                for ext in ("png", "md", "csv"):
+                    (out_dir / f"{artifacts[0].name}{m.suffix}.{ext}").unlink(missing_ok=True)
             continue
         for artifact in artifacts:
             written += artifact.paths

@@ -344,6 +344,18 @@ def test_write_report_links_everything(tmp_path):
     assert "(paper 86)" in report.report_markdown(report.read_summary(csv))
 
 
+def test_a_smaller_summary_removes_what_it_no_longer_backs(tmp_path):
+    csv, out = tmp_path / "summary.csv", tmp_path / "out"
+    _ablation_rows().to_csv(csv, index=False)
+    report.write_report(csv, out)
+    assert (out / "chunk_size_any.png").exists() and (out / "robustness.md").exists()
+    frame(row()).to_csv(csv, index=False)  # the main group only
+    written = report.write_report(csv, out)
+    left = {p.name for p in out.iterdir()} - {"summary.csv"}
+    assert left == {p.name for p in written}
+    assert not (out / "chunk_size_any.png").exists() and not (out / "robustness.md").exists()
+
+
 def test_report_never_imports_mujoco_or_torch():
     code = (
         "import aloha_bench.report, sys; "
