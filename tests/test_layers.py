@@ -18,7 +18,7 @@ def _loaded_after(module: str) -> set[str]:
     return set(out.split())
 
 
-@pytest.mark.parametrize("name", ["embodiment", "keys", "paths"])
+@pytest.mark.parametrize("name", ["embodiment", "keys", "paths", "presets", "stats"])
 def test_layer0_imports_only_stdlib_and_numpy(name):
     # Read the source: importing the module would also run the package's __init__, which
     # registers the Gymnasium ids.

@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 
 from aloha_bench import embodiment
+from aloha_bench.presets import resolve_preset
 
 LATENCY_LEVELS = ("none", "real")
 # Floors of ratios of floats: 0.6 * 5 must floor to 3, not 2.9999999999999996 -> 2.
@@ -117,19 +118,7 @@ class LatencyConfig:
     def resolve(cls, value: str | Mapping[str, Any] | LatencyConfig) -> LatencyConfig:
         """A config from a level name, a config (returned as is), or a mapping of a ``level``
         (default ``"none"``) plus field overrides, e.g. ``{"action_delay_steps": 2}``."""
-        if isinstance(value, LatencyConfig):
-            return value
-        if isinstance(value, str):
-            return cls.from_level(value)
-        if isinstance(value, Mapping):
-            fields = dict(value)
-            base = cls.from_level(str(fields.pop("level", "none")))
-            unknown = sorted(set(fields) - {f.name for f in dataclasses.fields(cls)})
-            if unknown:
-                known = [f.name for f in dataclasses.fields(cls)]
-                raise ValueError(f"unknown latency fields {unknown}; known: {known}")
-            return base.replace(**fields)
-        raise TypeError(f"latency must be a level name or a LatencyConfig, got {value!r}")
+        return resolve_preset(cls, value, "latency")
 
     def replace(self, **overrides: Any) -> LatencyConfig:
         """A copy with some fields changed (validated again)."""

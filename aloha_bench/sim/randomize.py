@@ -48,6 +48,7 @@ import mujoco
 import numpy as np
 
 from aloha_bench import embodiment
+from aloha_bench.presets import resolve_preset
 from aloha_bench.sim import rig
 
 RANDOMIZATION_LEVELS = ("none", "light", "strong")
@@ -156,19 +157,7 @@ class RandomizationConfig:
     def resolve(cls, value: str | Mapping[str, Any] | RandomizationConfig) -> RandomizationConfig:
         """A config from a level name, a config (returned as is), or a mapping of a ``level``
         (default ``"none"``) plus per-factor overrides, e.g. ``{"camera_position_m": 0.02}``."""
-        if isinstance(value, RandomizationConfig):
-            return value
-        if isinstance(value, str):
-            return cls.from_level(value)
-        if isinstance(value, Mapping):
-            factors = dict(value)
-            base = cls.from_level(str(factors.pop("level", "none")))
-            unknown = sorted(set(factors) - {f.name for f in dataclasses.fields(cls)})
-            if unknown:
-                known = [f.name for f in dataclasses.fields(cls)]
-                raise ValueError(f"unknown randomization factors {unknown}; known: {known}")
-            return base.replace(**factors)
-        raise TypeError(f"randomize must be a level name or a RandomizationConfig, got {value!r}")
+        return resolve_preset(cls, value, "randomize")
 
     def replace(self, **overrides: float) -> RandomizationConfig:
         """A copy with some factors changed (validated again); unknown names raise TypeError."""
