@@ -94,6 +94,8 @@ SUMMARY_COLUMNS = (
     "run",
     "records",
 )
+# Columns a summary may lack (written by later versions of the study); read as unknown.
+OPTIONAL_COLUMNS = ("train_steps",)
 GROUPS = ("main", "chunk_size", "temporal_ensembling", "cvae", "beta", "cameras", "robustness")
 STAGE_COLUMNS = ("stage_1", "stage_2", "stage_3")
 # Display orders; values not listed sort after these, alphabetically.
@@ -188,6 +190,9 @@ def read_summary(path: Path) -> pd.DataFrame:
     """
     df = pd.read_csv(path)
     validate_summary(df, str(path))
+    for column in OPTIONAL_COLUMNS:
+        if column not in df.columns:
+            df[column] = np.nan
     for column in ("groups", "cameras", "perturbation", "train_randomize"):
         df[column] = df[column].astype(object).where(df[column].notna(), "").astype(str)
     return df
@@ -497,10 +502,28 @@ def _perturbation_order(pooled: pd.DataFrame) -> list[str]:
     return sorted(level.index, key=lambda p: (level[p], str(p)))
 
 
+ROBUSTNESS_ARM = ("task", "policy_input", "train_steps", "train_randomize")
+
+
+def _policy_input(rows: pd.DataFrame) -> pd.Series:
+    """What the policy sees: "state", or "pixels (top+front)"."""
+    cameras = rows["cameras"].fillna("").astype(str)
+    pixels = "pixels (" + cameras + ")"
+    return rows["obs_mode"].astype(str).where(rows["obs_mode"] != "pixels", pixels)
+
+
+def _steps_text(value) -> str:
+    return "?" if pd.isna(value) else str(int(value))
+
+
 def robustness_frame(df: pd.DataFrame) -> pd.DataFrame:
-    """The robustness group pooled per (task, train_randomize, perturbation, level)."""
-    keys = ("task", "train_randomize", "perturbation", "perturbation_level", "obs_mode")
-    return pool(group_rows(df, "robustness"), keys)
+    """The robustness group pooled per arm (task, policy input, training steps, training
+    randomization) and evaluation perturbation (with its level)."""
+    rows = group_rows(df, "robustness")
+    if "train_steps" not in rows.columns:
+        rows = rows.assign(train_steps=np.nan)
+    rows = rows.assign(policy_input=_policy_input(rows))
+    return pool(rows, (*ROBUSTNESS_ARM, "perturbation", "perturbation_level", "obs_mode"))
 
 
 def robustness_table(df: pd.DataFrame, metric: str = "end") -> str:
@@ -513,23 +536,29 @@ def robustness_table(df: pd.DataFrame, metric: str = "end") -> str:
     if pooled.empty:
         return "No rows in group `robustness`: nothing to tabulate."
     perturbations = _perturbation_order(pooled)
-    tasks = _ordered(pooled["task"], TASK_ORDER)
-    headers = ["task", "train randomization"] + perturbations
+    headers = ["task", "policy input", "train steps", "train randomization"] + perturbations
     lines = []
-    for task in tasks:
-        for randomize in _ordered(pooled["train_randomize"], RANDOMIZE_ORDER):
-            sel = pooled[(pooled["task"] == task) & (pooled["train_randomize"] == randomize)]
-            if sel.empty:
-                continue
-            line = [task, randomize]
-            for p in perturbations:
-                cell = sel[sel["perturbation"] == p]
-                line.append(
-                    MISSING
-                    if cell.empty
-                    else _fmt_rate(cell[m.rate].iloc[0], cell[m.low].iloc[0], cell[m.high].iloc[0])
-                )
-            lines.append(line)
+    for arm, sel in pooled.groupby(list(ROBUSTNESS_ARM), sort=False, dropna=False):
+        task, policy_input, steps, randomize = arm
+        line = [task, policy_input, _steps_text(steps), randomize]
+        for p in perturbations:
+            cell = sel[sel["perturbation"] == p]
+            line.append(
+                MISSING
+                if cell.empty
+                else _fmt_rate(cell[m.rate].iloc[0], cell[m.low].iloc[0], cell[m.high].iloc[0])
+            )
+        lines.append(line)
+    # Rows: tasks in the usual order, pixels before state, then by training randomization.
+    lines.sort(
+        key=lambda line: (
+            _rank(line[0], TASK_ORDER),
+            not line[1].startswith("pixels"),
+            line[1],
+            line[2],
+            _rank(line[3], RANDOMIZE_ORDER),
+        )
+    )
     rows = group_rows(df, "robustness")
     return (
         _markdown(headers, lines)
@@ -950,20 +979,20 @@ def plot_robustness(df: pd.DataFrame, out_dir: Path, *, metric: str = "end") -> 
     if pooled.empty:
         return _skipped("robustness_bars", "robustness", m)
     rows = group_rows(df, "robustness")
-    keys = ["task", "train_randomize", "perturbation", "perturbation_level", "obs_mode"]
+    keys = [*ROBUSTNESS_ARM, "perturbation", "perturbation_level", "obs_mode"]
     ranked = sorted(
         range(len(pooled)), key=lambda i: _rank(pooled["train_randomize"].iloc[i], RANDOMIZE_ORDER)
     )
     pooled = pooled.iloc[ranked]
     ours = _with_values(pooled, keys, m).assign(
-        trained=_label(pooled, ["train_randomize", "task", "obs_mode"]).to_numpy()
+        trained=_label(pooled, ["train_randomize", "policy_input", "task"]).to_numpy()
     )
 
     def draw(ax, sns):
         order = _perturbation_order(pooled)
         trained = list(dict.fromkeys(ours["trained"]))
         _bar_plot(ax, sns, ours, "perturbation", "trained", order, trained, m)
-        ax.legend(title="train randomization", fontsize=8)
+        ax.legend(title="trained (randomization / input)", fontsize=8)
 
     caption = f"robustness: {_scale(pooled, rows)}"
     return _save(

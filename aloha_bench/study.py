@@ -112,6 +112,8 @@ def _validate_profile(profile: Mapping[str, Any], path: Path) -> None:
     for key in ("demos", "train_steps", "eval_episodes", "seeds"):
         if profile[key] < 1:
             raise ValueError(f"{path}: {key} must be >= 1, got {profile[key]}")
+    if "robustness" in profile.get("groups", {}):
+        _validate_robustness(profile["groups"]["robustness"], path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -226,6 +228,47 @@ def _baseline_labels(baseline: str, overrides: Mapping[str, Any], training_profi
     }
 
 
+ARM_KEYS = ("obs_mode", "cameras", "train_steps", "train_randomize", "perturbations")
+
+
+def robustness_arms(group: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The robustness group's arms: each a policy family (observation mode, cameras, training
+    length, training randomizations) evaluated under a list of perturbations.
+
+    A group without ``arms`` is one arm. An arm inherits every key it does not set from the
+    group, so the perturbations can be written once. State arms measure the physical
+    perturbations cheaply; a pixel arm is needed for camera and lighting, which a policy
+    that sees no image cannot feel.
+    """
+    base = {k: group[k] for k in ARM_KEYS if k in group}
+    arms = group.get("arms")
+    if arms is None:
+        return [base]
+    return [{**base, **arm} for arm in arms]
+
+
+def _validate_robustness(group: Any, path: Path) -> None:
+    where = f"{path}: [groups.robustness]"
+    arms = group.get("arms", [{}])
+    if not isinstance(arms, list) or not all(isinstance(a, dict) for a in arms) or not arms:
+        raise ValueError(f"{where}: arms must be a non-empty list of tables, got {arms!r}")
+    for i, arm in enumerate(arms):
+        unknown = sorted(set(arm) - set(ARM_KEYS))
+        if unknown:
+            raise ValueError(
+                f"{where} arm {i}: unknown keys {unknown}; expected some of {ARM_KEYS}"
+            )
+    for i, arm in enumerate(robustness_arms(group)):
+        for key in ("train_randomize", "perturbations"):
+            if not arm.get(key):
+                raise ValueError(f"{where} arm {i}: needs a non-empty {key!r}")
+        for p in arm["perturbations"]:
+            if not isinstance(p, dict) or "label" not in p:
+                raise ValueError(f"{where} arm {i}: each perturbation needs a label, got {p!r}")
+        if arm.get("obs_mode", "state") not in ("state", "pixels"):
+            raise ValueError(f"{where} arm {i}: obs_mode must be 'state' or 'pixels'")
+
+
 def plan(
     profile: Mapping[str, Any],
     tasks: Sequence[str] | None = None,
@@ -291,6 +334,7 @@ def plan(
                 "task": task,
                 "source": source,
                 "train_seed": seed,
+                "train_steps": train_steps,
                 "temporal_ensemble": temporal_ensemble is not None,
                 "train_randomize": train_randomize,
                 "perturbation": "none",
@@ -350,25 +394,26 @@ def plan(
                             train_steps=int(group.get("train_steps", steps)),
                         )
                 elif name == "robustness":
-                    for train_randomize in group["train_randomize"]:
-                        for p in group["perturbations"]:
-                            add(
-                                task,
-                                source,
-                                "act",
-                                {},
-                                name,
-                                extra_labels={
-                                    "perturbation": p["label"],
-                                    "perturbation_level": int(p.get("level", 0)),
-                                },
-                                cell_obs_mode=group.get("obs_mode", obs_mode),
-                                cameras=group.get("cameras", ()),
-                                train_steps=int(group.get("train_steps", steps)),
-                                train_randomize=train_randomize,
-                                randomize=p.get("randomize", "none"),
-                                latency=p.get("latency", "none"),
-                            )
+                    for arm in robustness_arms(group):
+                        for train_randomize in arm["train_randomize"]:
+                            for p in arm["perturbations"]:
+                                add(
+                                    task,
+                                    source,
+                                    "act",
+                                    {},
+                                    name,
+                                    extra_labels={
+                                        "perturbation": p["label"],
+                                        "perturbation_level": int(p.get("level", 0)),
+                                    },
+                                    cell_obs_mode=arm.get("obs_mode", obs_mode),
+                                    cameras=arm.get("cameras", ()),
+                                    train_steps=int(arm.get("train_steps", steps)),
+                                    train_randomize=train_randomize,
+                                    randomize=p.get("randomize", "none"),
+                                    latency=p.get("latency", "none"),
+                                )
     return Plan(profile, tuple(data.values()), tuple(trains.values()), tuple(evals.values()))
 
 
@@ -648,8 +693,9 @@ def write_summary(the_plan: Plan, layout: Layout) -> dict[str, Any]:
     rows, missing = [], []
     for cell in the_plan.evals:
         if eval_done(cell, layout):
-            row = json.loads(layout.row(cell).read_text())
-            row["groups"] = ";".join(cell.groups)  # a later plan may add groups to a cell
+            # The plan's labels win: a later plan may add groups or label columns to a cell.
+            row = {**json.loads(layout.row(cell).read_text()), **cell.label}
+            row["groups"] = ";".join(cell.groups)
             rows.append(row)
         else:
             missing.append(cell)

@@ -313,6 +313,29 @@ def test_robustness_table_orders_perturbations_by_level():
     assert "| strong |" in text
 
 
+def test_robustness_table_has_a_row_per_arm():
+    rob = dict(groups="robustness", train_steps=10000)
+    pixels = dict(obs_mode="pixels", cameras="top", n_cameras=1)
+    df = frame(
+        row(**rob, **pixels, perturbation="none", successes=40),
+        row(**rob, **pixels, perturbation="camera", perturbation_level=1, successes=20),
+        row(**rob, perturbation="none", successes=45),
+        row(**rob, train_randomize="strong", perturbation="none", successes=30),
+    )
+    df["train_steps"] = [10000, 10000, 10000, 10000]
+    lines = report.robustness_table(df).splitlines()
+    assert lines[0].startswith("| task | policy input | train steps | train randomization | none")
+    body = [line for line in lines[2:] if line.startswith("| transfer_cube")]
+    assert body[0].startswith("| transfer_cube | pixels (top) | 10000 | none | 80% [")
+    assert body[0].split(" | ")[-1].startswith("40% [")
+    assert body[1].startswith("| transfer_cube | state | 10000 | none | 90% [")
+    assert body[1].endswith("| — |")  # the state arm has no camera cell
+    assert body[2].startswith("| transfer_cube | state | 10000 | strong | 60% [")
+    # A summary written before train_steps existed still tabulates, the steps unknown.
+    old = frame(row(**rob, perturbation="none"))
+    assert "| transfer_cube | state | ? | none |" in report.robustness_table(old)
+
+
 def test_robustness_table_any_step_variant():
     df = _ablation_rows()
     df = _with_any_step(df, df["successes_any"].where(df["groups"] != "robustness", 49))  # 98%

@@ -43,8 +43,8 @@ def test_shipped_profiles_load_and_plan():
     }
     main = [e for e in cpu.evals if "main" in e.groups]
     assert len(main) == 5 * 2 * 3  # tasks x sources x policies, one seed
-    # The main table's act run is also the K = 100 point and the unperturbed robustness point:
-    # one training, one evaluation, several groups.
+    # The main table's act run is also the K = 100 point and the TE-off point: one training,
+    # one evaluation, several groups. (The cpu robustness arms train longer: their own runs.)
     act_cube = [
         e
         for e in main
@@ -53,15 +53,62 @@ def test_shipped_profiles_load_and_plan():
         and e.label["source"] == "scripted"
     ]
     assert len(act_cube) == 1
-    assert {"chunk_size", "robustness", "temporal_ensembling", "beta"} <= set(act_cube[0].groups)
+    assert {"chunk_size", "temporal_ensembling", "beta"} <= set(act_cube[0].groups)
     assert len({t.id for t in cpu.train}) == len(cpu.train)
     paper = study.plan(study.load_profile("paper"))
     assert all(t.config().obs_mode == "pixels" for t in paper.train)
+    paper_main_act = [
+        e
+        for e in paper.evals
+        if "main" in e.groups
+        and (e.label["policy"], e.label["task"], e.label["source"], e.label["train_seed"])
+        == ("act", "transfer_cube", "scripted", 0)
+    ]
+    assert "robustness" in paper_main_act[0].groups
     assert study.plan(study.load_profile("cpu"), seeds=3).train[0].train_seed == 0
     assert len(study.plan(study.load_profile("quick")).evals) == 2
     # A group alone brings the cells it needs: cvae is the main table's act and no_cvae cells.
     cvae = study.plan(study.load_profile("cpu"), groups=["cvae"]).evals
     assert len(cvae) == 5 * 2 * 2 and all(e.groups == ("cvae",) for e in cvae)
+
+
+def test_robustness_arms_plan_their_own_runs():
+    cells = study.plan(study.load_profile("cpu"), groups=["robustness"])
+    arms = {(t.data.obs_mode, t.data.cameras, t.data.randomize, t.steps) for t in cells.train}
+    assert arms == {
+        ("pixels", ("top",), "none", 10000),
+        ("state", (), "none", 10000),
+        ("state", (), "strong", 10000),
+    }
+    by_arm: dict = {}
+    for e in cells.evals:
+        key = (e.train.data.obs_mode, e.train.data.randomize)
+        by_arm.setdefault(key, set()).add(e.label["perturbation"])
+    # Camera and lighting act on a policy that sees images; the state arm leaves them out.
+    assert {"camera", "lighting"} <= by_arm[("pixels", "none")]
+    assert not {"camera", "lighting"} & by_arm[("state", "none")]
+    assert by_arm[("state", "none")] == by_arm[("state", "strong")]
+    assert all(e.label["train_steps"] == 10000 for e in cells.evals)
+    camera = next(e for e in cells.evals if e.label["perturbation"] == "camera")
+    assert dict(camera.randomize)["camera_position_m"] == 0.03
+
+
+def test_robustness_arms_inherit_and_are_validated(tmp_path):
+    group = {"train_randomize": ["none"], "perturbations": [{"label": "none"}], "train_steps": 7}
+    assert study.robustness_arms(group) == [group]
+    arms = study.robustness_arms({**group, "arms": [{"obs_mode": "pixels"}, {"train_steps": 9}]})
+    assert [a.get("obs_mode", "state") for a in arms] == ["pixels", "state"]
+    assert [a["train_steps"] for a in arms] == [7, 9]
+    assert all(a["perturbations"] == [{"label": "none"}] for a in arms)
+    for bad, match in (
+        ({**group, "arms": [{"camras": ["top"]}]}, "unknown keys \\['camras'\\]"),
+        ({**group, "arms": "pixels"}, "arms must be a non-empty list"),
+        ({"train_randomize": ["none"], "arms": [{}]}, "needs a non-empty 'perturbations'"),
+        ({**group, "perturbations": [{"level": 1}]}, "needs a label"),
+        ({**group, "arms": [{"obs_mode": "depth"}]}, "obs_mode must be"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            study._validate_robustness(bad, tmp_path / "p.toml")
 
 
 def test_bad_profiles_and_arguments_are_named(tmp_path):
