@@ -54,8 +54,7 @@ class InsertionStyle:
     def __post_init__(self) -> None:
         if self.peg_approach not in PEG_WAIT_OFFSET_M:
             raise ValueError(
-                f"peg_approach {self.peg_approach!r} invalid; use "
-                f"{' or '.join(PEG_WAIT_OFFSET_M)}"
+                f"peg_approach {self.peg_approach!r} invalid; use {' or '.join(PEG_WAIT_OFFSET_M)}"
             )
         check_pace(self.speed, self.pause_s)
 
