@@ -53,6 +53,7 @@ __all__ = [
     "read_summary",
     "report_markdown",
     "robustness_frame",
+    "robustness_stages_table",
     "robustness_table",
     "success_table",
     "validate_summary",
@@ -535,6 +536,21 @@ def robustness_table(df: pd.DataFrame, metric: str = "end") -> str:
     pooled = robustness_frame(df)
     if pooled.empty:
         return "No rows in group `robustness`: nothing to tabulate."
+    headers, lines = _robustness_grid(
+        pooled,
+        lambda cell: _fmt_rate(cell[m.rate].iloc[0], cell[m.low].iloc[0], cell[m.high].iloc[0]),
+    )
+    rows = group_rows(df, "robustness")
+    return (
+        _markdown(headers, lines)
+        + f"\n\nSuccess {m.rule} [95% Wilson interval]; evaluation perturbations ordered by "
+        f"level; {_scale(pooled, rows, 'cell')}; {MISSING} = not run."
+    )
+
+
+def _robustness_grid(pooled: pd.DataFrame, fmt) -> tuple[list[str], list[list[str]]]:
+    """Headers and rows of a robustness table: one row per arm, one column per perturbation
+    (ordered by level), each cell ``fmt(rows of that cell)`` or MISSING."""
     perturbations = _perturbation_order(pooled)
     headers = ["task", "policy input", "train steps", "train randomization"] + perturbations
     lines = []
@@ -543,11 +559,7 @@ def robustness_table(df: pd.DataFrame, metric: str = "end") -> str:
         line = [task, policy_input, _steps_text(steps), randomize]
         for p in perturbations:
             cell = sel[sel["perturbation"] == p]
-            line.append(
-                MISSING
-                if cell.empty
-                else _fmt_rate(cell[m.rate].iloc[0], cell[m.low].iloc[0], cell[m.high].iloc[0])
-            )
+            line.append(MISSING if cell.empty else fmt(cell))
         lines.append(line)
     # Rows: tasks in the usual order, pixels before state, then by training randomization.
     lines.sort(
@@ -559,11 +571,31 @@ def robustness_table(df: pd.DataFrame, metric: str = "end") -> str:
             _rank(line[3], RANDOMIZE_ORDER),
         )
     )
+    return headers, lines
+
+
+def robustness_stages_table(df: pd.DataFrame) -> str:
+    """Markdown: the robustness grid with every stage's rate (reached at any step) per cell.
+
+    Where a policy rarely completes the task, the earlier stages (touched, lifted...) are what
+    still shows how much a perturbation costs it.
+    """
+    pooled = robustness_frame(df)
+    if pooled.empty:
+        return "No rows in group `robustness`: nothing to tabulate."
+    n_stages = sum(pooled[c].notna().any() for c in STAGE_COLUMNS)
+
+    def fmt(cell: pd.DataFrame) -> str:
+        rates = [cell[c].iloc[0] for c in STAGE_COLUMNS[:n_stages]]
+        return " / ".join(MISSING if pd.isna(r) else f"{100 * r:.0f}" for r in rates)
+
+    headers, lines = _robustness_grid(pooled, fmt)
     rows = group_rows(df, "robustness")
+    names = " / ".join(_stage_names(rows)) or "stages"
     return (
         _markdown(headers, lines)
-        + f"\n\nSuccess {m.rule} [95% Wilson interval]; evaluation perturbations ordered by "
-        f"level; {_scale(pooled, rows, 'cell')}; {MISSING} = not run."
+        + f"\n\nPercent of episodes reaching each stage at any step ({names}); evaluation "
+        f"perturbations ordered by level; {_scale(pooled, rows, 'cell')}; {MISSING} = not run."
     )
 
 
@@ -1089,7 +1121,12 @@ def write_report(summary_csv: Path, out_dir: Path) -> list[Path]:
     robustness = robustness_frame(df)
     if robustness.empty:
         lines.append("- Robustness tables: skipped (no rows in group `robustness`).")
-        for name in ("robustness.md", "robustness_any.md", "robustness.csv"):
+        for name in (
+            "robustness.md",
+            "robustness_any.md",
+            "robustness_stages.md",
+            "robustness.csv",
+        ):
             (out_dir / name).unlink(missing_ok=True)
     else:
         robustness.to_csv(out_dir / "robustness.csv", index=False)
@@ -1101,6 +1138,8 @@ def write_report(summary_csv: Path, out_dir: Path) -> list[Path]:
                 f"- [Robustness table, success {m.rule}]({name}) "
                 f"([csv, both rules](robustness.csv)): {scale}"
             )
+        text("robustness_stages.md", robustness_stages_table(df))
+        lines.append(f"- [Robustness table, every stage](robustness_stages.md): {scale}")
         written.append(out_dir / "robustness.csv")
     lines += ["", "## Plots", ""]
     for plot in _PLOTS:

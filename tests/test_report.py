@@ -336,6 +336,19 @@ def test_robustness_table_has_a_row_per_arm():
     assert "| transfer_cube | state | ? | none |" in report.robustness_table(old)
 
 
+def test_robustness_stages_table_shows_every_stage():
+    df = frame(
+        row(groups="robustness", perturbation="none", stage_1=1.0, stage_2=0.96, stage_3=0.4),
+        row(groups="robustness", perturbation="camera", perturbation_level=1, stage_1=0.5),
+    )
+    lines = report.robustness_stages_table(df).splitlines()
+    assert lines[0].endswith("| none | camera |")
+    assert lines[2].endswith("| 100 / 96 / 40 | 50 / 80 / 60 |")
+    stages = row()["stages"].replace(">", " / ")
+    assert f"({stages})" in lines[-1]
+    assert "No rows" in report.robustness_stages_table(frame(row()))
+
+
 def test_robustness_table_any_step_variant():
     df = _ablation_rows()
     df = _with_any_step(df, df["successes_any"].where(df["groups"] != "robustness", 49))  # 98%
@@ -354,6 +367,7 @@ def test_write_report_links_everything(tmp_path):
     names = {p.name for p in written}
     assert {"table_main.md", "table_success.md", "table_main.csv", "REPORT.md"} <= names
     assert {"robustness.md", "robustness.csv", "chunk_size.png", "cvae.csv"} <= names
+    assert "robustness_stages.md" in names
     assert {"robustness_any.md", "chunk_size_any.png", "cvae_any.csv"} <= names
     for name in PLOTS:
         for suffix in ("", "_any"):
