@@ -77,6 +77,7 @@ def test_robustness_arms_plan_their_own_runs():
     arms = {(t.data.obs_mode, t.data.cameras, t.data.randomize, t.steps) for t in cells.train}
     assert arms == {
         ("pixels", ("top",), "none", 10000),
+        ("pixels", ("top",), "strong", 10000),
         ("state", (), "none", 10000),
         ("state", (), "strong", 10000),
     }
@@ -88,6 +89,7 @@ def test_robustness_arms_plan_their_own_runs():
     assert {"camera", "lighting"} <= by_arm[("pixels", "none")]
     assert not {"camera", "lighting"} & by_arm[("state", "none")]
     assert by_arm[("state", "none")] == by_arm[("state", "strong")]
+    assert by_arm[("pixels", "none")] == by_arm[("pixels", "strong")]
     assert all(e.label["train_steps"] == 10000 for e in cells.evals)
     camera = next(e for e in cells.evals if e.label["perturbation"] == "camera")
     assert dict(camera.randomize)["camera_position_m"] == 0.03
