@@ -1024,7 +1024,15 @@ def plot_robustness(df: pd.DataFrame, out_dir: Path, *, metric: str = "end") -> 
         order = _perturbation_order(pooled)
         trained = list(dict.fromkeys(ours["trained"]))
         _bar_plot(ax, sns, ours, "perturbation", "trained", order, trained, m)
-        ax.legend(title="trained (randomization / input)", fontsize=8)
+        # Outside the axes: with several arms the legend would cover the tallest bars.
+        ax.legend(
+            title="trained (randomization / input)",
+            fontsize=8,
+            title_fontsize=8,
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1.0),
+        )
+        ax.tick_params(axis="x", labelrotation=30)
 
     caption = f"robustness: {_scale(pooled, rows)}"
     return _save(
