@@ -236,15 +236,33 @@ def robustness_arms(group: Mapping[str, Any]) -> list[dict[str, Any]]:
     length, training randomizations) evaluated under a list of perturbations.
 
     A group without ``arms`` is one arm. An arm inherits every key it does not set from the
-    group, so the perturbations can be written once. State arms measure the physical
-    perturbations cheaply; a pixel arm is needed for camera and lighting, which a policy
-    that sees no image cannot feel.
+    group, so the perturbations are written once; an arm may list some of them by label
+    (``perturbations = ["none", "gains"]``). State arms measure the physical perturbations
+    cheaply; a pixel arm is needed for camera and lighting, which a policy that sees no image
+    cannot feel.
+
+    Raises:
+        ValueError: an arm names a perturbation label the group does not define.
     """
     base = {k: group[k] for k in ARM_KEYS if k in group}
-    arms = group.get("arms")
-    if arms is None:
-        return [base]
-    return [{**base, **arm} for arm in arms]
+    by_label = {
+        p["label"]: p for p in base.get("perturbations", []) if isinstance(p, dict) and "label" in p
+    }
+    arms = []
+    for i, arm in enumerate(group.get("arms", [{}])):
+        arm = {**base, **arm}
+        chosen = []
+        for p in arm.get("perturbations", []):
+            if isinstance(p, str):
+                if p not in by_label:
+                    raise ValueError(
+                        f"[groups.robustness] arm {i}: perturbation {p!r} is not one of the "
+                        f"group's {sorted(by_label)}"
+                    )
+                p = by_label[p]
+            chosen.append(p)
+        arms.append({**arm, "perturbations": chosen} if "perturbations" in arm else arm)
+    return arms
 
 
 def _validate_robustness(group: Any, path: Path) -> None:
@@ -258,7 +276,11 @@ def _validate_robustness(group: Any, path: Path) -> None:
             raise ValueError(
                 f"{where} arm {i}: unknown keys {unknown}; expected some of {ARM_KEYS}"
             )
-    for i, arm in enumerate(robustness_arms(group)):
+    try:
+        resolved = robustness_arms(group)
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
+    for i, arm in enumerate(resolved):
         for key in ("train_randomize", "perturbations"):
             if not arm.get(key):
                 raise ValueError(f"{where} arm {i}: needs a non-empty {key!r}")

@@ -102,6 +102,12 @@ def test_robustness_arms_inherit_and_are_validated(tmp_path):
     assert [a.get("obs_mode", "state") for a in arms] == ["pixels", "state"]
     assert [a["train_steps"] for a in arms] == [7, 9]
     assert all(a["perturbations"] == [{"label": "none"}] for a in arms)
+    # An arm may pick the group's perturbations by label.
+    two = {**group, "perturbations": [{"label": "none"}, {"label": "gains", "level": 1}]}
+    picked = study.robustness_arms({**two, "arms": [{"perturbations": ["gains"]}]})
+    assert picked[0]["perturbations"] == [{"label": "gains", "level": 1}]
+    with pytest.raises(ValueError, match="'camera' is not one of the group's"):
+        study._validate_robustness({**two, "arms": [{"perturbations": ["camera"]}]}, tmp_path)
     for bad, match in (
         ({**group, "arms": [{"camras": ["top"]}]}, "unknown keys \\['camras'\\]"),
         ({**group, "arms": "pixels"}, "arms must be a non-empty list"),
