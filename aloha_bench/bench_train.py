@@ -1,7 +1,10 @@
 """ACT speed figures (L4): training samples/s, chunk latency, FLOP rates. Printed, never asserted.
 
-Each configuration is timed on synthetic batches (random pixels and joints; the speed of a model
-does not depend on what it sees), after untimed warm-up steps that let oneDNN build its kernels.
+Each configuration is timed twice, after untimed warm-up steps that let oneDNN build its kernels:
+the bare step (``train.train_step``: forward, backward, clip, AdamW) on one synthetic batch (random
+pixels and joints; the speed of a model does not depend on what it sees), and the whole training
+loop (``train.train``: batches sampled from a synthetic Zarr store, logging, the learning-rate
+schedule) on the same model, so the loop's overhead over the arithmetic is a printed figure.
 Achieved GFLOP/s counts the FLOPs of one step with ``torch.utils.flop_counter.FlopCounterMode``
 (matrix products and convolutions, as that counter does) and sits next to the peak of a
 2048x2048 matrix product measured in the same run, so a figure can be read against the machine.
@@ -12,8 +15,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import statistics
+import tempfile
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,7 +26,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from aloha_bench import keys
+from aloha_bench.data.store import EpisodeStore
 from aloha_bench.policies import ACTConfig, load_config, make_policy
+from aloha_bench.train import make_optimizer, train_step
 
 # LeRobot's ACTPolicy at this configuration: ~5.7 samples/s training, ~49 ms per chunk on the
 # project's 2-core CPU (issue #5's stated bar).
@@ -42,11 +49,20 @@ LEROBOT_PARITY = ACTConfig(
 REFERENCE = {"lerobot_train_samples_per_s": 5.7, "lerobot_chunk_inference_ms": 49.0}
 
 
+# Size of transfer_cube's observation.environment_state: the cube's position and orientation.
+TRANSFER_CUBE_ENV_DIM = 7
+
+
 def _configs() -> dict[str, ACTConfig]:
     return {
         "lerobot_parity": LEROBOT_PARITY,
         "lerobot_parity_bf16": dataclasses.replace(LEROBOT_PARITY, precision="bf16"),
         "cpu": load_config("act", profile="cpu"),
+        # The `cpu` profile on transfer_cube's object pose instead of images (issue #13).
+        "cpu_state": load_config("act", profile="cpu", overrides={"obs_mode": "state"}),
+        "cpu_pixels_2cam": load_config(
+            "act", profile="cpu", overrides={"cameras": ["top", "right_wrist"]}
+        ),
     }
 
 
@@ -60,7 +76,9 @@ def matmul_peak_gflops(size: int = 2048, dtype: torch.dtype = torch.float32, n: 
     return 2 * size**3 * n / (time.perf_counter() - started) / 1e9
 
 
-def _synthetic_batch(config: ACTConfig, env_dim: int = 8) -> dict[str, torch.Tensor]:
+def _synthetic_batch(
+    config: ACTConfig, env_dim: int = TRANSFER_CUBE_ENV_DIM
+) -> dict[str, torch.Tensor]:
     batch, chunk = config.batch_size, config.chunk_size
     out = {
         keys.STATE: torch.randn(batch, 12),
@@ -74,7 +92,7 @@ def _synthetic_batch(config: ACTConfig, env_dim: int = 8) -> dict[str, torch.Ten
     return out
 
 
-def _stats(env_dim: int = 8) -> dict[str, dict[str, np.ndarray]]:
+def _stats(env_dim: int = TRANSFER_CUBE_ENV_DIM) -> dict[str, dict[str, np.ndarray]]:
     stats = {k: {"mean": np.zeros(12), "std": np.ones(12)} for k in (keys.ACTION, keys.STATE)}
     stats[keys.ENVIRONMENT_STATE] = {"mean": np.zeros(env_dim), "std": np.ones(env_dim)}
     for camera in keys.CAMERAS:
@@ -99,24 +117,76 @@ def _flops(fn: Callable[[], Any]) -> int:
     return counter.get_total_flops()
 
 
+def _synthetic_store(path: Path, config: ACTConfig, episodes: int = 4, steps: int = 150) -> None:
+    """A Zarr store of random episodes with the inputs ``config`` reads (transfer_cube's)."""
+    store = EpisodeStore.create(
+        path,
+        task_id="transfer_cube",
+        task_version=1,
+        obs_mode=config.obs_mode,
+        cameras=config.cameras,
+        image_size=config.image_size if config.obs_mode == "pixels" else None,
+        generator={"source": "synthetic"},
+    )
+    rng = np.random.default_rng(0)
+    for episode in range(episodes):
+        arrays = {
+            keys.ACTION: rng.normal(size=(steps, 12)).astype(np.float32),
+            keys.STATE: rng.normal(size=(steps, 12)).astype(np.float32),
+            keys.ENVIRONMENT_STATE: rng.normal(size=(steps, TRANSFER_CUBE_ENV_DIM)).astype(
+                np.float32
+            ),
+        }
+        for key in config.image_keys:
+            arrays[key] = rng.integers(0, 256, (steps, *config.image_size, 3), dtype=np.uint8)
+        store.append_episode(
+            arrays,
+            {
+                "seed": episode,
+                "success": True,
+                "max_stage": 0,
+                "source": "synthetic",
+                "strategy": "random",
+            },
+        )
+
+
+def _train_loop_samples_per_s(config: ACTConfig, steps: int) -> float:
+    """Samples/s of ``train.train`` itself, its warm-up excluded.
+
+    The run logs twice, after ``steps`` warm-up steps and after ``steps`` timed ones; the second
+    row's ``samples_per_s`` covers only the timed steps (it is taken before the run's final
+    validation and checkpoint, which happen once per ``val_every`` steps in a real run).
+    """
+    import csv
+
+    from aloha_bench.train import LOSSES_FILE, train
+
+    run = dataclasses.replace(
+        config, steps=2 * steps, log_every=steps, val_every=2 * steps, val_fraction=0.25, seed=0
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        _synthetic_store(Path(tmp) / "data.zarr", run)
+        train(run, Path(tmp) / "data.zarr", Path(tmp) / "run", device="cpu")
+        with (Path(tmp) / "run" / LOSSES_FILE).open(newline="") as f:
+            rows = [r for r in csv.DictReader(f) if r["samples_per_s"]]
+    return float(rows[-1]["samples_per_s"])
+
+
 def bench_config(name: str, config: ACTConfig, train_steps: int = 5, inferences: int = 20) -> dict:
     """Training and inference figures of one configuration (random weights, synthetic data)."""
     torch.manual_seed(0)
     policy = make_policy(config, _stats())
-    optimizer = torch.optim.AdamW(policy.parameters(), lr=config.lr)
+    optimizer = make_optimizer(policy, config)
     batch = _synthetic_batch(config)
 
-    def train_step() -> None:
-        with policy.autocast():
-            loss, _ = policy.compute_loss(batch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(policy.parameters(), config.grad_clip_norm)
-        optimizer.step()
+    def step() -> None:
+        train_step(policy, optimizer, batch, config)
 
     policy.train()
-    step_s = statistics.median(_timed(train_step, warmup=2, n=train_steps))
-    train_flops = _flops(train_step)
+    step_s = statistics.median(_timed(step, warmup=2, n=train_steps))
+    train_flops = _flops(step)
+    loop_samples_per_s = _train_loop_samples_per_s(config, train_steps)
 
     obs = {key: value[0].numpy() for key, value in batch.items() if key in config.input_keys}
     chunk_s = statistics.median(_timed(lambda: policy.predict_chunk(obs), 3, inferences))
@@ -145,6 +215,9 @@ def bench_config(name: str, config: ACTConfig, train_steps: int = 5, inferences:
         "parameters": sum(p.numel() for p in policy.parameters()),
         "train_samples_per_s": config.batch_size / step_s,
         "train_step_ms": 1e3 * step_s,
+        # train(): the same step fed by the data path, logging and the schedule.
+        "train_loop_samples_per_s": loop_samples_per_s,
+        "train_loop_vs_bare": loop_samples_per_s * step_s / config.batch_size,
         "train_gflops_per_step": train_flops / 1e9,
         "train_achieved_gflops": train_flops / step_s / 1e9,
         "chunk_inference_ms": 1e3 * chunk_s,
@@ -160,8 +233,10 @@ def bench_train(
 
     Configurations: ``lerobot_parity`` (fp32) and ``lerobot_parity_bf16`` (d_model 512,
     feed-forward 3200, 4 encoder and 1 decoder layers, 2 cameras at 96x128, K = 100, batch 8,
-    CVAE: the setting of LeRobot's published CPU figure) and ``cpu``
-    (``baselines/profiles/cpu.toml``).
+    CVAE: the setting of LeRobot's published CPU figure), ``cpu``
+    (``baselines/profiles/cpu.toml``: one camera), ``cpu_state`` (the same model on
+    transfer_cube's environment state, no images) and ``cpu_pixels_2cam`` (``top`` and
+    ``right_wrist``).
 
     Args:
         names: configurations to run (default all).

@@ -118,3 +118,17 @@ def test_bench_loader_reports_a_rate(store):
     result = bench_loader(store.path, batch_size=4, chunk_size=10, n_batches=3)
     assert result["samples_per_s"] > 0 and result["n_batches"] == 3
     assert result["episodes"] == 3 and result["cameras"] == ["top", "left_wrist"]
+
+
+def test_image_cache_serves_what_the_store_holds(tmp_path):
+    from tests.policies.conftest import make_store
+
+    path = make_store(tmp_path / "p.zarr", n_episodes=3, length=9, cameras=("top", "front"))
+    cached = WindowDataset(path, chunk_size=4, episodes=[2, 0])
+    direct = WindowDataset(path, chunk_size=4, episodes=[2, 0], image_cache_bytes=0)
+    assert set(cached._images) == {"observation.images.top", "observation.images.front"}
+    assert not direct._images
+    indices = np.arange(len(cached))
+    a, b = cached.sample_batch(indices), direct.sample_batch(indices)
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)

@@ -122,3 +122,47 @@ def test_position_embeddings():
     # The first half encodes the row only, the second half the column only.
     assert torch.equal(grid[0, :8], grid[3, :8]) and torch.equal(grid[0, 8:], grid[4, 8:])
     assert len({tuple(row.tolist()) for row in grid}) == 12
+
+
+def test_dropout_keeps_one_minus_p_and_rescales():
+    from aloha_bench.policies.act.model import dropout
+
+    torch.manual_seed(0)
+    x = torch.ones(400_000)
+    y = dropout(x, 0.1, training=True)
+    kept = y != 0
+    assert abs(kept.float().mean().item() - 0.9) < 0.003
+    assert torch.allclose(y[kept], torch.full_like(y[kept], 1 / 0.9))
+    assert dropout(x, 0.1, training=False) is x
+    assert dropout(x, 0.0, training=True) is x
+    bf16 = dropout(x.bfloat16().view(400, 1000), 0.3, training=True)
+    assert bf16.dtype == torch.bfloat16 and bf16.shape == (400, 1000)
+    assert abs((bf16 != 0).float().mean().item() - 0.7) < 0.005
+
+
+def test_dropout_draws_from_torch_seed():
+    from aloha_bench.policies.act.model import dropout
+
+    x = torch.ones(3, 50, 64)
+    torch.manual_seed(7)
+    first = dropout(x, 0.2, training=True)
+    torch.manual_seed(7)
+    assert dropout(x, 0.2, training=True).equal(first)
+    assert not dropout(x, 0.2, training=True).equal(first)
+
+
+def test_attention_training_path_matches_the_fused_one(monkeypatch):
+    # With its dropout made the identity, the explicit training path (product, mask, softmax)
+    # must compute what scaled_dot_product_attention computes at inference.
+    from aloha_bench.policies.act import model as act_model
+
+    torch.manual_seed(0)
+    attn = act_model.Attention(32, 4, dropout=0.1)
+    q, kv = torch.randn(2, 5, 32), torch.randn(2, 7, 32)
+    mask = torch.ones(2, 1, 1, 7, dtype=torch.bool)
+    mask[1, ..., 5:] = False
+    attn.eval()
+    fused = attn(q, kv, kv, mask)
+    monkeypatch.setattr(act_model, "dropout", lambda x, p, training: x)
+    attn.train()
+    assert torch.allclose(attn(q, kv, kv, mask), fused, atol=1e-5)

@@ -100,3 +100,17 @@ def test_refusals(tmp_path, pixels_store, state_store):
 def test_learning_rate_warms_up_linearly_then_stays():
     assert [learning_rate(s, 1.0, 4) for s in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
     assert learning_rate(0, 3e-4, 0) == 3e-4
+
+
+def test_optimizer_is_fused_with_the_backbone_in_its_own_group():
+    from aloha_bench.policies import make_policy
+    from aloha_bench.train import make_optimizer
+    from tests.policies.conftest import fake_stats
+
+    config = tiny_config(lr=1e-3, lr_backbone=1e-4)
+    policy = make_policy(config, fake_stats())
+    optimizer = make_optimizer(policy, config)
+    assert all(group["fused"] for group in optimizer.param_groups)
+    assert [g["base_lr"] for g in optimizer.param_groups] == [1e-3, 1e-4]
+    n_params = sum(len(g["params"]) for g in optimizer.param_groups)
+    assert n_params == len(list(policy.parameters()))
