@@ -28,6 +28,9 @@ import hashlib
 import json
 import multiprocessing
 import os
+import shutil
+import threading
+import time
 import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -463,6 +466,102 @@ class Layout:
     def row(self, cell: EvalCell) -> Path:
         return self.results / "records" / f"{cell.id}.json"
 
+    def progress(self, cell_id: str) -> Path:
+        return self.work / "progress" / f"{cell_id}.json"
+
+
+class CellProgress:
+    """A running cell's progress, as a small JSON file the study's status lines read.
+
+    Cells run in spawned worker processes (or Ray tasks on a shared filesystem) that have no
+    other channel back while they run. Writes are atomic and at most one per ``every_s``.
+
+    Args:
+        layout: the study's folders.
+        cell_id: the cell.
+        kind: ``"data"``, ``"train"`` or ``"eval"``.
+        total: episodes or steps the cell will have done when finished.
+        unit: ``"demos"``, ``"steps"`` or ``"episodes"``.
+    """
+
+    def __init__(
+        self, layout: Layout, cell_id: str, kind: str, total: int, unit: str, every_s: float = 1.0
+    ) -> None:
+        self.path = layout.progress(cell_id)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.every_s, self._written = every_s, 0.0
+        self.state = {
+            "id": cell_id,
+            "kind": kind,
+            "done": 0,
+            "total": int(total),
+            "unit": unit,
+            "started": time.time(),
+        }
+        self._write()
+
+    def update(self, done: int, force: bool = False, **extra: Any) -> None:
+        """Record ``done`` units (and extra fields, e.g. ``failed`` demos or ``samples_per_s``)."""
+        if "first" not in self.state:
+            # The rate counts from the first report: a resumed run starts past zero, and
+            # loading a dataset or a policy is not progress.
+            self.state["first"] = [int(done), time.time()]
+        self.state.update(done=int(done), **extra)
+        if force or time.time() - self._written >= self.every_s:
+            self._write()
+
+    def _write(self) -> None:
+        self._written = time.time()
+        _atomic_write(self.path, json.dumps({**self.state, "updated": self._written}))
+
+    def close(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def status_line(layout: Layout, finished: int, total: int, started: float) -> str:
+    """One line: cells finished, then each running cell with its count, rate and ETA."""
+    elapsed = time.time() - started
+    parts = [f"[{_clock(elapsed)}] {finished}/{total} cells finished"]
+    for path in sorted((layout.work / "progress").glob("*.json")):
+        try:
+            p = json.loads(path.read_text())
+        except (OSError, ValueError):  # being replaced this instant
+            continue
+        done, total_units = p["done"], p["total"]
+        first_done, first_time = p.get("first", (0, p["started"]))
+        rate = (done - first_done) / max(p["updated"] - first_time, 1e-9)
+        eta = f", ETA {_clock((total_units - done) / rate)}" if rate > 0 else ""
+        extra = f", {p['failed']} failed attempts dropped" if p.get("failed") else ""
+        if "samples_per_s" in p:
+            extra += f", {p['samples_per_s']:.0f} samples/s"
+        parts.append(f"{p['kind']} {p['id']}: {done}/{total_units} {p['unit']}{extra}{eta}")
+    return " | ".join(parts)
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+class _StatusPrinter(threading.Thread):
+    """Logs :func:`status_line` every ``interval_s`` while a study's cells run."""
+
+    def __init__(
+        self, layout: Layout, total: int, log: Callable[[str], None], interval_s: float
+    ) -> None:
+        super().__init__(daemon=True)
+        self.layout, self.total, self.log, self.interval_s = layout, total, log, interval_s
+        self.finished, self.started = 0, time.time()
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self.interval_s):
+            self.log(status_line(self.layout, self.finished, self.total, self.started))
+
+    def stop(self) -> None:
+        self._stop_event.set()
+
 
 def data_done(cell: DataCell, layout: Layout) -> bool:
     from aloha_bench.data.store import EpisodeStore
@@ -499,7 +598,13 @@ def run_data_cell(cell: DataCell, layout: Layout) -> str:
         randomize=cell.randomize,
     )
     layout.dataset(cell).parent.mkdir(parents=True, exist_ok=True)
-    generate(settings, layout.dataset(cell), cell.episodes)
+    status = CellProgress(layout, cell.id, "data", cell.episodes, "demos")
+
+    def progress(_episode, kept: int, tried: int) -> None:
+        status.update(kept, failed=tried - kept)
+
+    generate(settings, layout.dataset(cell), cell.episodes, progress=progress)
+    status.close()
     return f"{cell.id}: {cell.episodes} demos"
 
 
@@ -516,10 +621,17 @@ def run_train_cell(cell: TrainCell, layout: Layout, threads: int) -> str:
     resume = (run_dir / "last").is_dir()
     if run_dir.exists() and not resume:
         # A run killed before its first checkpoint holds nothing worth keeping.
-        import shutil
-
         shutil.rmtree(run_dir)
-    summary = train(cell.config(), layout.dataset(cell.data), run_dir, device="cpu", resume=resume)
+    config = cell.config()
+    status = CellProgress(layout, cell.id, "train", config.steps, "steps")
+
+    def progress(row: Mapping[str, Any]) -> None:
+        status.update(row["step"], samples_per_s=row.get("samples_per_s") or 0.0)
+
+    summary = train(
+        config, layout.dataset(cell.data), run_dir, device="cpu", resume=resume, progress=progress
+    )
+    status.close()
     (run_dir / DONE_FILE).write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return f"{cell.id}: trained {summary['steps']} steps in {summary['seconds']:.0f} s"
 
@@ -544,7 +656,9 @@ def run_eval_cell(cell: EvalCell, layout: Layout, threads: int) -> str:
         policy_overrides=overrides,
         threads=threads,
     )
-    records = evaluate(settings)
+    status = CellProgress(layout, cell.id, "eval", cell.episodes, "episodes")
+    records = evaluate(settings, progress=lambda _record: status.update(status.state["done"] + 1))
+    status.close()
     row = summary_row(cell, summarize(records), layout)
     path = layout.records(cell)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -651,6 +765,7 @@ def run_study(
     address: str | None = None,
     threads: int | None = None,
     log: Callable[[str], None] = print,
+    status_every_s: float = 15.0,
 ) -> dict[str, Any]:
     """Run every unfinished cell of a study, then write ``summary.csv`` and the report.
 
@@ -664,7 +779,9 @@ def run_study(
         address: Ray cluster address (``ray``; None starts Ray on this machine).
         threads: torch threads per job (default: cpu_count / workers). Use 1 when other work
             shares the cores: OpenMP threads spin-wait on a busy core.
-        log: receives one line per finished cell.
+        log: receives one line per finished cell, and every ``status_every_s`` a status line
+            (:func:`status_line`: cells finished, each running cell's count, rate and ETA).
+        status_every_s: seconds between status lines (0: none).
 
     Returns:
         ``{"cells": n, "ran": n, "skipped": n, "summary": path or None, "missing": [...]}``.
@@ -683,10 +800,11 @@ def run_study(
         return _local_map(fn, jobs, workers)
 
     skipped = 0
+    n_cells = len(the_plan.data) + len(the_plan.train) + len(the_plan.evals)
+    # Progress files of cells a killed run left behind describe nothing that runs now.
+    shutil.rmtree(layout.work / "progress", ignore_errors=True)
     todo_data = [c for c in the_plan.data if not data_done(c, layout)]
     skipped += len(the_plan.data) - len(todo_data)
-    for message in fan_out(run_data_cell, [(c, layout) for c in todo_data]):
-        log(message)
     jobs = []
     for train in the_plan.train:
         evals = [e for e in the_plan.evals_of(train) if not eval_done(e, layout)]
@@ -695,11 +813,22 @@ def run_study(
             skipped += 1
         if evals or not train_done(train, layout):
             jobs.append((train, evals, layout, threads))
-    for messages in fan_out(run_train_job, jobs):
-        for message in messages:
+    printer = _StatusPrinter(layout, n_cells, log, status_every_s)
+    printer.finished = skipped
+    if status_every_s > 0 and (todo_data or jobs):
+        printer.start()
+    try:
+        for message in fan_out(run_data_cell, [(c, layout) for c in todo_data]):
+            printer.finished += 1
             log(message)
+        for messages in fan_out(run_train_job, jobs):
+            printer.finished += len(messages)
+            for message in messages:
+                log(message)
+    finally:
+        printer.stop()
     result = write_summary(the_plan, layout)
-    result["cells"] = len(the_plan.data) + len(the_plan.train) + len(the_plan.evals)
+    result["cells"] = n_cells
     result["skipped"] = skipped
     result["ran"] = result["cells"] - skipped
     return result

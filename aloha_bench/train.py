@@ -17,7 +17,8 @@ Choices, each deliberate:
     ``grad_clip_norm``. The optimizer is torch's fused AdamW (one kernel over every parameter;
     the default on a CPU is a Python loop over 136 tensors that cost ~100 ms a step). Learning
     rate: linear warmup over ``warmup_steps``, then constant (the paper and LeRobot train ACT at
-    a constant rate; warmup only steadies the higher rates of the ``cpu`` profile). The rate is a pure function of the step, so there is no scheduler state.
+    a constant rate; warmup only steadies the higher rates of the ``cpu`` profile). The rate is
+    a pure function of the step, so there is no scheduler state.
   * Best checkpoint by the validation L1 with z = 0: the actions the policy executes at test time
     (the original selected by the training-style loss with z from the posterior). Without held-out
     episodes (``val_fraction = 0`` or a one-episode store) the training batch's L1 stands in.
@@ -249,10 +250,14 @@ def _validate(
 
 
 def write_loss_plot(run_dir: str | Path) -> Path:
-    """Draw ``losses.png`` (training L1 and KL, validation L1 with z = 0) from ``losses.csv``."""
-    import imageio.v3 as iio
+    """Draw ``losses.png`` from ``losses.csv``: training L1 and KL, validation L1 with z = 0.
 
-    from aloha_bench.plots import line_plot
+    Matplotlib (headless Agg), log-scale loss against gradient steps, with axis titles.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
 
     run_dir = Path(run_dir)
     with (run_dir / LOSSES_FILE).open(newline="") as f:
@@ -260,19 +265,29 @@ def write_loss_plot(run_dir: str | Path) -> Path:
 
     def column(name: str) -> tuple[list[float], list[float]]:
         picked = [(float(r["step"]), float(r[name])) for r in rows if r.get(name)]
+        picked = [(x, y) for x, y in picked if y > 0 and np.isfinite(y)]  # log scale
         return [x for x, _ in picked], [y for _, y in picked]
 
-    image = line_plot(
-        {
-            "train L1": column("l1"),
-            "train KL": column("kl"),
-            "val L1 (z=0)": column("val_l1_prior"),
-        },
-        title=f"{run_dir.name}: losses by gradient step (log scale)",
-        log_y=True,
-    )
+    fig, ax = plt.subplots(figsize=(7.5, 4.0), dpi=110)
+    for label, name, style in (
+        ("train L1", "l1", "-"),
+        ("train KL", "kl", "-"),
+        ("validation L1, z = 0 (what the policy executes)", "val_l1_prior", "o-"),
+    ):
+        xs, ys = column(name)
+        if xs:
+            ax.plot(xs, ys, style, label=label, markersize=3, linewidth=1.4)
+    ax.set_yscale("log")
+    ax.set_xlabel("gradient step")
+    ax.set_ylabel("loss (normalized actions, log scale)")
+    ax.set_title(f"{run_dir.name}: training curves")
+    ax.grid(True, which="both", alpha=0.3)
+    if ax.lines:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
     out = run_dir / "losses.png"
-    iio.imwrite(out, image)
+    fig.savefig(out)
+    plt.close(fig)
     return out
 
 

@@ -233,3 +233,34 @@ def test_report_only_runs_nothing_and_says_what_is_missing(tmp_path):
     assert result.returncode == 1 and "no evaluation" in result.stdout
     assert not (tmp_path / "work").exists()  # nothing was generated or trained
     assert "2 of 2 evaluation cells are missing" in (tmp_path / "results/missing.md").read_text()
+
+
+def test_running_cells_report_counts_rates_and_eta(tmp_path):
+    layout = study.Layout(tmp_path / "work", tmp_path / "results")
+    cell = study.CellProgress(layout, "transfer_cube_act_s0", "train", 1000, "steps")
+    cell.update(100)  # resumed at step 100: the rate counts from the first report
+    cell.state["first"][1] -= 10.0  # 150 steps in the ten seconds since
+    cell.update(250, force=True, samples_per_s=200.0)
+    demos = study.CellProgress(layout, "cube_scripted", "data", 20, "demos")
+    demos.update(5, force=True, failed=1)
+    line = study.status_line(layout, finished=3, total=9, started=demos.state["started"] - 65)
+    assert line.startswith("[1:05] 3/9 cells finished")
+    assert "train transfer_cube_act_s0: 250/1000 steps, 200 samples/s, ETA 0:50" in line
+    assert "data cube_scripted: 5/20 demos, 1 failed attempts dropped" in line
+    cell.close()
+    demos.close()
+    assert study.status_line(layout, 9, 9, demos.state["started"]).endswith("9/9 cells finished")
+
+
+def test_a_study_prints_status_lines_while_cells_run(tmp_path):
+    profile = _tiny(tmp_path, policies=["act"])
+    lines = []
+    study.run_study(
+        profile, tmp_path / "work", tmp_path / "results", log=lines.append, status_every_s=0.2
+    )
+    status = [line for line in lines if "cells finished" in line]
+    assert status, lines
+    assert any(" steps" in line or " demos" in line or " episodes" in line for line in status)
+    assert not (tmp_path / "work" / "progress").exists() or not any(
+        (tmp_path / "work" / "progress").iterdir()
+    )
