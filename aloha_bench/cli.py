@@ -477,6 +477,30 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_diagnose_handover(args: argparse.Namespace) -> int:
+    from aloha_bench import diagnose
+
+    offsets = [float(v) for v in args.offsets_mm.split(",")]
+    tolerance = []
+    for clearance_mm in args.clearance_mm:
+        for axis in args.axes.split(","):
+            tolerance += diagnose.grasp_tolerance(
+                offsets, axis, args.episodes, left_clearance_m=clearance_mm / 1000.0
+            )
+    errors = diagnose.handover_grasp_errors(args.run, args.policy_episodes) if args.run else None
+    scale = f"transfer_cube; expert: {args.episodes} seeds per offset; " + (
+        f"policy {args.run}: {args.policy_episodes} seeds from 1000" if args.run else ""
+    )
+    for path in diagnose.write_handover_report(args.out, tolerance, errors, scale):
+        print(path)
+    for row in tolerance:
+        print(
+            f"{row['axis']:>6} {row['offset_mm']:+5.1f} mm (clearance {row['left_clearance_mm']}"
+            f" mm): end {row['success_end']:.0%}, any {row['success_any']:.0%}"
+        )
+    return 0
+
+
 def cmd_bench_train(args: argparse.Namespace) -> int:
     from aloha_bench.bench_train import bench_train
 
@@ -702,6 +726,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episode", type=int, default=0)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_video)
+
+    p = sub.add_parser(
+        "diagnose-handover",
+        help="transfer_cube: the left grasp's tolerance, and where a policy closes the gripper",
+    )
+    p.add_argument("--out", required=True, help="folder for the tables and the plot")
+    p.add_argument("--run", help="a trained transfer_cube run to measure (optional)")
+    p.add_argument("--offsets-mm", default="-16,-12,-8,-4,0,4,8,12,16")
+    p.add_argument("--axes", default="jaw", help="comma-separated: jaw, across, z")
+    p.add_argument("--clearance-mm", type=float, nargs="+", default=[8.5])
+    p.add_argument("--episodes", type=int, default=10, help="expert seeds per offset")
+    p.add_argument("--policy-episodes", type=int, default=20)
+    p.set_defaults(func=cmd_diagnose_handover)
 
     p = sub.add_parser("train", help="train ACT or a baseline on a dataset")
     p.add_argument(

@@ -22,6 +22,12 @@ from aloha_bench.experts.base import (
 
 DOWN = np.pi / 2
 CUBE_HALF_M = 0.0125
+# Gap between the left fixed jaw and the held cube's face as the left gripper comes down. With
+# 3 mm (the right arm's table grasp), shifting the grasp along the jaw axis kept the cube only
+# from about -18 mm to +7 mm: 7 mm towards the cube the fixed jaw lands on its edge, and a
+# policy a few millimetres off dropped the cube after the handover. 8.5 mm centres that window
+# (results/handover/README.md, `aloha-bench diagnose-handover`).
+LEFT_GRASP_CLEARANCE_M = 0.0085
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +41,8 @@ class TransferCubeStyle:
         lift_height_m: height of the carry above the table.
         handover_x_m: x of the handover point (0 is midway between the arms).
         handover_z_m: height of the handover.
+        left_clearance_m: gap between the left fixed jaw and the cube as the left arm comes
+            down (``LEFT_GRASP_CLEARANCE_M``; the first demonstrations used 0.003).
     """
 
     speed: float = 1.0
@@ -43,6 +51,7 @@ class TransferCubeStyle:
     lift_height_m: float = 0.12
     handover_x_m: float = -0.03
     handover_z_m: float = 0.07
+    left_clearance_m: float = LEFT_GRASP_CLEARANCE_M
 
     def __post_init__(self) -> None:
         check_pace(self.speed, self.pause_s)
@@ -111,7 +120,9 @@ class TransferCubeExpert(ScriptedExpert):
 
         def grasp_left(env) -> np.ndarray:
             cube_now = env.data.xpos[env.model.body("cube").id]
-            return grasp_point(cube_now, jaw_x(env), CUBE_HALF_M) + [0.0, 0.0, 0.004]
+            return grasp_point(
+                cube_now, jaw_x(env), CUBE_HALF_M, clearance_m=st.left_clearance_m
+            ) + [0.0, 0.0, 0.004]
 
         def above_left(env) -> np.ndarray:
             return grasp_left(env) + [0.0, 0.0, 0.045]
