@@ -24,6 +24,7 @@ did not run are listed in ``missing.md``, so a partial study says what it lacks.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import multiprocessing
@@ -176,8 +177,13 @@ class EvalCell:
 
     @property
     def id(self) -> str:
+        # The task version joins the id: records scored under an older success rule (e.g.
+        # transfer_cube v1 counted a handover the right gripper still held) are not reused.
+        # Version 1 adds nothing, so the cells of tasks never changed keep their ids.
+        version = _task_version(self.train.data.task)
         conditions = json.dumps(
-            [self.temporal_ensemble, self.randomize, self.latency, self.episodes, self.seed],
+            [self.temporal_ensemble, self.randomize, self.latency, self.episodes, self.seed]
+            + ([version] if version > 1 else []),
             default=str,
         )
         digest = hashlib.sha256(f"{self.train.id}|{conditions}".encode()).hexdigest()[:8]
@@ -186,6 +192,13 @@ class EvalCell:
     @property
     def label(self) -> dict[str, Any]:
         return dict(self.labels)
+
+
+@functools.cache
+def _task_version(task: str) -> int:
+    from aloha_bench.sim.task_spec import load_task_spec
+
+    return load_task_spec(task).version
 
 
 def _as_condition(value: Any) -> str | tuple[tuple[str, Any], ...]:
@@ -586,6 +599,11 @@ def summary_row(cell: EvalCell, summary: Mapping[str, Any], layout: Layout) -> d
         "success_rate_any": summary["success_rate_any"],
         "ci_low_any": summary["ci_low_any"],
         "ci_high_any": summary["ci_high_any"],
+        "successes_lenient": summary["successes_lenient"],
+        "success_rate_lenient": summary["success_rate_lenient"],
+        "ci_low_lenient": summary["ci_low_lenient"],
+        "ci_high_lenient": summary["ci_high_lenient"],
+        "task_version": summary["task_version"],
         "stages": ">".join(summary["stage_names"]),
         "mean_steps": summary["mean_steps"],
         "mean_return": summary["mean_return"],
