@@ -160,6 +160,11 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             print(f"{kind:<6} {len(cells):>4} cells, {finished} finished")
             for cell in cells:
                 print(f"   {'done' if done(cell, layout) else 'todo'}  {cell.id}")
+        size = study.plan_size(the_plan)
+        for mode in ("state", "pixels"):
+            print(f"{mode:<6} " + ", ".join(f"{v:,} {k}" for k, v in size[mode].items()))
+        if size["hours"] is not None:
+            print(f"about {size['hours']:.0f} h of one core at the profile's [cost] rates")
         return 0
     if args.report_only:
         result = study.write_summary(the_plan, study.Layout(work, results))
