@@ -1176,6 +1176,9 @@ def write_report(summary_csv: Path, out_dir: Path) -> list[Path]:
     at any step (the paper's rule), and REPORT.md linking them with a line of scale each and the
     rule each uses. Groups without rows are listed in REPORT.md as skipped, with the reason.
 
+    Also writes ``index.html`` (``aloha_bench.report_html``): the main table, every plot and
+    example rollout videos, for a browser.
+
     Returns:
         The paths written, REPORT.md last.
     """
@@ -1247,6 +1250,7 @@ def write_report(summary_csv: Path, out_dir: Path) -> list[Path]:
         lines.append(f"- [Robustness table, every stage](robustness_stages.md): {scale}")
         written.append(out_dir / "robustness.csv")
     lines += ["", "## Plots", ""]
+    figures = []  # for the results browser
     for plot in _PLOTS:
         kwargs = {"paper": paper} if plot in (plot_chunk_size, plot_cvae) else {}
         artifacts = [plot(df, out_dir, metric=metric, **kwargs) for metric in METRICS]
@@ -1260,9 +1264,22 @@ def write_report(summary_csv: Path, out_dir: Path) -> list[Path]:
         for artifact in artifacts:
             written += artifact.paths
             png, md, csv = (p.name for p in artifact.paths)
+            figures.append(
+                {
+                    "name": artifact.name,
+                    "metric": artifact.metric,
+                    "png": png,
+                    "note": artifact.note,
+                }
+            )
             lines.append(
                 f"- [{artifact.name} plot, {artifact.metric}]({png}) ([numbers]({md}), "
                 f"[csv]({csv})): {artifact.note}"
             )
+    from aloha_bench.report_html import INDEX_FILE, write_index
+
+    main_md = main_table(df, paper) if not main.empty else "No rows in group `main`."
+    written.append(write_index(df, out_dir, main_md, figures))
+    lines += ["", f"Results browser: [{INDEX_FILE}]({INDEX_FILE}) (table, plots, example videos)."]
     text("REPORT.md", "\n".join(lines))
     return written

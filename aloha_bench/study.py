@@ -228,6 +228,9 @@ class EvalCell:
     temporal_ensemble: float | None = None
     randomize: str | tuple[tuple[str, Any], ...] = "none"
     latency: str | tuple[tuple[str, Any], ...] = "none"
+    # Film one success and one failure for the results browser (not part of the id: the
+    # records are the same with or without them).
+    videos: bool = False
 
     @property
     def id(self) -> str:
@@ -452,6 +455,7 @@ def plan(
                 temporal_ensemble,
                 _as_condition(randomize),
                 _as_condition(latency),
+                bool(profile.get("example_videos", False)),
             )
             if e.id in evals:  # the same evaluation serves several groups
                 old = evals[e.id]
@@ -679,12 +683,27 @@ def run_eval_cell(cell: EvalCell, layout: Layout, threads: int) -> str:
     )
     records = evaluate(settings)
     row = summary_row(cell, summarize(records), layout)
+    note = ""
+    if cell.videos:
+        from aloha_bench.outcome_videos import film_outcomes
+
+        video_dir = (layout.work / "videos" / cell.id).resolve()
+        try:
+            films = film_outcomes(settings, records, video_dir)
+        except RuntimeError as error:  # a replay that differs: no film, and say why
+            films, note = {}, f" (no videos: {error})"
+        for outcome in ("success", "failure"):
+            path = films.get(outcome)
+            # Relative to the results folder, like `records`: the browser links it from there.
+            row[f"video_{outcome}"] = (
+                os.path.relpath(path, layout.results.resolve()) if path else ""
+            )
     path = layout.records(cell)
     path.parent.mkdir(parents=True, exist_ok=True)
     _atomic_write(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
     _atomic_write(layout.row(cell), json.dumps(row, indent=2) + "\n")  # last: marks it done
     s = row
-    return f"{cell.id}: {s['successes']}/{s['episodes']} successes"
+    return f"{cell.id}: {s['successes']}/{s['episodes']} successes{note}"
 
 
 def run_train_job(

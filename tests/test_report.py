@@ -401,7 +401,7 @@ def test_a_smaller_summary_removes_what_it_no_longer_backs(tmp_path):
 
 def test_report_never_imports_mujoco_or_torch():
     code = (
-        "import aloha_bench.report, sys; "
+        "import aloha_bench.report, aloha_bench.report_html, sys; "
         "assert 'mujoco' not in sys.modules and 'torch' not in sys.modules, "
         "sorted(m for m in ('mujoco', 'torch') if m in sys.modules)"
     )

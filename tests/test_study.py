@@ -287,3 +287,19 @@ def test_steps_seeds_and_episodes_per_task_and_group(tmp_path):
         raw = {**tomllib.loads(text), **bad}
         with pytest.raises(ValueError, match=match):
             study._validate_profile(raw, path)
+
+
+def test_a_study_films_example_outcomes_for_the_browser(tmp_path):
+    """example_videos: after an evaluation, one success and one failure are replayed from their
+    seeds and filmed into the work folder; the summary links them, index.html shows them."""
+    profile = _tiny(tmp_path, policies=["act"], example_videos=True)
+    work, results = tmp_path / "work", tmp_path / "results"
+    result = study.run_study(profile, work, results)
+    summary = pd.read_csv(result["summary"], keep_default_na=False)
+    (row,) = summary.to_dict("records")
+    # A 3-step policy fails both episodes: a failure is filmed, no success exists to film.
+    assert row["successes"] == 0 and row["video_success"] == ""
+    film = (results / row["video_failure"]).resolve()
+    assert film.is_file() and film.suffix == ".mp4" and work.resolve() in film.parents
+    page = (results / "index.html").read_text()
+    assert f'src="{row["video_failure"]}"' in page and "no success filmed" in page
