@@ -1279,7 +1279,7 @@ def write_report(summary_csv: Path, out_dir: Path) -> list[Path]:
     from aloha_bench.report_html import INDEX_FILE, write_index
 
     main_md = main_table(df, paper) if not main.empty else "No rows in group `main`."
-    written.append(write_index(df, out_dir, main_md, figures))
+    written.append(write_index(df, out_dir, main_md, figures, summary_dir=summary_csv.parent))
     lines += ["", f"Results browser: [{INDEX_FILE}]({INDEX_FILE}) (table, plots, example videos)."]
     text("REPORT.md", "\n".join(lines))
     return written

@@ -65,8 +65,11 @@ def _inline(text: str) -> str:
 
 
 def example_videos(df: pd.DataFrame, results_dir: Path) -> dict[tuple, dict[str, str | None]]:
-    """Per main cell (policy, source, obs_mode, task): the path of one success and one failure
-    video, from the summary's video columns, else from its records' ``video`` fields."""
+    """Per main cell (policy, source, obs_mode, task): the absolute path of one success and one
+    failure video, from the summary's video columns, else from its records' ``video`` fields.
+
+    ``results_dir`` is the summary's folder: its ``records`` and video columns are relative to it.
+    """
     from aloha_bench.report import group_rows
 
     found: dict[tuple, dict[str, str | None]] = {}
@@ -76,7 +79,7 @@ def example_videos(df: pd.DataFrame, results_dir: Path) -> dict[tuple, dict[str,
         for outcome, column in VIDEO_COLUMNS.items():
             value = row.get(column)
             if videos[outcome] is None and isinstance(value, str) and value:
-                videos[outcome] = value
+                videos[outcome] = str((results_dir / value).resolve())
         if all(videos.values()):
             continue
         records = results_dir / str(row.get("records", ""))
@@ -97,8 +100,8 @@ def _video_html(path: str | None, outcome: str, page_dir: Path) -> str:
     if path is None:
         return f'<p class="absent">no {outcome} filmed for this cell</p>'
     file = Path(path)
-    link = html.escape(os.path.relpath(file, page_dir) if file.is_absolute() else path)
-    if not (file if file.is_absolute() else page_dir / file).is_file():
+    link = html.escape(os.path.relpath(file, page_dir))
+    if not file.is_file():
         return (
             f'<p class="absent">{outcome} video absent: <code>{link}</code> is not on this '
             "machine (videos are not committed; re-run the evaluation to make it)</p>"
@@ -115,6 +118,7 @@ def index_html(
     main_markdown: str,
     figures: Sequence[Mapping[str, Any]],
     title: str = "aloha-bench results",
+    summary_dir: Path | None = None,
 ) -> str:
     """The page's HTML.
 
@@ -123,6 +127,8 @@ def index_html(
         page_dir: where the page will live (video links are made relative to it).
         main_markdown: the main table as the report writes it (``report.main_table``).
         figures: ``{"name", "metric", "png", "note"}`` per plot, ``png`` relative to the page.
+        title: the page's title.
+        summary_dir: the summary's folder (default: ``page_dir``).
     """
     from aloha_bench.report import group_rows
 
@@ -158,7 +164,7 @@ def index_html(
         '<p class="scale">One success and one failure (success at the end of the episode) per '
         "cell, all four cameras side by side, 25 fps (every other step of the 50 Hz episode).</p>"
     )
-    videos = example_videos(df, page_dir)
+    videos = example_videos(df, Path(summary_dir or page_dir).resolve())
     if not videos:
         parts.append("<p>No main cells in the summary.</p>")
     for key in sorted(videos, key=str):
@@ -176,11 +182,14 @@ def write_index(
     out_dir: Path,
     main_markdown: str,
     figures: Sequence[Mapping[str, Any]],
+    summary_dir: Path | None = None,
 ) -> Path:
-    """Write ``index.html`` into ``out_dir`` (beside REPORT.md) and return its path."""
+    """Write ``index.html`` into ``out_dir`` (beside REPORT.md) and return its path;
+    ``summary_dir`` is the folder of the summary.csv it shows (default: ``out_dir``)."""
     out_dir = Path(out_dir)
     path = out_dir / INDEX_FILE
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(index_html(df, out_dir.resolve(), main_markdown, figures))
+    page = index_html(df, out_dir.resolve(), main_markdown, figures, summary_dir=summary_dir)
+    tmp.write_text(page)
     tmp.replace(path)
     return path

@@ -82,6 +82,11 @@ def test_index_has_the_table_every_plot_and_says_what_is_absent(study_results):
     assert not list(study_results.glob("*.mp4"))
     assert "failure video absent" in page and "no success filmed for this cell" in page
     assert "(index.html)" in (study_results / "REPORT.md").read_text()
+    # Written elsewhere (report --out), the links still reach the same files.
+    elsewhere = study_results.parent / "site"
+    report.write_report(study_results / "summary.csv", elsewhere)
+    page = (elsewhere / INDEX_FILE).read_text()
+    assert 'src="../runs/videos/act_transfer_cube_seed1000_success.mp4"' in page
 
 
 def test_index_plays_in_headless_chromium(study_results, tmp_path):
