@@ -15,7 +15,8 @@ def _print_json(data) -> None:
 def _print_rates(report) -> None:
     print(
         f"success (end of episode): {report.success_rate:.1%}   "
-        f"(any step: {report.success_rate_any_step:.1%})"
+        f"(any step: {report.success_rate_any_step:.1%}; original ACT rule, no let-go needed: "
+        f"{report.success_rate_lenient:.1%})"
     )
     for name, rate in report.stage_rates.items():
         print(f"  stage {name:<12} {rate:.1%}")
@@ -159,6 +160,11 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             print(f"{kind:<6} {len(cells):>4} cells, {finished} finished")
             for cell in cells:
                 print(f"   {'done' if done(cell, layout) else 'todo'}  {cell.id}")
+        size = study.plan_size(the_plan)
+        for mode in ("state", "pixels"):
+            print(f"{mode:<6} " + ", ".join(f"{v:,} {k}" for k, v in size[mode].items()))
+        if size["hours"] is not None:
+            print(f"about {size['hours']:.0f} h of one core at the profile's [cost] rates")
         return 0
     if args.report_only:
         result = study.write_summary(the_plan, study.Layout(work, results))
@@ -208,6 +214,30 @@ def cmd_report(args: argparse.Namespace) -> int:
     written = report.write_report(summary, out)
     print(report.report_markdown(report.read_summary(summary)))
     print(f"{len(written)} files in {out}/")
+    return 0
+
+
+def cmd_modes(args: argparse.Namespace) -> int:
+    from aloha_bench import multimodality as mm
+    from aloha_bench.experts.human import strategies
+
+    results = {"scripted": mm.measure(mm.collect(args.task, "scripted", args.episodes))}
+    if args.per_strategy:
+        demos = [
+            d
+            for name in strategies(args.task)
+            for d in mm.collect(args.task, "human", args.per_strategy, strategy=name)
+        ]
+    else:
+        demos = mm.collect(args.task, "human", args.episodes)
+    results["human"] = mm.measure(demos) | {"per_strategy": mm.per_strategy_success(demos)}
+    command = f"aloha-bench modes --task {args.task} --episodes {args.episodes}" + (
+        f" --per-strategy {args.per_strategy}" if args.per_strategy else ""
+    )
+    for path in mm.write_results(args.task, results, Path(args.out), command):
+        print(path)
+    print(mm.write_overview(Path(args.out)))
+    print(Path(args.out, f"{args.task}.md").read_text())
     return 0
 
 
@@ -646,6 +676,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("summary", help="summary.csv written by `aloha-bench reproduce`")
     p.add_argument("--out", help="folder for the report (default: beside summary.csv)")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser(
+        "modes", help="how multimodal human vs scripted demos are; per-strategy success"
+    )
+    p.add_argument("--task", required=True)
+    p.add_argument("--episodes", type=int, default=20, help="scripted (and human) episodes")
+    p.add_argument(
+        "--per-strategy", type=int, default=0, help="human: this many episodes per strategy"
+    )
+    p.add_argument("--out", default="results/multimodality", help="folder for json/md/png")
+    p.set_defaults(func=cmd_modes)
 
     p = sub.add_parser("expert-table", help="markdown table of `expert --json` reports")
     p.add_argument("reports", nargs="+", help="JSON files written by `aloha-bench expert --json`")

@@ -100,7 +100,7 @@ class EpisodeRecorder:
             agent = HumanOperator(sim.task.task_id, st.human, rng)
             style = dataclasses.asdict(agent.expert.style)
             style["operator"] = dataclasses.asdict(agent.traits)
-            strategy = strategy_of(agent.expert.style)
+            strategy = agent.strategy
         else:
             agent = make_expert(sim.task.task_id, "default")
             style = dataclasses.asdict(agent.style)

@@ -13,9 +13,11 @@ where a paper column has a real counterpart in our task.
 
 Two success rules are carried side by side: end-of-episode success (``success_rate``, ``ci_low``,
 ``ci_high``: the final stage holds at the last step) and any-step success (the ``_any`` columns: the
-final stage held at some step). The paper and its original code used the any-step rule, so its
-numbers compare like-for-like only with ours at any step. Every plot and the robustness table take
-``metric="end"`` (default) or ``metric="any"``; the ``any`` variant writes files suffixed ``_any``.
+final stage held at some step). Every plot and the robustness table take ``metric="end"``
+(default) or ``metric="any"``; the ``any`` variant writes files suffixed ``_any``. The tables add a
+third, the original ACT code's rule (``_lenient`` columns: any step, and a hand-off counts while the
+giving gripper still holds), which is how the paper scored: its numbers compare like-for-like with
+``lenient``, and with ``any`` on every task whose final stage has no let-go check (``task.toml``).
 """
 
 from __future__ import annotations
@@ -95,8 +97,15 @@ SUMMARY_COLUMNS = (
     "run",
     "records",
 )
-# Columns a summary may lack (written by later versions of the study); read as unknown.
-OPTIONAL_COLUMNS = ("train_steps",)
+# Columns a summary may lack (written by earlier versions of the study); read as unknown.
+OPTIONAL_COLUMNS = (
+    "train_steps",
+    "successes_lenient",
+    "success_rate_lenient",
+    "ci_low_lenient",
+    "ci_high_lenient",
+    "task_version",
+)
 GROUPS = ("main", "chunk_size", "temporal_ensembling", "cvae", "beta", "cameras", "robustness")
 STAGE_COLUMNS = ("stage_1", "stage_2", "stage_3")
 # Display orders; values not listed sort after these, alphabetically.
@@ -138,11 +147,28 @@ class _Rule:
     def seed_std(self) -> str:
         return f"seed_std{self.suffix}"
 
+    @property
+    def seed_min(self) -> str:
+        return f"seed_min{self.suffix}"
+
+    @property
+    def seed_max(self) -> str:
+        return f"seed_max{self.suffix}"
+
+    @property
+    def seed_rates(self) -> str:
+        return f"seed_rates{self.suffix}"
+
 
 _RULES = {
     "end": _Rule("end", "", "at the end of the episode"),
-    "any": _Rule("any", "_any", "at any step (the paper's rule)"),
+    "any": _Rule("any", "_any", "at any step"),
+    # The original ACT code's rule: any step, and a hand-off counts while the giving gripper
+    # still holds (the final stage without its `release` checks). Tables only.
+    "lenient": _Rule("lenient", "_lenient", "by the original ACT code's rule (the paper's)"),
 }
+# Rules the tables show side by side; plots draw METRICS.
+TABLE_METRICS = ("end", "any", "lenient")
 
 
 def _rule(metric: str) -> _Rule:
@@ -215,11 +241,18 @@ def _wilson(successes: float, trials: float) -> tuple[float, float]:
 def _pool_one(rows: pd.DataFrame) -> dict:
     episodes = int(rows["episodes"].sum())
     out: dict = {"cells": len(rows), "episodes": episodes}
-    for suffix in ("", "_any"):
-        successes = int(rows[f"successes{suffix}"].sum())
+    for suffix in ("", "_any", "_lenient"):
+        column = rows.get(f"successes{suffix}")
+        if column is None or column.isna().any() or not episodes:
+            # A row scored before this rule existed: the pooled rate is unknown.
+            out[f"successes{suffix}"] = math.nan
+            out[f"success_rate{suffix}"] = math.nan
+            out[f"ci_low{suffix}"], out[f"ci_high{suffix}"] = math.nan, math.nan
+            continue
+        successes = int(column.sum())
         low, high = _wilson(successes, episodes)
         out[f"successes{suffix}"] = successes
-        out[f"success_rate{suffix}"] = successes / episodes if episodes else math.nan
+        out[f"success_rate{suffix}"] = successes / episodes
         out[f"ci_low{suffix}"], out[f"ci_high{suffix}"] = low, high
     out["stages"] = ";".join(sorted(set(rows["stages"].fillna("").astype(str)) - {""}))
     for column in STAGE_COLUMNS:
@@ -242,6 +275,13 @@ def _pool_one(rows: pd.DataFrame) -> dict:
         seed_rates = per_seed[f"successes{suffix}"] / per_seed["episodes"].replace(0, np.nan)
         std = float(seed_rates.std(ddof=1)) if len(per_seed) > 1 else math.nan
         out[f"seed_std{suffix}"] = std
+        # The paper's protocol trains 3 seeds: their spread is the variance the Wilson interval
+        # (one binomial sample of all episodes) leaves out.
+        out[f"seed_min{suffix}"] = float(seed_rates.min())
+        out[f"seed_max{suffix}"] = float(seed_rates.max())
+        out[f"seed_rates{suffix}"] = ";".join(
+            f"{seed}:{rate:.3f}" for seed, rate in seed_rates.items()
+        )
     return out
 
 
@@ -252,15 +292,16 @@ def pool(df: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
     intervals recomputed on the pooled counts. Stage rates are episode-weighted means, with a Wilson
     interval on ``round(rate * episodes)``. Pooling treats all seeds' episodes as one binomial
     sample, so the intervals do NOT include seed-to-seed variance of training; ``n_seeds`` and
-    ``seed_std`` (sample std of the per-seed success rate, NaN with one seed) are reported so a
-    reader can see it (``seed_std_any`` the same for the any-step rate). Unlisted columns are
-    dropped, so list every column that must not be mixed (e.g. ``obs_mode``).
+    ``seed_std`` (sample std of the per-seed success rate, NaN with one seed), ``seed_min`` and
+    ``seed_max`` (the lowest and highest per-seed rate) and ``seed_rates`` (``"seed:rate;..."``)
+    are reported so a reader can see it (``_any`` the same for the any-step rate). Unlisted columns
+    are dropped, so list every column that must not be mixed (e.g. ``obs_mode``).
 
     Returns:
         One row per distinct ``by`` combination, in order of first appearance, with ``by`` then
         cells, episodes, successes, success_rate, ci_low, ci_high, the ``_any`` equivalents,
-        stages, stage_i with stage_i_low/high, mean_steps, mean_return, n_seeds, seed_std,
-        seed_std_any.
+        stages, stage_i with stage_i_low/high, mean_steps, mean_return, n_seeds, and per rule
+        (plain and ``_any``) seed_std, seed_min, seed_max, seed_rates.
     """
     by = list(by)
     if df.empty:
@@ -322,6 +363,13 @@ def _fmt_rate(rate: float, low: float, high: float) -> str:
     return f"{100 * rate:.0f}% [{100 * low:.0f}, {100 * high:.0f}]"
 
 
+def _fmt_seeds(r, m: _Rule) -> str:
+    """`` (seeds 74-86)``: the range of the per-seed rates, where more than one seed ran."""
+    if r.get("n_seeds", 1) < 2 or not np.isfinite(r.get(m.seed_min, math.nan)):
+        return ""
+    return f" (seeds {100 * r[m.seed_min]:.0f}-{100 * r[m.seed_max]:.0f})"
+
+
 def _fmt_paper(value: float) -> str:
     return f"{value:g}"
 
@@ -380,9 +428,10 @@ def main_table(df: pd.DataFrame, paper: dict | None = None) -> str:
     """The main results in the shape of the paper's Tables I/II, as markdown.
 
     Rows are (policy, source) (plus obs_mode when the study mixes several); columns are task x stage
-    with the final stage in bold. The final stage shows both success rules,
-    ``end 80% [67, 89] · any 90% [79, 96] (paper 86)``: success at the end of the episode and at any
-    step (the paper's rule, so ``(paper 86)`` compares with ``any``). Earlier stages show the
+    with the final stage in bold. The final stage shows the three success rules,
+    ``end 80% [67, 89] · any 85% [73, 92] · lenient 90% [79, 96] (paper 86)``: success at the end
+    of the episode, at any step, and by the original ACT code's rule (the paper's, so
+    ``(paper 86)`` compares with ``lenient``). Earlier stages show the
     fraction of episodes that reached them at any step, ``90% [79, 96] (paper 97)``. Intervals are
     95% Wilson on episodes pooled over seeds; ``(paper x)`` follows where the paper has the same
     cell. "—" marks a (row, task) that was not run.
@@ -415,7 +464,8 @@ def main_table(df: pd.DataFrame, paper: dict | None = None) -> str:
                 if i == len(stages[task]) - 1:
                     text = " · ".join(
                         f"{m.metric} {_fmt_rate(r[m.rate], r[m.low], r[m.high])}"
-                        for m in map(_rule, METRICS)
+                        + (_fmt_seeds(r, m) if m.metric == "end" else "")
+                        for m in map(_rule, TABLE_METRICS)
                     )
                 else:
                     column = STAGE_COLUMNS[i]
@@ -452,23 +502,27 @@ def _main_footer(pooled: pd.DataFrame, rows: pd.DataFrame, paper: dict) -> str:
     return (
         f"Ours: {_span(pooled['episodes'])} episodes per cell pooled over "
         f"{_span(pooled['n_seeds'])} training seed(s), obs {_obs(rows)}; "
-        "bold (final) stage = success at the end of the episode (end) and at any step (any), "
-        "earlier stages = reached at any step; [95% Wilson interval]; intervals exclude "
-        "seed-to-seed variance. "
+        "bold (final) stage = success at the end of the episode (end), at any step (any) and by "
+        "the original ACT code's rule (lenient: any step, a hand-off counted while the giving "
+        "gripper still holds), earlier stages = reached at any step; [95% Wilson interval]; "
+        "intervals exclude seed-to-seed variance: (seeds a-b) is the lowest and highest "
+        "per-seed rate at the end of the episode where several training seeds ran. "
         f"{MISSING} = not run. Paper: Zhao et al., RSS 2023 (arXiv 2304.13705), Tables I-II, "
         f"sim {sim.get('seeds', '?')} seeds x {sim.get('rollouts_per_seed', '?')} rollouts, "
         f"real-robot tasks ({', '.join(real_tasks)}) {real.get('seeds', '?')} x "
         f"{real.get('rollouts_per_seed', '?')} with human demonstrations; the paper counted "
-        "success if reached at any step, so its final-stage figure compares with our `any`, not "
-        "with `end`."
+        "success if reached at any step, without a let-go, so its final-stage figure compares "
+        "with our `lenient`, not with `end`."
     )
 
 
 def success_table(df: pd.DataFrame) -> str:
-    """Compact markdown: rows policy + source, per task final-stage success at the end and any step.
+    """Compact markdown: rows policy + source, per task final-stage success at the end, at any
+    step and by the original ACT code's rule.
 
-    The two rules differ when a policy reaches the goal and then undoes it (drops the cube); the
-    original ACT code used the any-step rule, so both are shown.
+    End and any step differ when a policy reaches the goal and then undoes it (drops the cube);
+    the ACT code's rule also counts a hand-off the giving gripper never let go of. The paper used
+    that rule, so all three are shown.
     """
     rows = group_rows(df, "main")
     if rows.empty:
@@ -478,22 +532,25 @@ def success_table(df: pd.DataFrame) -> str:
     several_obs = pooled["obs_mode"].nunique() > 1
     headers = ["policy", "source"] + (["obs"] if several_obs else [])
     for task in tasks:
-        headers += [f"{task} (end)", f"{task} (any step)"]
+        headers += [f"{task} (end)", f"{task} (any step)", f"{task} (ACT code's rule)"]
     lines = []
     for policy, source, obs in _row_keys(pooled):
         line = [policy, source] + ([obs] if several_obs else [])
         for task in tasks:
             match = _lookup(pooled, policy, source, obs, task)
             if match.empty:
-                line += [MISSING, MISSING]
+                line += [MISSING] * len(TABLE_METRICS)
                 continue
             r = match.iloc[0]
-            line.append(_fmt_rate(r["success_rate"], r["ci_low"], r["ci_high"]))
-            line.append(_fmt_rate(r["success_rate_any"], r["ci_low_any"], r["ci_high_any"]))
+            line += [
+                _fmt_rate(r[m.rate], r[m.low], r[m.high]) + _fmt_seeds(r, m)
+                for m in map(_rule, TABLE_METRICS)
+            ]
         lines.append(line)
     footer = (
         f"{_span(pooled['episodes'])} episodes per cell, {_span(pooled['n_seeds'])} seed(s), "
-        f"obs {_obs(rows)}; [95% Wilson interval]; {MISSING} = not run."
+        f"obs {_obs(rows)}; [95% Wilson interval on episodes pooled over seeds]; (seeds a-b) = "
+        f"lowest and highest per-seed rate; {MISSING} = not run."
     )
     return _markdown(headers, lines) + "\n\n" + footer
 
@@ -608,11 +665,26 @@ def _values(m: _Rule) -> list[str]:
     """What each plot's CSV keeps besides its keys: the plotted numbers in the rule's own columns
     (``success_rate_any``... for "any") and the counts behind them; ``rule`` says which rule a
     row's numbers follow (paper rows are always "any")."""
-    return ["who", "rule", m.rate, m.low, m.high, m.successes, "episodes", "n_seeds", m.seed_std]
+    return [
+        "who",
+        "rule",
+        m.rate,
+        m.low,
+        m.high,
+        m.successes,
+        "episodes",
+        "n_seeds",
+        m.seed_std,
+        m.seed_min,
+        m.seed_max,
+        m.seed_rates,
+    ]
 
 
 def _paper_label(m: _Rule, what: str) -> str:
-    """Legend label of a paper overlay: like-for-like on ``any`` plots, flagged on ``end`` plots."""
+    """Legend label of a paper overlay: like-for-like on ``any`` plots (exactly so where the
+    final stage has no let-go check; the tables' ``lenient`` column is exact), flagged on ``end``
+    plots."""
     if m.metric == "any":
         return f"paper ACT ({PAPER_CITE}), {what}"
     return f"paper ACT ({PAPER_CITE}, any-step rule: not like-for-like), {what}"
@@ -995,13 +1067,36 @@ def plot_task_bars(df: pd.DataFrame, out_dir: Path, *, metric: str = "end") -> A
     def draw(ax, sns):
         order = _ordered(ours["task"], TASK_ORDER)
         variants = list(dict.fromkeys(ours["variant"]))
-        _bar_plot(ax, sns, ours, "task", "variant", order, variants, m)
+        centres = _bar_plot(ax, sns, ours, "task", "variant", order, variants, m)
+        _seed_dots(ax, ours, centres, "task", "variant", m)
         ax.legend(fontsize=8)
 
-    caption = f"main results: {_scale(pooled, rows)}"
+    caption = f"main results: {_scale(pooled, rows)}; dots: one per training seed"
     return _save(
         "task_bars", out_dir, ours, "Success per task and policy", caption, "task", draw, m
     )
+
+
+def _seed_dots(ax, ours: pd.DataFrame, centres: dict, x: str, hue: str, m: _Rule) -> None:
+    """Each training seed's own rate as a hollow dot on its bar (``seed_rates``), so the spread
+    the pooled Wilson interval leaves out is visible; one label for the legend."""
+    labelled = False
+    for _, r in ours.iterrows():
+        centre = centres.get((r[x], r[hue]))
+        if centre is None or r["n_seeds"] < 2:
+            continue
+        rates = [float(part.split(":")[1]) for part in str(r[m.seed_rates]).split(";")]
+        ax.scatter(
+            [centre] * len(rates),
+            rates,
+            s=14,
+            facecolors="none",
+            edgecolors="black",
+            linewidths=0.8,
+            zorder=6,
+            label=None if labelled else "per training seed",
+        )
+        labelled = True
 
 
 def plot_robustness(df: pd.DataFrame, out_dir: Path, *, metric: str = "end") -> Artifact:
@@ -1081,6 +1176,9 @@ def write_report(summary_csv: Path, out_dir: Path) -> list[Path]:
     at any step (the paper's rule), and REPORT.md linking them with a line of scale each and the
     rule each uses. Groups without rows are listed in REPORT.md as skipped, with the reason.
 
+    Also writes ``index.html`` (``aloha_bench.report_html``): the main table, every plot and
+    example rollout videos, for a browser.
+
     Returns:
         The paths written, REPORT.md last.
     """
@@ -1096,9 +1194,11 @@ def write_report(summary_csv: Path, out_dir: Path) -> list[Path]:
         '"Learning Fine-Grained Bimanual Manipulation with Low-Cost Hardware", RSS 2023, '
         "arXiv 2304.13705.",
         "",
-        "Success has two rules here: *end* = the final stage holds at the last step of the "
-        "episode; *any step* = it held at some step, the rule the paper and its original code "
-        "used. Paper numbers compare like-for-like with the any-step variants only.",
+        "Success has three rules here: *end* = the final stage holds at the last step of the "
+        "episode; *any step* = it held at some step; *lenient* (tables only) = the original ACT "
+        "code's rule, any step and a hand-off counted while the giving gripper still holds "
+        "(transfer_cube, battery). Paper numbers compare like-for-like with *lenient*, and with "
+        "the any-step plots on tasks without a let-go check.",
         "",
         "## Tables",
         "",
@@ -1150,6 +1250,7 @@ def write_report(summary_csv: Path, out_dir: Path) -> list[Path]:
         lines.append(f"- [Robustness table, every stage](robustness_stages.md): {scale}")
         written.append(out_dir / "robustness.csv")
     lines += ["", "## Plots", ""]
+    figures = []  # for the results browser
     for plot in _PLOTS:
         kwargs = {"paper": paper} if plot in (plot_chunk_size, plot_cvae) else {}
         artifacts = [plot(df, out_dir, metric=metric, **kwargs) for metric in METRICS]
@@ -1163,9 +1264,22 @@ def write_report(summary_csv: Path, out_dir: Path) -> list[Path]:
         for artifact in artifacts:
             written += artifact.paths
             png, md, csv = (p.name for p in artifact.paths)
+            figures.append(
+                {
+                    "name": artifact.name,
+                    "metric": artifact.metric,
+                    "png": png,
+                    "note": artifact.note,
+                }
+            )
             lines.append(
                 f"- [{artifact.name} plot, {artifact.metric}]({png}) ([numbers]({md}), "
                 f"[csv]({csv})): {artifact.note}"
             )
+    from aloha_bench.report_html import INDEX_FILE, write_index
+
+    main_md = main_table(df, paper) if not main.empty else "No rows in group `main`."
+    written.append(write_index(df, out_dir, main_md, figures, summary_dir=summary_csv.parent))
+    lines += ["", f"Results browser: [{INDEX_FILE}]({INDEX_FILE}) (table, plots, example videos)."]
     text("REPORT.md", "\n".join(lines))
     return written

@@ -24,6 +24,7 @@ did not run are listed in ``missing.md``, so a partial study says what it lacks.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import multiprocessing
@@ -40,7 +41,16 @@ from typing import Any
 from aloha_bench import paths
 
 EXECUTORS = ("local", "ray")
-GROUPS = ("main", "chunk_size", "temporal_ensembling", "cvae", "beta", "cameras", "robustness")
+GROUPS = (
+    "main",
+    "chunk_size",
+    "temporal_ensembling",
+    "cvae",
+    "beta",
+    "cameras",
+    "robustness",
+    "pixels",
+)
 POLICIES = ("act", "no_cvae", "single_step")
 SOURCES = ("scripted", "human")
 DONE_FILE = "study_done.json"
@@ -86,7 +96,7 @@ _REQUIRED = {
     "training_profile": str,
     "obs_mode": str,
     "demos": int,
-    "train_steps": int,
+    "train_steps": (int, dict),
     "eval_episodes": int,
     "seeds": int,
     "tasks": list,
@@ -102,7 +112,8 @@ def _validate_profile(profile: Mapping[str, Any], path: Path) -> None:
         if key not in profile:
             raise ValueError(f"{path}: missing key {key!r} (see baselines/studies/cpu.toml)")
         if not isinstance(profile[key], kind):
-            raise ValueError(f"{path}: {key} must be a {kind.__name__}, got {profile[key]!r}")
+            names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+            raise ValueError(f"{path}: {key} must be a {names}, got {profile[key]!r}")
     for task in profile["tasks"]:
         envs.load_task_spec(task)  # names the valid tasks
     for key, allowed in (("sources", SOURCES), ("policies", POLICIES)):
@@ -112,11 +123,55 @@ def _validate_profile(profile: Mapping[str, Any], path: Path) -> None:
     unknown = sorted(set(profile.get("groups", {})) - set(GROUPS) - {"main"})
     if unknown:
         raise ValueError(f"{path}: unknown groups {unknown}; expected some of {GROUPS}")
-    for key in ("demos", "train_steps", "eval_episodes", "seeds"):
+    for key in ("demos", "eval_episodes", "seeds"):
         if profile[key] < 1:
             raise ValueError(f"{path}: {key} must be >= 1, got {profile[key]}")
+    _validate_steps(profile["train_steps"], profile["tasks"], f"{path}: train_steps")
+    for name, group in profile.get("groups", {}).items():
+        where = f"{path}: [groups.{name}]"
+        if "train_steps" in group:
+            _validate_steps(group["train_steps"], profile["tasks"], f"{where} train_steps")
+        if "seeds" in group and (not isinstance(group["seeds"], int) or group["seeds"] < 1):
+            raise ValueError(f"{where} seeds must be an integer >= 1, got {group['seeds']!r}")
+        if "eval_episodes" in group and (
+            not isinstance(group["eval_episodes"], int) or group["eval_episodes"] < 1
+        ):
+            raise ValueError(
+                f"{where} eval_episodes must be an integer >= 1, got {group['eval_episodes']!r}"
+            )
     if "robustness" in profile.get("groups", {}):
         _validate_robustness(profile["groups"]["robustness"], path)
+
+
+def _validate_steps(value: Any, tasks: Sequence[str], where: str) -> None:
+    """A step count: an integer, or a table of a ``default`` and per-task integers."""
+    table = value if isinstance(value, dict) else {"default": value}
+    unknown = sorted(set(table) - {"default", *tasks})
+    if unknown:
+        raise ValueError(
+            f"{where}: unknown keys {unknown}; use default = N and the profile's task ids"
+        )
+    for key, steps in table.items():
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"{where}.{key} must be an integer >= 1, got {steps!r}")
+
+
+def steps_for(task: str, value: Any, fallback: int | None = None) -> int:
+    """Training steps of ``task`` from a step count (``_validate_steps``): its own entry, else
+    the table's ``default``, else ``fallback``.
+
+    Raises:
+        ValueError: a table with neither the task nor a default, and no fallback.
+    """
+    if not isinstance(value, dict):
+        return int(value)
+    if task in value:
+        return int(value[task])
+    if "default" in value:
+        return int(value["default"])
+    if fallback is None:
+        raise ValueError(f"train_steps {value!r} has no entry for {task!r} and no default")
+    return fallback
 
 
 # ---------------------------------------------------------------------------------------------
@@ -176,11 +231,19 @@ class EvalCell:
     temporal_ensemble: float | None = None
     randomize: str | tuple[tuple[str, Any], ...] = "none"
     latency: str | tuple[tuple[str, Any], ...] = "none"
+    # Film one success and one failure for the results browser (not part of the id: the
+    # records are the same with or without them).
+    videos: bool = False
 
     @property
     def id(self) -> str:
+        # The task version joins the id: records scored under an older success rule (e.g.
+        # transfer_cube v1 counted a handover the right gripper still held) are not reused.
+        # Version 1 adds nothing, so the cells of tasks never changed keep their ids.
+        version = _task_version(self.train.data.task)
         conditions = json.dumps(
-            [self.temporal_ensemble, self.randomize, self.latency, self.episodes, self.seed],
+            [self.temporal_ensemble, self.randomize, self.latency, self.episodes, self.seed]
+            + ([version] if version > 1 else []),
             default=str,
         )
         digest = hashlib.sha256(f"{self.train.id}|{conditions}".encode()).hexdigest()[:8]
@@ -189,6 +252,13 @@ class EvalCell:
     @property
     def label(self) -> dict[str, Any]:
         return dict(self.labels)
+
+
+@functools.cache
+def _task_version(task: str) -> int:
+    from aloha_bench.sim.task_spec import load_task_spec
+
+    return load_task_spec(task).version
 
 
 def _as_condition(value: Any) -> str | tuple[tuple[str, Any], ...]:
@@ -320,7 +390,16 @@ def plan(
     eval_episodes = profile["eval_episodes"]
     eval_seed = int(profile.get("eval_seed", 1000))
     training_profile = profile["training_profile"]
-    steps = profile["train_steps"]
+
+    def group_setting(group: Mapping[str, Any], task: str) -> dict[str, Any]:
+        """A group's training steps for ``task``, seeds and evaluation episodes: its own where it
+        sets them (``--seeds`` still wins), else the profile's."""
+        base = steps_for(task, profile["train_steps"])
+        return {
+            "train_steps": steps_for(task, group.get("train_steps", base), base),
+            "n_train_seeds": seeds or int(group.get("seeds", n_seeds)),
+            "n_eval_episodes": int(group.get("eval_episodes", eval_episodes)),
+        }
 
     evals: dict[str, EvalCell] = {}
     data: dict[str, DataCell] = {}
@@ -335,12 +414,16 @@ def plan(
         extra_labels: Mapping[str, Any] | None = None,
         cell_obs_mode: str = obs_mode,
         cameras: Sequence[str] = (),
-        train_steps: int = steps,
+        train_steps: int | None = None,
         train_randomize: str = "none",
         temporal_ensemble: float | None = None,
         randomize: Any = "none",
         latency: Any = "none",
+        n_train_seeds: int = n_seeds,
+        n_eval_episodes: int = eval_episodes,
     ) -> None:
+        if train_steps is None:
+            train_steps = group_setting(spec_groups.get("main", {}), task)["train_steps"]
         overrides = {**overrides, "obs_mode": cell_obs_mode}
         if cell_obs_mode == "pixels":
             cameras = tuple(cameras or profile.get("cameras", ("top",)))
@@ -349,7 +432,7 @@ def plan(
             cameras = ()
         d = DataCell(task, source, cell_obs_mode, cameras, image_size, demos, train_randomize)
         data.setdefault(d.id, d)
-        for seed in range(n_seeds):
+        for seed in range(n_train_seeds):
             t = TrainCell(
                 d, baseline, tuple(sorted(overrides.items())), seed, train_steps, training_profile
             )
@@ -368,13 +451,14 @@ def plan(
             }
             e = EvalCell(
                 t,
-                eval_episodes,
+                n_eval_episodes,
                 eval_seed,
                 (group,),
                 tuple(sorted(labels.items())),
                 temporal_ensemble,
                 _as_condition(randomize),
                 _as_condition(latency),
+                bool(profile.get("example_videos", False)),
             )
             if e.id in evals:  # the same evaluation serves several groups
                 old = evals[e.id]
@@ -386,26 +470,45 @@ def plan(
     for task in task_list if "main" in wanted or cvae else ():
         for source in profile["sources"]:
             for baseline in profile["policies"]:
+                main = group_setting(spec_groups.get("main", {}), task)
                 if "main" in wanted:
-                    add(task, source, baseline, {}, "main")
+                    add(task, source, baseline, {}, "main", **main)
                 if cvae and baseline in ("act", "no_cvae"):
-                    add(task, source, baseline, {}, "cvae")
+                    add(task, source, baseline, {}, "cvae", **main)
     for name, group in spec_groups.items():
         if name not in wanted or name == "cvae":
             continue
         group_tasks = [t for t in group.get("tasks", task_list) if t in task_list]
         sources = group.get("sources", ["scripted"])
+        if name == "main":
+            continue  # its settings are read above
         for task in group_tasks:
+            own = group_setting(group, task)
             for source in sources:
                 if name == "chunk_size":
                     for k in group["values"]:
-                        add(task, source, "act", {"chunk_size": k, "n_action_steps": k}, name)
+                        chunk = {"chunk_size": k, "n_action_steps": k}
+                        add(task, source, "act", chunk, name, **own)
                 elif name == "beta":
                     for beta in group["values"]:
-                        add(task, source, "act", {"kl_weight": float(beta)}, name)
+                        add(task, source, "act", {"kl_weight": float(beta)}, name, **own)
                 elif name == "temporal_ensembling":
                     for coeff in (None, float(group["coeff"])):
-                        add(task, source, "act", {}, name, temporal_ensemble=coeff)
+                        add(task, source, "act", {}, name, temporal_ensemble=coeff, **own)
+                elif name == "pixels":
+                    # ACT on camera images, as in the paper, beside the state grid: its rows are
+                    # also main-table rows (the table then has an obs column).
+                    for tag in ("main", "pixels"):
+                        add(
+                            task,
+                            source,
+                            "act",
+                            {},
+                            tag,
+                            cell_obs_mode="pixels",
+                            cameras=group.get("cameras", ()),
+                            **own,
+                        )
                 elif name == "cameras":
                     for cams in group["sets"]:
                         add(
@@ -416,7 +519,7 @@ def plan(
                             name,
                             cell_obs_mode="pixels",
                             cameras=cams,
-                            train_steps=int(group.get("train_steps", steps)),
+                            **own,
                         )
                 elif name == "robustness":
                     for arm in robustness_arms(group):
@@ -434,12 +537,46 @@ def plan(
                                     },
                                     cell_obs_mode=arm.get("obs_mode", obs_mode),
                                     cameras=arm.get("cameras", ()),
-                                    train_steps=int(arm.get("train_steps", steps)),
+                                    **{
+                                        **own,
+                                        "train_steps": steps_for(
+                                            task, arm.get("train_steps", own["train_steps"])
+                                        ),
+                                    },
                                     train_randomize=train_randomize,
                                     randomize=p.get("randomize", "none"),
                                     latency=p.get("latency", "none"),
                                 )
     return Plan(profile, tuple(data.values()), tuple(trains.values()), tuple(evals.values()))
+
+
+def plan_size(the_plan: Plan) -> dict[str, Any]:
+    """How big a plan is, per observation mode: datasets, training runs, training steps and
+    evaluation episodes, and the hours the profile's measured rates (``[cost]``, optional) put
+    on them: ``{"state": {...}, "pixels": {...}, "hours": float or None}``."""
+    size: dict[str, Any] = {}
+    for mode in ("state", "pixels"):
+        trains = [t for t in the_plan.train if t.data.obs_mode == mode]
+        evals = [e for e in the_plan.evals if e.train.data.obs_mode == mode]
+        size[mode] = {
+            "datasets": sum(d.obs_mode == mode for d in the_plan.data),
+            "train_runs": len(trains),
+            "train_steps": sum(t.steps for t in trains),
+            "eval_cells": len(evals),
+            "eval_episodes": sum(e.episodes for e in evals),
+        }
+    cost = the_plan.profile.get("cost", {})
+    rates = [f"{m}_{k}" for m in ("state", "pixels") for k in ("steps_per_s", "episodes_per_min")]
+    if all(key in cost for key in rates):
+        seconds = sum(
+            size[m]["train_steps"] / cost[f"{m}_steps_per_s"]
+            + 60 * size[m]["eval_episodes"] / cost[f"{m}_episodes_per_min"]
+            for m in ("state", "pixels")
+        )
+        size["hours"] = seconds / 3600
+    else:
+        size["hours"] = None
+    return size
 
 
 # ---------------------------------------------------------------------------------------------
@@ -660,12 +797,27 @@ def run_eval_cell(cell: EvalCell, layout: Layout, threads: int) -> str:
     records = evaluate(settings, progress=lambda _record: status.update(status.state["done"] + 1))
     status.close()
     row = summary_row(cell, summarize(records), layout)
+    note = ""
+    if cell.videos:
+        from aloha_bench.outcome_videos import film_outcomes
+
+        video_dir = (layout.work / "videos" / cell.id).resolve()
+        try:
+            films = film_outcomes(settings, records, video_dir)
+        except RuntimeError as error:  # a replay that differs: no film, and say why
+            films, note = {}, f" (no videos: {error})"
+        for outcome in ("success", "failure"):
+            path = films.get(outcome)
+            # Relative to the results folder, like `records`: the browser links it from there.
+            row[f"video_{outcome}"] = (
+                os.path.relpath(path, layout.results.resolve()) if path else ""
+            )
     path = layout.records(cell)
     path.parent.mkdir(parents=True, exist_ok=True)
     _atomic_write(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
     _atomic_write(layout.row(cell), json.dumps(row, indent=2) + "\n")  # last: marks it done
     s = row
-    return f"{cell.id}: {s['successes']}/{s['episodes']} successes"
+    return f"{cell.id}: {s['successes']}/{s['episodes']} successes{note}"
 
 
 def run_train_job(
@@ -700,6 +852,11 @@ def summary_row(cell: EvalCell, summary: Mapping[str, Any], layout: Layout) -> d
         "success_rate_any": summary["success_rate_any"],
         "ci_low_any": summary["ci_low_any"],
         "ci_high_any": summary["ci_high_any"],
+        "successes_lenient": summary["successes_lenient"],
+        "success_rate_lenient": summary["success_rate_lenient"],
+        "ci_low_lenient": summary["ci_low_lenient"],
+        "ci_high_lenient": summary["ci_high_lenient"],
+        "task_version": summary["task_version"],
         "stages": ">".join(summary["stage_names"]),
         "mean_steps": summary["mean_steps"],
         "mean_return": summary["mean_return"],

@@ -185,3 +185,20 @@ def test_bad_settings_are_refused():
         EvalSettings(run="r", task="transfer_cube", episodes=1, videos=1)
     with pytest.raises(ValueError, match="unknown task"):
         evaluate(EvalSettings(run="r", task="no_such_task", episodes=1))
+
+
+def test_summary_reports_the_original_act_rule_beside_the_strict_ones():
+    """transfer_cube v2: a handover the right gripper never let go of is no success, but the
+    original ACT code's rule (success_lenient) counted it; both are summarized."""
+    records = [
+        {**_record(0, 2, 2, False), "success_lenient": True},  # both grippers still on the cube
+        {**_record(1, 3, 3, True), "success_lenient": True},
+        {**_record(2, 1, 0, False), "success_lenient": False},
+    ]
+    s = summarize(records)
+    assert (s["successes"], s["successes_lenient"]) == (1, 2)
+    assert (s["ci_low_lenient"], s["ci_high_lenient"]) == pytest.approx(wilson_interval(2, 3))
+    assert "ACT code's rule" in summary_table([s]) and "67% [" in summary_table([s])
+    # Records written before the rule existed: unknown, not zero.
+    old = summarize([_record(0, 3, 3, True)])
+    assert old["successes_lenient"] is None and old["success_rate_lenient"] != 0.0

@@ -49,8 +49,9 @@ def row(**overrides) -> dict:
         "records": "runs/x/records.jsonl",
     }
     r.update(overrides)
+    r.setdefault("successes_lenient", r["successes_any"])
     r["stages"] = STAGES[r["task"]]
-    for suffix in ("", "_any"):
+    for suffix in ("", "_any", "_lenient"):
         k, n = r[f"successes{suffix}"], r["episodes"]
         r[f"success_rate{suffix}"] = k / n
         r[f"ci_low{suffix}"], r[f"ci_high{suffix}"] = wilson_interval(k, n)
@@ -59,7 +60,9 @@ def row(**overrides) -> dict:
 
 def frame(*rows: dict) -> pd.DataFrame:
     df = pd.DataFrame([{**r, "cell": f"c{i}"} for i, r in enumerate(rows)])
-    return df[list(report.SUMMARY_COLUMNS)]
+    # The lenient rule's columns (optional in old summaries) are kept; train_steps is not.
+    optional = [c for c in report.OPTIONAL_COLUMNS if c in df.columns and "lenient" in c]
+    return df[list(report.SUMMARY_COLUMNS) + optional]
 
 
 def test_pool_sums_counts_and_recomputes_wilson():
@@ -81,7 +84,7 @@ def test_pool_one_seed_has_no_seed_std():
 
 def test_main_table_places_ours_and_paper_in_the_right_cells():
     df = frame(
-        row(successes=43, successes_any=45, episodes=50),
+        row(successes=43, successes_any=45, successes_lenient=47, episodes=50),
         row(task="insertion", source="human", successes=10),
     )
     text = report.main_table(df, report.load_paper_results())
@@ -92,10 +95,13 @@ def test_main_table_places_ours_and_paper_in_the_right_cells():
     cells = [c.strip() for c in act_scripted.strip("|").split("|")]
     low, high = wilson_interval(43, 50)
     low_any, high_any = wilson_interval(45, 50)
-    # The final stage shows both rules; the paper's (any-step) figure follows the pair.
+    low_len, high_len = wilson_interval(47, 50)
+    # The final stage shows the three rules; the paper's figure (its code's lenient rule)
+    # follows them.
     expected = (
         f"end 86% [{100 * low:.0f}, {100 * high:.0f}] · "
-        f"any 90% [{100 * low_any:.0f}, {100 * high_any:.0f}] (paper 86)"
+        f"any 90% [{100 * low_any:.0f}, {100 * high_any:.0f}] · "
+        f"lenient 94% [{100 * low_len:.0f}, {100 * high_len:.0f}] (paper 86)"
     )
     assert cells[columns.index("**transfer_cube: transferred**")] == expected
     assert cells[columns.index("transfer_cube: touched")].endswith("(paper 97)")
@@ -117,7 +123,7 @@ def test_main_table_final_stage_shows_end_and_any_step():
     assert final.endswith("(paper 86)")
     # Earlier stages stay a single any-step rate.
     assert cells[columns.index("transfer_cube: touched")].startswith("90% [")
-    assert "compares with our `any`" in text
+    assert "compares with our `lenient`" in text
 
 
 def test_main_table_leaves_unmapped_paper_columns_alone():
@@ -258,7 +264,7 @@ def test_plot_any_step_writes_any_files_with_the_any_numbers(name, tmp_path):
     artifact = plot(df, tmp_path, metric="any")
     assert [p.name for p in artifact.paths] == [f"{name}_any.{e}" for e in ("png", "md", "csv")]
     assert artifact.metric == "any"
-    assert "any step (the paper's rule)" in artifact.note
+    assert "at any step" in artifact.note
     data = pd.read_csv(artifact.paths[2])
     ours = data[data["who"] == "ours"]
     rows = report.group_rows(df, group)
@@ -270,7 +276,7 @@ def test_plot_any_step_writes_any_files_with_the_any_numbers(name, tmp_path):
     assert "success_rate" not in data.columns
     assert sorted(ours["success_rate_any"]) != pytest.approx(sorted(rows["success_rate"]))
     md = artifact.paths[1].read_text()
-    assert "any step (the paper's rule)" in md
+    assert "at any step" in md
     assert f"{ours['success_rate_any'].iloc[0]:.4g}" in md
 
 
@@ -356,8 +362,7 @@ def test_robustness_table_any_step_variant():
     any_step = report.robustness_table(df, metric="any")
     assert "98% [" not in end and "60% [" in end  # 30/50 at the end
     assert any_step.count("98% [") == 4 and "60% [" not in any_step
-    assert "any step (the paper's rule)" in any_step
-    assert "at the end of the episode" in end
+    assert "at any step" in any_step and "at the end of the episode" in end
 
 
 def test_write_report_links_everything(tmp_path):
@@ -377,7 +382,8 @@ def test_write_report_links_everything(tmp_path):
     text = (tmp_path / "out" / "REPORT.md").read_text()
     assert "(table_main.md)" in text and "(chunk_size.png)" in text
     assert "(chunk_size_any.png)" in text and "(robustness_any.md)" in text
-    assert "at any step (the paper's rule)" in text and "at the end of the episode" in text
+    assert "at any step" in text and "at the end of the episode" in text
+    assert "original ACT code's rule" in text
     assert "(paper 86)" in report.report_markdown(report.read_summary(csv))
 
 
@@ -395,8 +401,33 @@ def test_a_smaller_summary_removes_what_it_no_longer_backs(tmp_path):
 
 def test_report_never_imports_mujoco_or_torch():
     code = (
-        "import aloha_bench.report, sys; "
+        "import aloha_bench.report, aloha_bench.report_html, sys; "
         "assert 'mujoco' not in sys.modules and 'torch' not in sys.modules, "
         "sorted(m for m in ('mujoco', 'torch') if m in sys.modules)"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_rows_scored_before_the_lenient_rule_show_it_as_unknown():
+    old = {k: v for k, v in row().items() if "lenient" not in k}
+    df = pd.DataFrame([old])[list(report.SUMMARY_COLUMNS)]
+    pooled = report.pool(df, ["task"]).iloc[0]
+    assert pd.isna(pooled["success_rate_lenient"]) and pooled["success_rate_any"] == 0.6
+    assert "lenient —" in report.main_table(df)
+
+
+def test_main_cells_show_the_spread_across_training_seeds(tmp_path):
+    """The paper's protocol (3 seeds): pooled rate and Wilson interval, plus each seed's rate."""
+    df = frame(*(row(train_seed=i, successes=k) for i, k in enumerate((10, 20, 15))))
+    p = report.pool(df, ["task"]).iloc[0]
+    assert (p["seed_min"], p["seed_max"]) == pytest.approx((0.2, 0.4))
+    assert p["seed_rates"] == "0:0.200;1:0.400;2:0.300"
+    text = report.main_table(df)
+    assert "end 30% [" in text and "(seeds 20-40)" in text
+    assert "(seeds 20-40)" in report.success_table(df)
+    artifact = report.plot_task_bars(df, tmp_path)
+    data = pd.read_csv(artifact.paths[2])
+    assert data["seed_rates"].iloc[0] == "0:0.200;1:0.400;2:0.300"
+    assert "one per training seed" in artifact.note
+    # One seed: no range to show.
+    assert "(seeds 50-50)" not in report.main_table(frame(row()))

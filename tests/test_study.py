@@ -42,15 +42,27 @@ def test_shipped_profiles_load_and_plan():
         "cup_lid",
     }
     main = [e for e in cpu.evals if "main" in e.groups]
-    assert len(main) == 5 * 2 * 3  # tasks x sources x policies, one seed
+    state = [e for e in main if e.train.data.obs_mode == "state"]
+    assert len(state) == 5 * 2 * 3 * 3  # tasks x sources x policies x the paper's 3 seeds
+    assert all(e.episodes >= 100 for e in main)
+    # ACT in pixels on every task joins the main table (and the pixels group), 3 seeds.
+    pixels = [e for e in main if e.train.data.obs_mode == "pixels"]
+    assert {e.label["task"] for e in pixels} == {d.task for d in cpu.data}
+    assert len(pixels) == 5 * 3 and all({"main", "pixels"} <= set(e.groups) for e in pixels)
+    cameras = [e for e in cpu.evals if "cameras" in e.groups]
+    assert {(e.label["task"], e.label["n_cameras"]) for e in cameras} == {
+        (t, n) for t in ("transfer_cube", "battery") for n in (1, 2, 4)
+    }
+    assert 400 in {e.label["chunk_size"] for e in cpu.evals if "chunk_size" in e.groups}
     # The main table's act run is also the K = 100 point and the TE-off point: one training,
     # one evaluation, several groups. (The cpu robustness arms train longer: their own runs.)
     act_cube = [
         e
-        for e in main
+        for e in state
         if e.label["policy"] == "act"
         and e.label["task"] == "transfer_cube"
         and e.label["source"] == "scripted"
+        and e.label["train_seed"] == 0
     ]
     assert len(act_cube) == 1
     assert {"chunk_size", "temporal_ensembling", "beta"} <= set(act_cube[0].groups)
@@ -69,7 +81,7 @@ def test_shipped_profiles_load_and_plan():
     assert len(study.plan(study.load_profile("quick")).evals) == 2
     # A group alone brings the cells it needs: cvae is the main table's act and no_cvae cells.
     cvae = study.plan(study.load_profile("cpu"), groups=["cvae"]).evals
-    assert len(cvae) == 5 * 2 * 2 and all(e.groups == ("cvae",) for e in cvae)
+    assert len(cvae) == 5 * 2 * 2 * 3 and all(e.groups == ("cvae",) for e in cvae)
 
 
 def test_robustness_arms_plan_their_own_runs():
@@ -264,3 +276,61 @@ def test_a_study_prints_status_lines_while_cells_run(tmp_path):
     assert not (tmp_path / "work" / "progress").exists() or not any(
         (tmp_path / "work" / "progress").iterdir()
     )
+
+
+def test_steps_seeds_and_episodes_per_task_and_group(tmp_path):
+    profile = _tiny(
+        tmp_path,
+        tasks=["transfer_cube", "insertion"],
+        train_steps={"default": 5, "insertion": 9},
+        groups={"beta": {"values": [1], "train_steps": {"insertion": 11}, "seeds": 2}},
+    )
+    cells = study.plan(profile)
+    steps = {(e.label["task"], e.groups): e.train.steps for e in cells.evals}
+    assert steps[("transfer_cube", ("main",))] == 5 and steps[("insertion", ("main",))] == 9
+    # The group's table names insertion only: transfer_cube keeps the profile's default.
+    assert steps[("insertion", ("beta",))] == 11 and steps[("transfer_cube", ("beta",))] == 5
+    beta_seeds = {e.label["train_seed"] for e in cells.evals if e.groups == ("beta",)}
+    assert beta_seeds == {0, 1}
+    size = study.plan_size(cells)
+    assert size["state"]["train_runs"] == len(cells.train) and size["pixels"]["train_runs"] == 0
+    assert size["state"]["eval_episodes"] == 2 * len(cells.evals) and size["hours"] is None
+    with_cost = {
+        **profile,
+        "cost": {
+            "state_steps_per_s": 1.0,
+            "pixels_steps_per_s": 1.0,
+            "state_episodes_per_min": 60.0,
+            "pixels_episodes_per_min": 60.0,
+        },
+    }
+    expected_s = sum(t.steps for t in cells.train) + 2 * len(cells.evals)
+    assert study.plan_size(study.plan(with_cost))["hours"] == pytest.approx(expected_s / 3600)
+    for bad, match in (
+        ({"train_steps": {"insertoin": 3}}, "unknown keys \\['insertoin'\\]"),
+        ({"train_steps": {"default": 0}}, "must be an integer >= 1"),
+        ({"groups": {"beta": {"values": [1], "seeds": 0}}}, "seeds must be an integer"),
+    ):
+        path = tmp_path / "bad.toml"
+        text = (tmp_path / "tiny.toml").read_text()
+        import tomllib
+
+        raw = {**tomllib.loads(text), **bad}
+        with pytest.raises(ValueError, match=match):
+            study._validate_profile(raw, path)
+
+
+def test_a_study_films_example_outcomes_for_the_browser(tmp_path):
+    """example_videos: after an evaluation, one success and one failure are replayed from their
+    seeds and filmed into the work folder; the summary links them, index.html shows them."""
+    profile = _tiny(tmp_path, policies=["act"], example_videos=True)
+    work, results = tmp_path / "work", tmp_path / "results"
+    result = study.run_study(profile, work, results)
+    summary = pd.read_csv(result["summary"], keep_default_na=False)
+    (row,) = summary.to_dict("records")
+    # A 3-step policy fails both episodes: a failure is filmed, no success exists to film.
+    assert row["successes"] == 0 and row["video_success"] == ""
+    film = (results / row["video_failure"]).resolve()
+    assert film.is_file() and film.suffix == ".mp4" and work.resolve() in film.parents
+    page = (results / "index.html").read_text()
+    assert f'src="{row["video_failure"]}"' in page and "no success filmed" in page

@@ -65,3 +65,58 @@ def test_malformed_specs_name_the_field(tmp_path, monkeypatch, change, message):
     with pytest.raises(TaskSpecError, match=message) as err:
         load_task_spec("demo")
     assert "task.toml" in str(err.value)
+
+
+def test_release_checks_define_the_lenient_rule(tmp_path, monkeypatch):
+    text = GOOD.replace(
+        'all = [{ fn = "touching", a = ["x"], b = ["y"] }]',
+        'all = [{ fn = "touching", a = ["x"], b = ["y"] }, '
+        '{ fn = "not_touching", a = ["y"], b = ["z"], release = true }]',
+    )
+    _write_task(tmp_path, monkeypatch, text)
+    final = load_task_spec("demo").stages[-1]
+    assert [c.release for c in final.checks] == [False, True]
+    assert [c.fn for c in final.lenient] == ["touching"]
+    assert "release" not in final.checks[1].args  # never passed on to the predicate
+
+
+@pytest.mark.parametrize(
+    ("stages", "message"),
+    [
+        # release on an earlier stage: only the final stage's let-go checks mean anything
+        (
+            '[[stages]]\nname = "a"\nall = [{ fn = "touching", a = ["x"], b = ["y"], '
+            'release = true }]\n[[stages]]\nname = "b"\nall = [{ fn = "touching", a = ["x"], '
+            'b = ["y"] }]',
+            "only the final",
+        ),
+        (
+            '[[stages]]\nname = "a"\nall = [{ fn = "touching", a = ["x"], b = ["y"], '
+            "release = true }]",
+            "at least one check that is not",
+        ),
+        (
+            '[[stages]]\nname = "a"\nall = [{ fn = "touching", a = ["x"], b = ["y"], '
+            'release = "yes" }]',
+            "release must be true or false",
+        ),
+    ],
+)
+def test_misplaced_release_checks_are_named(tmp_path, monkeypatch, stages, message):
+    head = GOOD.split("[[stages]]")[0]
+    _write_task(tmp_path, monkeypatch, head + stages + "\n")
+    with pytest.raises(TaskSpecError, match=message):
+        load_task_spec("demo")
+
+
+def test_hand_offs_and_releases_need_the_giver_to_let_go():
+    """The decision per task (tasks/*/README.md): a final stage that hands over or puts down
+    carries a let-go check; the others have none, so their lenient rule is the strict one."""
+    released = {
+        t: [c.args["b"] for c in load_task_spec(t).stages[-1].checks if c.release]
+        for t in available_tasks()
+    }
+    assert released["transfer_cube"] == [["right/gripper", "right/moving_jaw"]]
+    assert released["battery"] == [["right/gripper", "right/moving_jaw"]]
+    assert not released["insertion"] and not released["ziplock"] and not released["cup_lid"]
+    assert load_task_spec("transfer_cube").version == 2

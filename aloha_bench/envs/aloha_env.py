@@ -14,8 +14,12 @@ Semantics (decided once, reported everywhere):
     far. Reward = ``info["stage"]``.
   * Success: ``info["is_success"]`` is True at a step when the final stage holds at that step. An
     episode counts as an *end-of-episode* success if it holds at the last step, and as an
-    *any-step* success if ``max_stage`` reached the final stage at some step (the original ACT's
-    lenient rule). The evaluation harness reports both.
+    *any-step* success if ``max_stage`` reached the final stage at some step. A hand-off or a
+    release counts only once the giving gripper has let go (the final stage's ``release``
+    checks, ``task.toml``). The original ACT code's lenient rule (the final stage without those
+    let-go checks, at any step) is kept for comparison with the paper:
+    ``info["is_success_lenient"]`` (it holds now) and ``info["success_lenient"]`` (it has held at
+    some step). The evaluation harness reports all three.
   * Episodes never terminate early; they are truncated after the task's ``episode_steps``.
   * Sim-to-real options (both off by default, and then without any effect): ``randomize``
     (per-episode domain randomization, ``aloha_bench.sim.randomize``, recorded in
@@ -119,6 +123,14 @@ class AlohaEnv(gym.Env):
         self._stage_checks = [
             [(predicates.resolve(c.fn), c.args) for c in stage.checks] for stage in self.task.stages
         ]
+        final = self.task.stages[-1]
+        # None when the final stage has no let-go checks: the lenient rule is then the strict one.
+        self._lenient_checks = (
+            [(predicates.resolve(c.fn), c.args) for c in final.lenient]
+            if len(final.lenient) < len(final.checks)
+            else None
+        )
+        self._lenient_reached = False
         env_state_dim = 7 * len(self.task.objects) + len(self.task.state_joints)
         self.observation_space = rig_spaces.observation_space(
             obs_mode, self.cameras, self.image_size, env_state_dim
@@ -188,6 +200,7 @@ class AlohaEnv(gym.Env):
         mujoco.mj_forward(self.model, self.data)
         self._steps = 0
         self._max_stage = 0
+        self._lenient_reached = False
         if self.latency.active:
             self._reset_latency(home)
         stage = self._stage()
@@ -360,10 +373,17 @@ class AlohaEnv(gym.Env):
         return stage
 
     def _info(self, stage: int) -> dict[str, Any]:
+        success = stage == len(self._stage_checks)
+        lenient = success
+        if self._lenient_checks is not None and not success:
+            lenient = all(fn(self.model, self.data, **args) for fn, args in self._lenient_checks)
+        self._lenient_reached = self._lenient_reached or lenient
         return {
             "stage": stage,
             "max_stage": self._max_stage,
-            "is_success": stage == len(self._stage_checks),
+            "is_success": success,
+            "is_success_lenient": lenient,
+            "success_lenient": self._lenient_reached,
             keys.ENVIRONMENT_STATE: self.environment_state(),
         }
 

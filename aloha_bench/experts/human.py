@@ -4,8 +4,12 @@ The paper's sharpest finding needs human-like data: the CVAE matters on human de
 success without it) and not on clean scripted ones (Zhao et al. 2023, Sec. VI). What makes human
 demos different is modelled here on top of a task's scripted expert, per episode:
 
-* strategy: the expert's ``varied`` style (approach side, grasp place, speed...), so several
-  valid ways of doing the task appear in one dataset;
+* strategy: one of the task's named ways of doing it (``OPERATOR_STRATEGIES``: which side a jaw
+  goes, where and how high the hand-off is, when the wrist turns, lift or peel...), drawn with
+  equal odds, and a tempo (``steady`` or ``brisk``), on top of the expert's ``varied`` style;
+  the modes sit far enough apart that the average of two is a motion nobody demonstrated (see
+  ``aloha_bench.multimodality``). Which *hand* does what is fixed by each task's stages (the
+  paper's tasks name the hands), so it is not among the choices;
 * pace: a per-episode speed factor that also drifts slowly within the episode;
 * hesitations: short stops, at random moments, where the operator's clock stands still;
 * reaction lag: the arms follow the intended motion a few control steps late;
@@ -22,6 +26,7 @@ import dataclasses
 import tomllib
 from collections import deque
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -97,6 +102,72 @@ class EpisodeOperator:
     hesitations: tuple[tuple[float, float], ...]  # (start_s, length_s) of wall-clock time
 
 
+DOWN = np.pi / 2
+# Named strategies per task: style fields of the task's expert that a person picks once and keeps
+# for the episode. Each pair is a discrete choice (two valid, clearly separated motions), not a
+# jitter; every one succeeds with the expert (README: per-strategy success).
+OPERATOR_STRATEGIES: dict[str, dict[str, dict[str, Any]]] = {
+    "transfer_cube": {
+        # Straight down and a high hand-off near the left arm vs an angled pick and a low
+        # hand-off nearer the middle.
+        "top_down_high": {
+            "approach_pitch_rad": DOWN,
+            "lift_height_m": 0.13,
+            "handover_x_m": -0.035,
+            "handover_z_m": 0.08,
+        },
+        "angled_low": {
+            "approach_pitch_rad": 1.15,
+            "lift_height_m": 0.11,
+            "handover_x_m": -0.02,
+            "handover_z_m": 0.07,
+        },
+    },
+    "insertion": {
+        # The peg arrives level with the bore, low, or from above it, high.
+        "level_low": {"peg_approach": "level", "meet_z_m": 0.09, "meet_x_m": -0.07},
+        "above_high": {"peg_approach": "above", "meet_z_m": 0.11, "meet_x_m": -0.09},
+    },
+    "ziplock": {
+        # Hold the strip near one end, fixed jaw outside, and keep the tab pinched; or near the
+        # other end, fixed jaw over the bag, and let go of the tab once open.
+        "outside_keep": {
+            "grip_fixed_jaw_outside": True,
+            "grip_offset_m": -0.02,
+            "release_tab": False,
+        },
+        "inside_release": {
+            "grip_fixed_jaw_outside": False,
+            "grip_offset_m": 0.02,
+            "release_tab": True,
+        },
+    },
+    "battery": {
+        # Turn the battery while carrying it, holding the remote's near end; or carry it
+        # unturned and turn it over the bay, holding the far end.
+        "turn_early": {"turn_early": True, "hold_offset_m": -0.015, "lift_height_m": 0.08},
+        "turn_over_bay": {"turn_early": False, "hold_offset_m": 0.015, "lift_height_m": 0.06},
+    },
+    "cup_lid": {
+        # Lift the lid almost straight up with a vertical wrist, or peel it back towards the
+        # right arm with the wrist tilted.
+        "lift": {"peel_m": 0.01, "pull_pitch_rad": 1.4},
+        "peel": {"peel_m": 0.038, "pull_pitch_rad": 1.2},
+    },
+}
+# Tempo modes: the script's speed factor range of each (an unhurried and a quick operator).
+TEMPOS: dict[str, tuple[float, float]] = {"steady": (0.85, 0.95), "brisk": (1.1, 1.2)}
+
+
+def strategies(task_id: str) -> tuple[str, ...]:
+    """The operator's named strategies for ``task_id`` (without tempo)."""
+    if task_id not in OPERATOR_STRATEGIES:
+        raise ValueError(
+            f"no operator strategies for task {task_id!r}; known: {sorted(OPERATOR_STRATEGIES)}"
+        )
+    return tuple(OPERATOR_STRATEGIES[task_id])
+
+
 class HumanOperator:
     """Wraps a task's expert; ``act`` returns what the leader arms would command.
 
@@ -104,10 +175,33 @@ class HumanOperator:
         task_id: the task whose expert supplies the intended motion.
         config: ranges of the operator's traits.
         rng: the episode's random generator (strategy and traits are drawn from it).
+        strategy: force one of ``strategies(task_id)`` (default: drawn with equal odds), e.g.
+            to measure each strategy's success.
+
+    Attributes:
+        strategy: ``"<strategy>/<tempo>"``, recorded as the episode's strategy label.
     """
 
-    def __init__(self, task_id: str, config: HumanOperatorConfig, rng: np.random.Generator) -> None:
-        self.expert: ScriptedExpert = make_expert(task_id, "varied", rng=rng)
+    def __init__(
+        self,
+        task_id: str,
+        config: HumanOperatorConfig,
+        rng: np.random.Generator,
+        strategy: str | None = None,
+    ) -> None:
+        names = strategies(task_id)
+        if strategy is not None and strategy not in names:
+            raise ValueError(f"unknown strategy {strategy!r} for {task_id}; use one of {names}")
+        expert = make_expert(task_id, "varied", rng=rng)
+        drawn = str(names[rng.integers(len(names))])
+        tempo = str(list(TEMPOS)[rng.integers(len(TEMPOS))])
+        strategy = strategy or drawn
+        speed = float(rng.uniform(*TEMPOS[tempo]))
+        style = dataclasses.replace(
+            expert.style, **OPERATOR_STRATEGIES[task_id][strategy], speed=speed
+        )
+        self.expert: ScriptedExpert = make_expert(task_id, dataclasses.asdict(style))
+        self.strategy = f"{strategy}/{tempo}"
         self.config = config
         self._rng = rng
         cfg = config

@@ -64,10 +64,15 @@ class Breakaway:
 
 @dataclasses.dataclass(frozen=True)
 class Check:
-    """One predicate call: the function's name in ``predicates`` and its keyword arguments."""
+    """One predicate call: the function's name in ``predicates`` and its keyword arguments.
+
+    ``release`` marks a let-go condition (the giving gripper off the object): the original ACT
+    code's lenient success rule is the final stage without these checks (``StageSpec.lenient``).
+    """
 
     fn: str
     args: dict[str, Any]
+    release: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,6 +81,11 @@ class StageSpec:
 
     name: str
     checks: tuple[Check, ...]
+
+    @property
+    def lenient(self) -> tuple[Check, ...]:
+        """The checks without the let-go (``release``) ones: the original ACT code's rule."""
+        return tuple(c for c in self.checks if not c.release)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -216,12 +226,26 @@ def _parse(raw: dict[str, Any], folder: Path, path: Path) -> TaskSpec:
             fn = args.pop("fn", None)
             if not isinstance(fn, str):
                 raise TaskSpecError(f"{path}: {where}.all[{j}] needs fn = '<predicate name>'")
-            checks.append(Check(fn=fn, args=args))
+            release = args.pop("release", False)
+            if not isinstance(release, bool):
+                raise TaskSpecError(f"{path}: {where}.all[{j}].release must be true or false")
+            checks.append(Check(fn=fn, args=args, release=release))
         if not checks:
             raise TaskSpecError(f"{path}: {where}.all must list at least one check")
         stages.append(StageSpec(name=need(stage, "name", str, where), checks=tuple(checks)))
     if not stages:
         raise TaskSpecError(f"{path}: a task needs at least one [[stages]] entry")
+    for stage in stages[:-1]:
+        if any(c.release for c in stage.checks):
+            raise TaskSpecError(
+                f"{path}: stage {stage.name!r} marks a check release = true; only the final "
+                "stage's let-go checks define the lenient rule, so mark them there"
+            )
+    if stages and not stages[-1].lenient:
+        raise TaskSpecError(
+            f"{path}: every check of the final stage is release = true; the lenient rule needs "
+            "at least one check that is not a let-go condition"
+        )
 
     if not (folder / "scene.xml").is_file():
         raise TaskSpecError(f"{folder}: scene.xml is missing; every task folder needs one")

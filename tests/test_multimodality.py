@@ -1,0 +1,105 @@
+"""The multimodality measure on hand-made trajectories, and the operator model's strategies."""
+
+import numpy as np
+import pytest
+
+from aloha_bench import multimodality as mm
+from aloha_bench.experts.base import strategy_of
+from aloha_bench.experts.human import (
+    OPERATOR_STRATEGIES,
+    TEMPOS,
+    HumanOperator,
+    HumanOperatorConfig,
+    strategies,
+)
+
+
+def _demo(seed, label, actions, success=True):
+    return mm.Demo(seed, label, np.asarray(actions, dtype=float), success)
+
+
+def _reach(target, steps, hold=40, dims=12):
+    """A joint-space move from 0 to ``target`` over ``steps`` steps, then holding still."""
+    ramp = np.linspace(0.0, 1.0, steps)[:, None] * np.full(dims, target)[None]
+    return np.vstack([ramp, np.repeat(ramp[-1:], hold, axis=0)])
+
+
+def test_phase_alignment_removes_pace():
+    slow, quick = _reach(0.5, 200), _reach(0.5, 100, hold=140)
+    a, b = mm.phase_resample(slow), mm.phase_resample(quick)
+    assert a.shape == (mm.PHASES, 12)
+    assert np.abs(a - b).max() < 0.03  # the same motion at two paces lines up
+    assert len(mm.phase_resample_end(quick)) < len(quick)  # the still tail is cut off
+
+
+def test_two_modes_make_the_average_a_motion_nobody_demonstrated():
+    rng = np.random.default_rng(0)
+    two_modes = [
+        _demo(i, "up" if i % 2 else "down", _reach(0.6 if i % 2 else -0.6, 100)) for i in range(10)
+    ]
+    one_mode = [_demo(i, "up", _reach(0.6 + rng.normal(0, 0.05), 100)) for i in range(10)]
+    split, same = mm.measure(two_modes), mm.measure(one_mode)
+    assert split["n_strategies"] == 2 and split["strategy_entropy_bits"] == pytest.approx(1.0)
+    assert split["averaging_gap_max"] > 5  # the mean (zero) is far from every demo
+    assert same["averaging_gap_mean"] < 1.5 and same["n_strategies"] == 1
+    assert split["pairwise_rad_mean"] > same["pairwise_rad_mean"]
+    with pytest.raises(ValueError, match="at least 2 demos"):
+        mm.phase_measures(np.zeros((1, 5, 12)))
+
+
+def test_per_strategy_success_pools_tempos():
+    demos = [
+        _demo(0, "lift/brisk", _reach(0.1, 10), True),
+        _demo(1, "lift/steady", _reach(0.1, 10), False),
+        _demo(2, "peel/steady", _reach(0.1, 10), True),
+    ]
+    rates = mm.per_strategy_success(demos)
+    assert rates["lift"] == {"episodes": 2, "successes": 1, "rate": 0.5}
+    assert rates["peel"]["rate"] == 1.0
+
+
+@pytest.mark.parametrize("task", sorted(OPERATOR_STRATEGIES))
+def test_the_operator_draws_every_strategy_and_tempo_and_can_be_forced(task):
+    config = HumanOperatorConfig()
+    drawn = {HumanOperator(task, config, np.random.default_rng(s)).strategy for s in range(40)}
+    names = strategies(task)
+    assert len(names) >= 2
+    assert drawn == {f"{n}/{t}" for n in names for t in TEMPOS}
+    forced = HumanOperator(task, config, np.random.default_rng(0), strategy=names[1])
+    assert forced.strategy.startswith(f"{names[1]}/")
+    style = forced.expert.style
+    for field, value in OPERATOR_STRATEGIES[task][names[1]].items():
+        assert getattr(style, field) == value
+    low, high = TEMPOS[forced.strategy.split("/")[1]]
+    assert low <= style.speed <= high
+    with pytest.raises(ValueError, match="unknown strategy"):
+        HumanOperator(task, config, np.random.default_rng(0), strategy="juggle")
+
+
+def test_transfer_cube_strategies_differ_in_the_pick():
+    """The two transfer_cube strategies are the expert's two pick styles, not a jitter."""
+    config = HumanOperatorConfig()
+    picks = {
+        name: strategy_of(
+            HumanOperator("transfer_cube", config, np.random.default_rng(0), name).expert.style
+        )
+        for name in strategies("transfer_cube")
+    }
+    assert picks == {"top_down_high": "top_down", "angled_low": "angled"}
+
+
+def test_results_and_overview_are_written_with_their_command(tmp_path):
+    demos = [
+        _demo(i, "up" if i % 2 else "down", _reach(0.6 if i % 2 else -0.6, 60)) for i in range(4)
+    ]
+    human = mm.measure(demos) | {"per_strategy": mm.per_strategy_success(demos)}
+    scripted = mm.measure([_demo(i, "top_down", _reach(0.6, 60)) for i in range(4)])
+    command = "aloha-bench modes --task transfer_cube --episodes 4"
+    paths = mm.write_results(
+        "transfer_cube", {"scripted": scripted, "human": human}, tmp_path, command
+    )
+    assert [p.suffix for p in paths] == [".json", ".md", ".png"] and all(p.is_file() for p in paths)
+    assert command in paths[1].read_text() and "human: up | 2 | success 2/2" in paths[1].read_text()
+    overview = mm.write_overview(tmp_path).read_text()
+    assert "| transfer_cube | human | 4 | 2 |" in overview and "up 2/2" in overview
+    assert command in overview
