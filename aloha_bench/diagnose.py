@@ -24,6 +24,10 @@ import numpy as np
 from aloha_bench import embodiment, envs
 from aloha_bench.experts.base import grasp_point
 from aloha_bench.experts.transfer_cube import CUBE_HALF_M, TransferCubeExpert, TransferCubeStyle
+
+# torch before any MuJoCo context: triton's LLVM (loaded with torchvision) crashes once Mesa's
+# has loaded (README, "The environment").
+from aloha_bench.policies import load
 from aloha_bench.sim.ik import ArmIK
 
 TASK = "transfer_cube"
@@ -137,8 +141,6 @@ def handover_grasp_errors(run: str | Path, episodes: int = 20, seed: int = 1000)
         closed), the target's error from the expert's grasp point along the jaw axis, across
         it and in height (mm), ``success_end`` and ``success_any``.
     """
-    from aloha_bench.policies import load
-
     policy = load(run)
     config = policy.config
     env = envs.make(
