@@ -195,6 +195,12 @@ class DataCell:
             parts += ["+".join(self.cameras), f"{self.image_size[0]}x{self.image_size[1]}"]
         if self.randomize != "none":
             parts.append(f"rand-{self.randomize}")
+        if self.source == "human":
+            from aloha_bench.experts.human import OPERATOR_VERSION
+
+            # Demos of an older operator model (e.g. before its named strategies) are not reused.
+            if OPERATOR_VERSION > 1:
+                parts.append(f"op{OPERATOR_VERSION}")
         return "_".join(parts)
 
 

@@ -103,3 +103,13 @@ def test_results_and_overview_are_written_with_their_command(tmp_path):
     overview = mm.write_overview(tmp_path).read_text()
     assert "| transfer_cube | human | 4 | 2 |" in overview and "up 2/2" in overview
     assert command in overview
+
+
+def test_human_datasets_of_an_older_operator_model_are_not_reused():
+    from aloha_bench import study
+    from aloha_bench.experts.human import OPERATOR_VERSION
+
+    human = study.DataCell("transfer_cube", "human", "state", (), (96, 128), 50)
+    scripted = study.DataCell("transfer_cube", "scripted", "state", (), (96, 128), 50)
+    assert human.id == f"transfer_cube_human_state_op{OPERATOR_VERSION}"
+    assert scripted.id == "transfer_cube_scripted_state"

@@ -102,6 +102,9 @@ class EpisodeOperator:
     hesitations: tuple[tuple[float, float], ...]  # (start_s, length_s) of wall-clock time
 
 
+# Bumped whenever the operator model makes different demos from the same seed (2: named
+# strategies and tempos); the study keys its human datasets on it.
+OPERATOR_VERSION = 2
 DOWN = np.pi / 2
 # Named strategies per task: style fields of the task's expert that a person picks once and keeps
 # for the episode. Each pair is a discrete choice (two valid, clearly separated motions), not a
