@@ -421,6 +421,7 @@ class ChunkExecutor:
         self._blend_start_s = 0.0
         self._last_action: np.ndarray | None = None
         self._last_arrival_s: float | None = None
+        self._stalled_since_submit = False
         if self._ensembler is not None:
             self._ensembler.reset()
         self.tick = 0
@@ -476,16 +477,25 @@ class ChunkExecutor:
         now_s = self.clock.now_s()
         if self._should_launch(now_s):
             self.inference.submit(obs, now_s)
+            self._stalled_since_submit = False
         needy = self._needy(now_s)
         prediction = self.inference.poll(now_s)
+        waited = False
         if prediction is None and needy and self.inference.pending and self.inference.blocking:
             prediction = self.inference.wait()
             now_s = self.clock.now_s()  # the wait took real time
+            waited = True
         if prediction is not None:
             self.latencies_s.append(prediction.latency_s)
             if self._ensembler is not None:
                 return self._ensemble(prediction, now_s)
-            self._switch(prediction, now_s, needy)
+            waited = (
+                waited
+                or self.config.mode == "sync"
+                or self._current is None
+                or self._stalled_since_submit
+            )
+            self._switch(prediction, now_s, waited)
         action = self._output(now_s, obs)
         self._last_action = action
         self.tick += 1
@@ -505,19 +515,20 @@ class ChunkExecutor:
         self.tick += 1
         return action
 
-    def _switch(self, prediction: Prediction, now_s: float, needy: bool) -> None:
+    def _switch(self, prediction: Prediction, now_s: float, waited: bool) -> None:
         """Make ``prediction`` the current chunk.
 
-        A chunk that arrives while the loop waited (nothing left to play) plays from its first
-        action: the arm stood still, so nothing of it has elapsed. Otherwise (``async``) index 0
-        belongs to the observation's time, and the actions whose time passed are skipped.
+        A chunk the loop waited for (``sync``, the first chunk, or an ``async`` chunk that came
+        after the previous one ran out) plays from its first action: the arm stood still, so
+        nothing of it has elapsed. Otherwise (``async``) index 0 belongs to the observation's
+        time, and the actions whose time passed during inference are skipped.
         """
-        origin_s = now_s if needy else prediction.obs_time_s
+        origin_s = now_s if waited else prediction.obs_time_s
         incoming = _Chunk(prediction.chunk, origin_s)
         if self.config.smoothing == "blend" and self._last_action is not None:
             # Fade from what the arm was following: the outgoing chunk if it is still playing,
             # else the action it has been holding.
-            self._blend_from = self._current if not needy else self._last_action.copy()
+            self._blend_from = self._current if not waited else self._last_action.copy()
             self._blend_start_s = now_s
         else:
             self._blend_from = None
@@ -530,6 +541,7 @@ class ChunkExecutor:
         if current is None or self._needy(now_s):
             # Nothing to play (waiting for the first chunk, or a stall): hold still.
             self.stall_ticks += 1
+            self._stalled_since_submit = True
             if self._last_action is not None:
                 return self._last_action
             return np.asarray(obs[keys.STATE], dtype=np.float32).copy()
@@ -567,7 +579,7 @@ def seam_smoothness(
     switch_ticks: Sequence[int],
     dt_s: float = embodiment.CONTROL_DT_S,
     window: tuple[int, int] = SEAM_WINDOW,
-) -> dict[str, float]:
+) -> dict[str, float | None]:
     """How hard the chunk switches are: peak joint acceleration around each seam.
 
     The acceleration at tick t is the second difference (x[t+1] - 2 x[t] + x[t-1]) / dt^2 of
@@ -585,11 +597,11 @@ def seam_smoothness(
         ``seams`` (count), ``seam_accel_mean`` and ``seam_accel_max`` (rad/s^2, mean and max of
         the seams' peaks), ``seam_jump_mean`` (rad, largest joint change across the switch tick,
         averaged over seams) and ``interior_accel_p99`` (rad/s^2, the 99th percentile of the
-        per-tick peak away from every seam window, for scale). NaN where nothing was measured.
+        per-tick peak away from every seam window, for scale). None where nothing was measured.
     """
     x = np.asarray(trajectory, dtype=np.float64)
     n = len(x)
-    nan = float("nan")
+    nan = None
     if n < 3:
         return {
             "seams": 0,

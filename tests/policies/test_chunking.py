@@ -69,11 +69,13 @@ def test_sync_without_delay_is_the_plain_chunk_queue():
     assert executor.switch_ticks == [0, 10, 20] and executor.stall_ticks == 0
 
 
+@pytest.mark.parametrize("horizon", [15, 30])
 @pytest.mark.parametrize("delay_ms", [20, 50, 100, 140])
-def test_async_skips_elapsed_actions_and_stays_aligned_with_the_clock(delay_ms):
+def test_async_skips_elapsed_actions_and_stays_aligned_with_the_clock(delay_ms, horizon):
     clock = SimClock()
     predict = _timeline_predict(30)
-    config = ExecutionConfig(chunk_size=30, n_action_steps=15, mode="async")
+    # horizon 30 = K: each chunk arrives exactly when the previous one runs out.
+    config = ExecutionConfig(chunk_size=30, n_action_steps=horizon, mode="async")
     inference = SimulatedInference(predict, delay_s=delay_ms / 1e3)
     executor = ChunkExecutor(predict, config, clock, inference)
     latency = math.ceil(delay_ms / 20 - 1e-9)
@@ -88,7 +90,7 @@ def test_async_skips_elapsed_actions_and_stays_aligned_with_the_clock(delay_ms):
     assert executor.skipped[1:] == [latency] * (len(executor.skipped) - 1)
     assert executor.stall_ticks == latency
     # Each chunk takes over n_action_steps after the observation it was predicted from.
-    assert np.diff(executor.switch_ticks[1:]).tolist() == [15 - latency] * (
+    assert np.diff(executor.switch_ticks[1:]).tolist() == [horizon - latency] * (
         len(executor.switch_ticks) - 2
     )
 
