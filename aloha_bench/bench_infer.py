@@ -42,7 +42,7 @@ from aloha_bench.policies.export import (
 )
 
 RUNTIMES = ("torch_fp32", "torch_bf16", "onnx", "onnx_int8")
-ENV_DIM = 8  # transfer_cube's environment state: the cube's pose (7) and one task joint
+ENV_DIM = 7  # transfer_cube's environment state: the cube's pose (position, quaternion)
 
 
 def configs() -> dict[str, ACTConfig]:

@@ -589,7 +589,7 @@ def seam_smoothness(
 
     Args:
         trajectory: (T, J) positions per tick, radians (actions sent, or joints measured).
-        switch_ticks: ticks at which a new chunk took over.
+        switch_ticks: ticks at which a new chunk took over, the episode's first chunk first.
         dt_s: control period, seconds.
         window: ticks (before, after) each switch.
 
@@ -613,9 +613,9 @@ def seam_smoothness(
     accel = np.abs(x[2:] - 2 * x[1:-1] + x[:-2]).max(axis=1) / dt_s**2  # (T-2,) at ticks 1..T-2
     peaks, jumps = [], []
     in_window = np.zeros(n, dtype=bool)
-    for tick in switch_ticks:
+    for tick in list(switch_ticks)[1:]:  # the first chunk takes over from nothing: no seam
         if tick <= 0 or tick >= n:
-            continue  # the first chunk, or a switch after the last recorded tick
+            continue  # a switch outside the recorded ticks
         low, high = max(1, tick - window[0]), min(n - 2, tick + window[1])
         in_window[max(0, tick - window[0]) : tick + window[1] + 1] = True
         if high >= low:
