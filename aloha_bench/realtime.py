@@ -17,12 +17,16 @@ from __future__ import annotations
 
 import csv
 import json
+import multiprocessing
+import os
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
 from aloha_bench.evaluate import (
     SUMMARY_FILE,
+    EpisodeRunner,
     EvalSettings,
     evaluate,
     summarize,
@@ -33,6 +37,52 @@ DELAYS_MS = (0, 50, 100, 200)
 # (mode, smoothing): the paper's execution, async, async with the raised-cosine seam blend.
 CONDITIONS = (("sync", "none"), ("async", "none"), ("async", "blend"))
 CELLS_DIR = "cells"
+
+# Per worker process: the runners of the cells it is playing (a policy and an env each), so one
+# pool serves the whole grid and a worker builds each cell's runner once.
+_RUNNERS: dict[str, EpisodeRunner] = {}
+
+
+def _run_episode(settings: EvalSettings, index: int) -> dict[str, Any]:
+    key = repr(settings)
+    if key not in _RUNNERS:
+        for old in list(_RUNNERS):  # a worker moves on to the next cell: free the last one
+            _RUNNERS.pop(old).close()
+        os.environ.setdefault("MUJOCO_GL", "egl")
+        _RUNNERS[key] = EpisodeRunner(settings)
+    return _RUNNERS[key].run(index)
+
+
+def _evaluate_cells(
+    cells: Mapping[str, EvalSettings],
+    workers: int,
+    progress: Callable[[str, dict[str, Any]], None] | None,
+) -> dict[str, list[dict[str, Any]]]:
+    """Every episode of every cell in one spawned process pool (``evaluate`` per cell would
+    start a pool, and pay the imports, per cell). Each record is what ``evaluate`` returns for
+    that cell and episode: the same ``EpisodeRunner.run``."""
+    if workers == 1:
+        return {label: evaluate(s, progress=_tagged(label, progress)) for label, s in cells.items()}
+    records: dict[str, list[dict[str, Any]]] = {label: [] for label in cells}
+    context = multiprocessing.get_context("spawn")  # never fork after GL (SIM_NOTES.md)
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        futures = {
+            pool.submit(_run_episode, settings, i): label
+            for label, settings in cells.items()
+            for i in range(settings.episodes)
+        }
+        for future in as_completed(futures):
+            record = future.result()
+            records[futures[future]].append(record)
+            if progress is not None:
+                progress(futures[future], record)
+    return {label: sorted(rs, key=lambda r: r["episode"]) for label, rs in records.items()}
+
+
+def _tagged(
+    label: str, progress: Callable[[str, dict[str, Any]], None] | None
+) -> Callable[[dict[str, Any]], None] | None:
+    return None if progress is None else (lambda record: progress(label, record))
 
 
 def cell_label(mode: str, smoothing: str, delay_ms: float) -> str:
@@ -91,53 +141,61 @@ def run_realtime(
         One summary per cell (``evaluate.summarize`` plus ``cell``, ``mode``, ``smoothing``,
         ``inference_delay_ms``), in grid order.
     """
+    from aloha_bench.evaluate import _check_execution, check_seed_overlap
+
     out = Path(out)
-    summaries, commands = [], []
+    grid, commands, todo = [], [], {}
     for mode, smoothing in conditions:
         for delay_ms in delays_ms:
             label = cell_label(mode, smoothing, delay_ms)
-            cell_dir = out / CELLS_DIR / label
+            grid.append((label, mode, smoothing, delay_ms))
+            done = out / CELLS_DIR / label / SUMMARY_FILE
+            # A finished cell keeps its own episode count (an earlier run may have used another).
+            cell_episodes = (
+                json.loads(done.read_text())[0]["episodes"] if done.is_file() else episodes
+            )
             commands.append(
                 eval_command(
-                    run, task, mode, smoothing, delay_ms, episodes, workers, latency,
+                    run, task, mode, smoothing, delay_ms, cell_episodes, workers, latency,
                     blend_steps, runtime, out,
                 )
             )  # fmt: skip
-            if (cell_dir / SUMMARY_FILE).is_file():
-                summary = json.loads((cell_dir / SUMMARY_FILE).read_text())[0]
-            else:
-                settings = EvalSettings(
-                    run=run,
-                    task=task,
-                    episodes=episodes,
-                    seed=seed,
-                    label=label,
-                    latency=latency,
-                    threads=threads,
-                    runtime=runtime,
-                    execution={
-                        "mode": mode,
-                        "smoothing": smoothing,
-                        "blend_steps": blend_steps,
-                        "inference_delay_s": delay_ms / 1e3,
-                    },
-                )
-                records = evaluate(
-                    settings,
-                    workers=workers,
-                    progress=(lambda r, label=label: progress(label, r)) if progress else None,
-                )
-                summary = summarize(records)
-                write_outputs(cell_dir, records, [summary])
-            summaries.append(
-                {
-                    **summary,
-                    "cell": label,
+            if done.is_file():
+                continue
+            todo[label] = EvalSettings(
+                run=run,
+                task=task,
+                episodes=episodes,
+                seed=seed,
+                label=label,
+                latency=latency,
+                threads=threads,
+                runtime=runtime,
+                execution={
                     "mode": mode,
                     "smoothing": smoothing,
-                    "inference_delay_ms": delay_ms,
-                }
+                    "blend_steps": blend_steps,
+                    "inference_delay_s": delay_ms / 1e3,
+                },
             )
+    for settings in todo.values():  # refuse bad settings before any episode runs
+        _check_execution(settings)
+    if todo:
+        check_seed_overlap(run, task, list(range(seed, seed + episodes)))
+    for label, records in _evaluate_cells(todo, workers, progress).items():
+        write_outputs(out / CELLS_DIR / label, records, [summarize(records)])
+    summaries = []
+    for label, mode, smoothing, delay_ms in grid:
+        summary = json.loads((out / CELLS_DIR / label / SUMMARY_FILE).read_text())[0]
+        summaries.append(
+            {
+                **summary,
+                "cell": label,
+                "mode": mode,
+                "smoothing": smoothing,
+                "inference_delay_ms": delay_ms,
+            }
+        )
     write_report(out, summaries, commands)
     return summaries
 
@@ -173,21 +231,27 @@ def _num(value: float | None, digits: int = 2) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
+def _stages(summary: Mapping[str, Any]) -> str:
+    return " / ".join(f"{name} {100 * v['rate']:.0f}%" for name, v in summary["stages"].items())
+
+
 def realtime_table(summaries: Sequence[Mapping[str, Any]]) -> str:
     """Markdown: one row per cell, success and seam figures."""
     first = summaries[0]
     lines = [
-        "| execution | inference delay | success (end) | success (any step) | seam jump (rad) "
+        "| execution | inference delay | episodes | success (end) | success (any step) "
+        "| stages reached (any step) | seam jump (rad) "
         "| seam peak accel, commanded (rad/s²) | seam peak accel, joints (rad/s²) "
         "| stalled ticks / episode | actions skipped / chunk |",
-        "|---|---:|---|---|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---|---|---|---:|---:|---:|---:|---:|",
     ]
     for s in summaries:
         name = s["mode"] + (" + blend" if s["smoothing"] == "blend" else "")
         lines.append(
-            f"| {name} | {s['inference_delay_ms']:g} ms "
+            f"| {name} | {s['inference_delay_ms']:g} ms | {s['episodes']} "
             f"| {_pct(s['success_rate'], s['ci_low'], s['ci_high'])} "
             f"| {_pct(s['success_rate_any'], s['ci_low_any'], s['ci_high_any'])} "
+            f"| {_stages(s)} "
             f"| {_num(s.get('seams_seam_jump_mean'), 3)} "
             f"| {_num(s.get('seams_seam_accel_mean'), 1)} "
             f"| {_num(s.get('seams_joint_seam_accel_mean'), 1)} "
@@ -198,8 +262,8 @@ def realtime_table(summaries: Sequence[Mapping[str, Any]]) -> str:
     )
     lines += [
         "",
-        f"Scale: {first['task']}, {first['episodes']} episodes per cell (seeds "
-        f"{first['seeds'][0]}-{first['seeds'][1]}), policy `{first['run']}`, latency model "
+        f"Scale: {first['task']}, episodes per cell as listed (seeds from "
+        f"{first['seeds'][0]}), policy `{first['run']}`, latency model "
         f"`{first['latency']}`, simulated time (20 ms per step plus the injected delay). "
         "Success: Wilson 95% intervals; 'end' = final stage holds at the last step, 'any step' = "
         "it held at some step (the paper's rule). Seam figures are means over episodes of the "
@@ -287,7 +351,8 @@ def write_report(
     )
     ax_success.legend(loc="lower left")
     fig.suptitle(
-        f"{first['task']}, {first['episodes']} episodes per point, latency model "
+        f"{first['task']}, {min(s['episodes'] for s in summaries)}-"
+        f"{max(s['episodes'] for s in summaries)} episodes per point, latency model "
         f"'{first['latency']}', simulated time",
         fontsize=9,
     )
