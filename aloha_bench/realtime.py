@@ -57,12 +57,16 @@ def _evaluate_cells(
     cells: Mapping[str, EvalSettings],
     workers: int,
     progress: Callable[[str, dict[str, Any]], None] | None,
-) -> dict[str, list[dict[str, Any]]]:
+    finished: Callable[[str, list[dict[str, Any]]], None],
+) -> None:
     """Every episode of every cell in one spawned process pool (``evaluate`` per cell would
-    start a pool, and pay the imports, per cell). Each record is what ``evaluate`` returns for
-    that cell and episode: the same ``EpisodeRunner.run``."""
+    start a pool, and pay the imports, per cell); ``finished(label, records)`` as soon as a
+    cell's episodes are all in, so an interrupted grid keeps its finished cells. Each record is
+    what ``evaluate`` returns for that cell and episode: the same ``EpisodeRunner.run``."""
     if workers == 1:
-        return {label: evaluate(s, progress=_tagged(label, progress)) for label, s in cells.items()}
+        for label, settings in cells.items():
+            finished(label, evaluate(settings, progress=_tagged(label, progress)))
+        return
     records: dict[str, list[dict[str, Any]]] = {label: [] for label in cells}
     context = multiprocessing.get_context("spawn")  # never fork after GL (SIM_NOTES.md)
     with ProcessPoolExecutor(workers, mp_context=context) as pool:
@@ -72,11 +76,12 @@ def _evaluate_cells(
             for i in range(settings.episodes)
         }
         for future in as_completed(futures):
-            record = future.result()
-            records[futures[future]].append(record)
+            label, record = futures[future], future.result()
+            records[label].append(record)
             if progress is not None:
-                progress(futures[future], record)
-    return {label: sorted(rs, key=lambda r: r["episode"]) for label, rs in records.items()}
+                progress(label, record)
+            if len(records[label]) == cells[label].episodes:
+                finished(label, sorted(records[label], key=lambda r: r["episode"]))
 
 
 def _tagged(
@@ -182,8 +187,11 @@ def run_realtime(
         _check_execution(settings)
     if todo:
         check_seed_overlap(run, task, list(range(seed, seed + episodes)))
-    for label, records in _evaluate_cells(todo, workers, progress).items():
+
+    def finished(label: str, records: list[dict[str, Any]]) -> None:
         write_outputs(out / CELLS_DIR / label, records, [summarize(records)])
+
+    _evaluate_cells(todo, workers, progress, finished)
     summaries = []
     for label, mode, smoothing, delay_ms in grid:
         summary = json.loads((out / CELLS_DIR / label / SUMMARY_FILE).read_text())[0]
