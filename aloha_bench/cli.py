@@ -114,6 +114,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
             video_dir=str(out / "videos") if out is not None else None,
             threads=args.threads,
             check_seeds=not args.no_seed_check,
+            runtime=args.runtime,
+            execution=_execution(args),
         )
         bar = tqdm(total=args.episodes, desc=f"eval {settings.name}", unit="ep", disable=args.json)
         wins, done = 0, 0
@@ -139,6 +141,96 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print(summary_table(summaries), end="")
     if out is not None:
         print(f"records, summary and table in {out}/")
+    return 0
+
+
+def _execution(args: argparse.Namespace) -> dict:
+    """Chunk execution settings of ``eval`` and ``realtime`` (``policies.chunking``)."""
+    return {
+        "mode": "async" if args.async_chunks else "sync",
+        "smoothing": args.smoothing,
+        "blend_steps": args.blend_steps,
+        "inference_delay_s": args.inference_delay_ms / 1e3,
+    }
+
+
+def _add_execution_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--async",
+        dest="async_chunks",
+        action="store_true",
+        help="compute the next chunk in the background while the current one plays",
+    )
+    p.add_argument(
+        "--inference-delay-ms",
+        type=float,
+        default=0.0,
+        metavar="D",
+        help="inference time of a slower computer: simulated in sim, added on the rig",
+    )
+    p.add_argument(
+        "--smoothing",
+        default="none",
+        choices=["none", "blend"],
+        help="chunk seams: switch outright (paper) or raised-cosine crossfade",
+    )
+    p.add_argument("--blend-steps", type=int, default=10, help="ticks of the seam crossfade")
+    p.add_argument(
+        "--runtime", default="torch", choices=["torch", "onnx"], help="what runs the policy"
+    )
+
+
+def cmd_realtime(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from aloha_bench.realtime import CONDITIONS, DELAYS_MS, realtime_table, run_realtime
+    from aloha_bench.sim.task_spec import load_task_spec
+
+    load_task_spec(args.task)
+    bars: dict[str, tqdm] = {}
+
+    def progress(label: str, record: dict) -> None:
+        bar = bars.setdefault(label, tqdm(total=args.episodes, desc=label, unit="ep"))
+        bar.update(1)
+        if bar.n == args.episodes:
+            bar.close()
+
+    summaries = run_realtime(
+        args.run,
+        args.task,
+        args.out,
+        episodes=args.episodes,
+        workers=args.workers,
+        delays_ms=args.delays or DELAYS_MS,
+        conditions=CONDITIONS,
+        latency=args.latency,
+        blend_steps=args.blend_steps,
+        runtime=args.runtime,
+        seed=args.seed,
+        threads=args.threads,
+        progress=progress,
+    )
+    print(realtime_table(summaries), end="")
+    print(f"table, summary.csv, realtime.png and COMMANDS.md in {args.out}/")
+    return 0
+
+
+# `export-policy --to FORMAT`: one exporter per format, each (args) -> message.
+def _export_onnx(args: argparse.Namespace) -> str:
+    from aloha_bench.policies.export import export_run
+
+    info = export_run(args.run, args.out, quantize=args.quantize, threads=args.threads)
+    return (
+        f"wrote {args.out}/policy.onnx ({info['quantize']}); largest action difference from "
+        f"fp32 torch: {info['max_action_diff_rad_vs_torch_fp32']:.2e} rad"
+    )
+
+
+EXPORTERS = {"onnx": _export_onnx}
+
+
+def cmd_export_policy(args: argparse.Namespace) -> int:
+    print(EXPORTERS[args.to](args))
     return 0
 
 
@@ -547,6 +639,47 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_infer(args: argparse.Namespace) -> int:
+    from aloha_bench.bench_infer import bench_infer
+
+    rows = bench_infer(
+        args.configs, threads=args.threads, n=args.n, lerobot_python=args.lerobot_python
+    )
+    if args.json:
+        _print_json(rows)
+        return 0
+    for r in rows:
+        diff = r["max_action_diff_rad"]
+        print(
+            f"{r['name']:<28} {r['ms_per_chunk']:7.1f} ms/chunk   max |action - torch fp32| "
+            f"{'—' if diff is None else f'{diff:.1e}'} rad"
+        )
+    first = rows[0]
+    print(
+        f"LeRobot ACTPolicy at lerobot_parity: {first['lerobot_ms_per_chunk']:.1f} ms "
+        f"({first['lerobot_source']}); {first['threads']} threads, {first['cpu_count']} cores"
+    )
+    return 0
+
+
+def cmd_bench_control(args: argparse.Namespace) -> int:
+    from aloha_bench.bench_control import bench_control
+
+    result = bench_control(args.run, runtime=args.runtime, steps=args.steps, threads=args.threads)
+    if args.json:
+        _print_json(result)
+        return 0
+    for mode in ("sync", "async"):
+        r = result[mode]
+        print(
+            f"{mode:<5}: {r['deadline_misses']} missed 50 Hz deadlines of {r['ticks']}, longest "
+            f"gap {r['longest_gap_ms']:.1f} ms, loop p50 {r['p50_loop_ms']:.1f} ms / p99 "
+            f"{r['p99_loop_ms']:.1f} ms, inference p50 {r['p50_inference_ms']:.1f} ms"
+        )
+    print(f"({result['policy']}, runtime {result['runtime']}, servo emulator on a pty)")
+    return 0
+
+
 def cmd_bench_bus(args: argparse.Namespace) -> int:
     from aloha_bench.robots.bench_bus import bench_bus
 
@@ -649,7 +782,37 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", help="folder for records.jsonl, summary.json, table.md, videos/")
     p.add_argument("--json", action="store_true")
+    _add_execution_args(p)
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser(
+        "realtime", help="sync vs async chunks at injected inference delays: success, seams"
+    )
+    p.add_argument("--run", required=True, help="run folder of `train` (or an ONNX export)")
+    p.add_argument("--task", required=True)
+    p.add_argument("--episodes", type=int, default=50)
+    p.add_argument("--seed", type=int, default=1000)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    p.add_argument("--delays", type=float, nargs="+", help="inference delays, ms (0 50 100 200)")
+    p.add_argument("--latency", default="real", choices=["none", "real"])
+    p.add_argument("--blend-steps", type=int, default=10)
+    p.add_argument("--runtime", default="torch", choices=["torch", "onnx"])
+    p.add_argument("--out", default="results/realtime")
+    p.set_defaults(func=cmd_realtime)
+
+    p = sub.add_parser("export-policy", help="export a trained policy (ONNX, ...)")
+    p.add_argument("run", help="run folder of `train` (its best/ checkpoint, else last/)")
+    p.add_argument("--to", required=True, choices=sorted(EXPORTERS), help="format")
+    p.add_argument("--out", required=True, help="folder to write")
+    p.add_argument(
+        "--quantize",
+        default="none",
+        choices=["none", "int8"],
+        help="onnx: int8 weights (changes actions; the difference is measured and printed)",
+    )
+    p.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads (parity check)")
+    p.set_defaults(func=cmd_export_policy)
 
     p = sub.add_parser(
         "reproduce", help="the whole study: demos, training, evaluation, tables and plots"
@@ -812,6 +975,22 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--threads", type=int, help="torch CPU threads during the run")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_bench_train)
+    b = bench.add_parser("infer", help="chunk inference ms per configuration and runtime")
+    b.add_argument("--threads", type=int, help="torch and ONNX Runtime threads")
+    b.add_argument("--n", type=int, default=20, help="timed chunks per row")
+    b.add_argument("--configs", nargs="+", help="lerobot_parity cpu cpu_state (default all)")
+    b.add_argument(
+        "--lerobot-python", help="a Python with LeRobot installed: time its ACTPolicy too"
+    )
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=cmd_bench_infer)
+    b = bench.add_parser("control", help="50 Hz loop on the emulated rig, sync vs async")
+    b.add_argument("--run", help="a trained pixels policy (default: cpu profile, random init)")
+    b.add_argument("--runtime", default="torch", choices=["torch", "onnx"])
+    b.add_argument("--steps", type=int, default=500, help="control ticks per mode")
+    b.add_argument("--threads", type=int, default=1, help="inference threads")
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=cmd_bench_control)
     b = bench.add_parser("bus", help="Feetech sync read + write round trip (emulator or port)")
     b.add_argument("--port", help="serial port of a real arm (default: the servo emulator)")
     b.add_argument("--n", type=int, default=200, help="round trips to time")

@@ -32,11 +32,21 @@ from typing import Any
 
 import numpy as np
 
-from aloha_bench import envs
+from aloha_bench import embodiment, envs, keys
 from aloha_bench.policies.act.config import POLICY_NAME
+from aloha_bench.policies.chunking import (
+    ChunkExecutor,
+    ExecutionConfig,
+    SimClock,
+    SimulatedInference,
+    ThreadedInference,
+    WallClock,
+    seam_smoothness,
+)
 from aloha_bench.rollout import EpisodeRecord
 from aloha_bench.stats import wilson_interval
 
+EXECUTION_KEYS = ("mode", "smoothing", "blend_steps", "inference_delay_s")
 EVAL_SEED_OFFSET = 1000  # LeRobot's convention: evaluation episode i uses seed 1000 + i
 RECORDS_FILE = "records.jsonl"
 SUMMARY_FILE = "summary.json"
@@ -72,6 +82,11 @@ class EvalSettings:
             parallel runs, which keeps their floating point, hence their records, identical).
         check_seeds: refuse seeds the training demos used (see ``check_seed_overlap``).
         env_kwargs: more arguments for the env (e.g. the real rig's ``capture_factory``).
+        runtime: ``"torch"`` or ``"onnx"`` (``policies.load``'s runtime).
+        execution: how chunks are played (``policies.chunking``): ``mode`` (``"sync"`` or
+            ``"async"``), ``smoothing`` (``"none"`` or ``"blend"``), ``blend_steps`` and
+            ``inference_delay_s`` (simulated compute time in sim; on the rig, added to the real
+            one). Empty: the policy's own sync execution, as the paper ran it.
     """
 
     run: str
@@ -90,6 +105,8 @@ class EvalSettings:
     threads: int = 1
     check_seeds: bool = True
     env_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    runtime: str = "torch"
+    execution: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.episodes <= 0:
@@ -104,6 +121,11 @@ class EvalSettings:
             raise ValueError("rollout videos are rendered by the simulator: use --backend sim")
         if self.threads < 1:
             raise ValueError(f"threads must be >= 1, got {self.threads}")
+        unknown = set(self.execution) - set(EXECUTION_KEYS)
+        if unknown:
+            raise ValueError(
+                f"unknown execution settings {sorted(unknown)}; known {EXECUTION_KEYS}"
+            )
 
     @property
     def name(self) -> str:
@@ -214,8 +236,14 @@ class EpisodeRunner:
 
         torch.set_num_threads(settings.threads)
         self.settings = settings
-        self.policy = policies.load(settings.run, overrides=dict(settings.policy_overrides))
+        self.policy = policies.load(
+            settings.run,
+            overrides=dict(settings.policy_overrides),
+            runtime=settings.runtime,
+            threads=settings.threads,
+        )
         config = self.policy.config
+        self.executor, self.clock = _make_executor(self.policy, settings)
         pixels = config.obs_mode == "pixels"
         self.spec = envs.load_task_spec(settings.task)
         self.limit = settings.max_steps or self.spec.episode_steps
@@ -245,11 +273,16 @@ class EpisodeRunner:
         filming = index < settings.videos
         frames: list[np.ndarray] = []
         obs, info = self.env.reset(seed=seed)
-        self.policy.reset()
+        self.executor.reset()
         truncated, steps, total = False, 0, 0.0
+        sent, measured = [], []
         while not truncated and steps < self.limit:
-            action = self.policy.select_action(obs)
+            action = self.executor.act(obs)
+            sent.append(action)
+            measured.append(obs[keys.STATE])
             obs, reward, _, truncated, info = self.env.step(action)
+            if isinstance(self.clock, SimClock):
+                self.clock.advance(embodiment.CONTROL_DT_S)
             total += float(reward)
             if filming and steps % 2 == 0:
                 frames.append(self.env.render())
@@ -268,6 +301,11 @@ class EpisodeRunner:
             "randomize": settings.randomize,
             "latency": settings.latency,
             **self.policy_info,
+            "runtime": settings.runtime,
+            "execution": _execution_summary(self.executor, settings),
+            "chunking": self.executor.summary(),
+            "seams": seam_smoothness(np.array(sent), self.executor.switch_ticks),
+            "seams_joint": seam_smoothness(np.array(measured), self.executor.switch_ticks),
             "video": None,
         }
         if filming:
@@ -287,7 +325,51 @@ class EpisodeRunner:
         return path
 
     def close(self) -> None:
+        self.executor.close()
         self.env.close()
+
+
+def _make_executor(policy: Any, settings: EvalSettings) -> tuple[ChunkExecutor, Any]:
+    """The chunk executor of an evaluation: simulated time and an injected inference delay in
+    the simulator (deterministic on any machine); wall time and a background inference thread
+    on the real rig."""
+    execution = dict(settings.execution)
+    delay_s = float(execution.pop("inference_delay_s", 0.0))
+    if settings.backend == "sim":
+        clock: Any = SimClock()
+        inference: Any = SimulatedInference(policy.predict_chunk, delay_s)
+    else:
+        clock = WallClock()
+        inference = ThreadedInference(policy.predict_chunk, clock, extra_delay_s=delay_s)
+        execution.setdefault("margin_steps", 1)  # wall-clock jitter
+    config = ExecutionConfig.from_policy_config(policy.config, **execution)
+    return ChunkExecutor(policy.predict_chunk, config, clock, inference), clock
+
+
+def _check_execution(settings: EvalSettings) -> None:
+    """Raise ``ValueError`` now if the policy cannot be played as ``settings.execution`` asks."""
+    from aloha_bench.policies import checkpoint_dir
+    from aloha_bench.policies.act.config import ACTConfig
+    from aloha_bench.policies.act.policy import CONFIG_FILE
+
+    config = ACTConfig.load_json(checkpoint_dir(settings.run) / CONFIG_FILE)
+    config = dataclasses.replace(config, **dict(settings.policy_overrides))
+    execution = {k: v for k, v in settings.execution.items() if k != "inference_delay_s"}
+    ExecutionConfig.from_policy_config(config, **execution)
+    delay_s = settings.execution.get("inference_delay_s", 0.0)
+    if not 0.0 <= delay_s <= 10.0:
+        raise ValueError(f"inference delay must be in [0, 10000] ms, got {1e3 * delay_s:g}")
+
+
+def _execution_summary(executor: ChunkExecutor, settings: EvalSettings) -> dict[str, Any]:
+    config = executor.config
+    return {
+        "mode": config.mode,
+        "smoothing": config.smoothing,
+        "blend_steps": config.blend_steps if config.smoothing == "blend" else 0,
+        "n_action_steps": config.n_action_steps,
+        "inference_delay_ms": 1e3 * float(settings.execution.get("inference_delay_s", 0.0)),
+    }
 
 
 # One runner per worker process: renderers and policies do not cross processes, so each (spawned)
@@ -327,6 +409,7 @@ def evaluate(
     if settings.backend == "real" and workers > 1:
         raise ValueError("one real rig runs one episode at a time: use --workers 1")
     envs.load_task_spec(settings.task)  # an unknown task fails before anything loads
+    _check_execution(settings)  # a bad --async combination fails before workers start
     if settings.check_seeds and settings.backend == "sim":
         seeds = range(settings.seed, settings.seed + settings.episodes)
         check_seed_overlap(settings.run, settings.task, list(seeds))
@@ -423,7 +506,25 @@ def summarize(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "randomize": first.get("randomize", "none"),
         "latency": first.get("latency", "none"),
         **{k: first[k] for k in POLICY_KEYS if k in first},
+        **_seam_summary(records),
     }
+
+
+def _seam_summary(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Execution settings and seam figures averaged over episodes (records that have them)."""
+    if "seams" not in records[0]:
+        return {}
+    out: dict[str, Any] = {
+        "runtime": records[0].get("runtime", "torch"),
+        "execution": records[0]["execution"],
+        "stall_ticks_mean": float(np.mean([r["chunking"]["stall_ticks"] for r in records])),
+        "skipped_mean": float(np.mean([r["chunking"]["skipped_mean"] for r in records])),
+    }
+    for source in ("seams", "seams_joint"):
+        for key in ("seam_accel_mean", "seam_jump_mean", "interior_accel_p99"):
+            values = [r[source][key] for r in records if r[source][key] is not None]
+            out[f"{source}_{key}"] = float(np.mean(values)) if values else None
+    return out
 
 
 def _pct(rate: float, low: float, high: float) -> str:

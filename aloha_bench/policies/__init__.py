@@ -55,17 +55,45 @@ def checkpoint_dir(run_dir: str | Path) -> Path:
 
 
 def load(
-    run_dir: str | Path, device: str = "cpu", overrides: Mapping[str, Any] | None = None
-) -> ACTPolicy:
+    run_dir: str | Path,
+    device: str = "cpu",
+    overrides: Mapping[str, Any] | None = None,
+    runtime: str = "torch",
+    threads: int = 1,
+) -> Any:
     """Load a trained policy from its run folder (or a checkpoint folder) alone, no dataset.
 
     Args:
         run_dir: a folder written by ``train`` (its ``best/`` checkpoint is used, else ``last/``)
-            or a folder written by a policy's ``save``.
-        device: where to put the policy.
+            or a folder written by a policy's ``save``; with ``runtime="onnx"`` also a folder
+            written by ``export-policy --to onnx``.
+        device: where to put the policy (torch runtime).
         overrides: execution settings to change, e.g. ``{"temporal_ensemble_coeff": 0.01,
             "n_action_steps": 1}`` (see ``ACTPolicy.load``).
+        runtime: ``"torch"`` (an :class:`ACTPolicy`) or ``"onnx"`` (an
+            :class:`~aloha_bench.policies.export.OnnxPolicy` on ONNX Runtime's CPU provider; a
+            run folder without an export is exported in memory first).
+        threads: ONNX Runtime intra-op threads (torch's are set with ``torch.set_num_threads``).
+
+    Both runtimes offer ``config``, ``reset()``, ``predict_chunk(obs)`` and
+    ``select_action(obs)``.
     """
+    from aloha_bench.policies import export
+
+    if runtime not in export.RUNTIMES:
+        raise ValueError(f"unknown runtime {runtime!r}; expected one of {export.RUNTIMES}")
+    run_dir = Path(run_dir)
+    exported = (run_dir / export.ONNX_FILE).is_file()
+    if runtime == "onnx":
+        if exported:
+            return export.OnnxPolicy.load(run_dir, overrides=overrides, threads=threads)
+        policy = load(run_dir, overrides=overrides)
+        return export.OnnxPolicy(export.onnx_model_bytes(policy), policy.config, threads=threads)
+    if exported:
+        raise ValueError(
+            f"{run_dir} holds an ONNX export, which torch cannot run; use --runtime onnx, or the "
+            "training run it was exported from"
+        )
     directory = checkpoint_dir(run_dir)
     name = read_config(directory).get("policy")
     if name not in POLICIES:

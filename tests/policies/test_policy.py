@@ -7,7 +7,7 @@ import torch
 from aloha_bench import keys
 from aloha_bench.policies import ACTPolicy, load, make_policy
 from aloha_bench.policies.act.model import Backbone
-from aloha_bench.policies.act.policy import TemporalEnsembler
+from aloha_bench.policies.chunking import TemporalEnsembler
 from tests.policies.conftest import ENV_DIM, fake_stats, tiny_config
 
 

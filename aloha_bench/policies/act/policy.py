@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,38 +23,17 @@ from aloha_bench import keys
 from aloha_bench.policies.act.config import ACTConfig
 from aloha_bench.policies.act.losses import act_loss, masked_l1
 from aloha_bench.policies.act.model import ACT
+from aloha_bench.policies.chunking import (
+    ChunkExecutor,
+    ExecutionConfig,
+    SimClock,
+)
 from aloha_bench.policies.normalize import Normalizer, imagenet_stats
 
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 # How a trained policy executes its chunks; everything else is fixed by its weights.
 INFERENCE_FIELDS = ("n_action_steps", "temporal_ensemble_coeff")
-
-
-class TemporalEnsembler:
-    """The paper's temporal ensembling (sec. IV-C): average every prediction for the current step.
-
-    A chunk is predicted at every step, so step t has up to K predictions: the chunk from step
-    t - j predicts it at its index j. They are averaged with weights exp(-m * i), where i = 0 is
-    the OLDEST prediction (the original code's and LeRobot's convention): a small m weighs old and
-    new almost alike, a larger m trusts the older predictions more.
-    """
-
-    def __init__(self, coeff: float, chunk_size: int) -> None:
-        self.coeff = coeff
-        self._chunks: deque[np.ndarray] = deque(maxlen=chunk_size)
-
-    def reset(self) -> None:
-        self._chunks.clear()
-
-    def update(self, chunk: np.ndarray) -> np.ndarray:
-        """Add the chunk (K, A) predicted now; return the ensembled action (A,) for now."""
-        self._chunks.append(chunk)
-        n = len(self._chunks)
-        # The i-th stored chunk (oldest first) was predicted n - 1 - i steps ago.
-        predictions = np.stack([c[n - 1 - i] for i, c in enumerate(self._chunks)])  # (n, A)
-        weights = np.exp(-self.coeff * np.arange(n))  # (n,), oldest first
-        return (weights[:, None] * predictions).sum(axis=0) / weights.sum()
 
 
 class ACTPolicy(nn.Module):
@@ -81,12 +59,8 @@ class ACTPolicy(nn.Module):
         if config.obs_mode == "state":
             env_dim = int(np.asarray(stats[keys.ENVIRONMENT_STATE]["mean"]).size)
         self.model = ACT(config, environment_state_dim=env_dim)
-        self._queue: deque[np.ndarray] = deque()
-        self._ensembler = (
-            TemporalEnsembler(config.temporal_ensemble_coeff, config.chunk_size)
-            if config.temporal_ensemble_coeff is not None
-            else None
-        )
+        self._executor: ChunkExecutor | None = None
+        self._clock = SimClock()
 
     @property
     def device(self) -> torch.device:
@@ -181,9 +155,8 @@ class ACTPolicy(nn.Module):
     # --------------------------------------------------------------------------------------------
     def reset(self) -> None:
         """Forget queued actions and past predictions; call at the start of every episode."""
-        self._queue.clear()
-        if self._ensembler is not None:
-            self._ensembler.reset()
+        if self._executor is not None:
+            self._executor.reset()
 
     def observation_batch(self, obs: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
         """One raw observation (numpy, unbatched) as a batch of 1 on the policy's device."""
@@ -252,14 +225,20 @@ class ACTPolicy(nn.Module):
         Without temporal ensembling a chunk is predicted every ``n_action_steps`` steps and its
         first ``n_action_steps`` actions are played out; with it, a chunk is predicted every
         step and the predictions for the current step are averaged (:class:`TemporalEnsembler`).
-        Puts the policy in eval mode (dropout off), as LeRobot's ``select_action`` does.
+        Both run through :class:`~aloha_bench.policies.chunking.ChunkExecutor` in ``sync`` mode,
+        one call per control step; loops that need asynchronous chunks or a wall clock build
+        their own executor around :meth:`predict_chunk`. Puts the policy in eval mode (dropout
+        off), as LeRobot's ``select_action`` does.
         """
-        if self._ensembler is not None:
-            return self._ensembler.update(self.predict_chunk(obs)).astype(np.float32)
-        if not self._queue:
-            chunk = self.predict_chunk(obs)[: self.config.n_action_steps]
-            self._queue.extend(chunk)
-        return self._queue.popleft().astype(np.float32)
+        if self._executor is None:
+            self._executor = ChunkExecutor(
+                lambda o: self.predict_chunk(o),
+                ExecutionConfig.from_policy_config(self.config),
+                self._clock,
+            )
+        action = self._executor.act(obs)
+        self._clock.advance(self._executor.config.control_dt_s)
+        return action
 
     # --------------------------------------------------------------------------------------------
     # Saving

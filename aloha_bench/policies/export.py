@@ -1,0 +1,358 @@
+"""ONNX export of a trained policy and its ONNX Runtime twin, :class:`OnnxPolicy`.
+
+The exported graph is the whole acting path of ``ACTPolicy.predict_chunk``: raw observations in
+(``observation.state`` (1, 12) float32, then ``observation.environment_state`` (1, E) float32 or
+one ``observation.images.<camera>`` (1, H, W, 3) uint8 per camera), normalization, the network
+at z = 0, unnormalization, and the chunk out (``action``, (1, K, 12) float32, radians). So an
+export folder is a complete policy: ``policy.onnx``, the policy's ``config.json`` and
+``export.json`` (what was exported, how, and the largest action difference from fp32 torch
+measured on a synthetic observation at export time).
+
+The graph is always fp32: a ``precision = "bf16"`` policy trains and runs in torch with bf16
+matrix products over fp32 master weights, and ONNX Runtime's CPU kernels are fastest and exact in
+fp32. Optionally the matrix weights are quantized to int8 (``quantize="int8"``, ONNX Runtime's
+dynamic quantization); it changes the actions, so the export measures by how much and says so.
+
+Runtime options that pay on a small CPU (:func:`session_options`): every graph optimization
+(constant folding, node fusions: attention, layer norm, GELU, bias adds), ``intra_op`` threads
+set explicitly (ONNX Runtime defaults to one per core and spins them, which fights a control loop
+for a 2-core machine), one ``inter_op`` thread and sequential execution (the graph is a chain).
+
+``aloha_bench.policies.load(run, runtime="onnx")`` loads an export folder, or exports a run's
+checkpoint in memory when the folder has no ``policy.onnx``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from aloha_bench import keys
+from aloha_bench.policies.act.config import ACTConfig
+from aloha_bench.policies.act.policy import CONFIG_FILE, INFERENCE_FIELDS, ACTPolicy
+from aloha_bench.policies.chunking import ChunkExecutor, ExecutionConfig, SimClock
+
+ONNX_FILE = "policy.onnx"
+EXPORT_FILE = "export.json"
+OPSET = 18
+QUANTIZATIONS = ("none", "int8")
+ACTION_OUTPUT = "action"
+# The parity the export promises against fp32 torch, radians (issue 17's bar).
+PARITY_TOLERANCE_RAD = 1e-3
+RUNTIMES = ("torch", "onnx")
+
+
+class _ChunkFromObservation(nn.Module):
+    """Raw observation tensors (batch of 1) -> unnormalized chunk (1, K, 12), fp32, z = 0."""
+
+    def __init__(self, policy: ACTPolicy) -> None:
+        super().__init__()
+        self.policy = policy
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        batch = dict(zip(self.policy.config.input_keys, inputs, strict=True))
+        model_inputs = self.policy.preprocess(batch)
+        latent = torch.zeros(1, self.policy.config.latent_dim)  # (1, L): the prior's mean
+        predicted = self.policy.model(latent=latent, **model_inputs)  # (1, K, 12)
+        return self.policy.normalizer.unnormalize(keys.ACTION, predicted)
+
+
+def example_observation(policy: ACTPolicy, seed: int = 0) -> dict[str, np.ndarray]:
+    """A synthetic observation of the policy's inputs (unbatched numpy), for export and parity.
+
+    Joint and object states are drawn around the training statistics (mean +- 1 std), images
+    uniformly: the parity of two runtimes does not depend on what the observation shows.
+    """
+    rng = np.random.default_rng(seed)
+    stats = policy.normalizer.to_stats()
+    obs: dict[str, np.ndarray] = {}
+    for key in policy.config.input_keys:
+        if key.startswith(keys.IMAGES_PREFIX):
+            obs[key] = rng.integers(0, 256, (*policy.config.image_size, 3), dtype=np.uint8)
+        else:
+            mean, std = stats[key]["mean"], stats[key]["std"]
+            obs[key] = (mean + std * rng.uniform(-1, 1, mean.shape)).astype(np.float32)
+    return obs
+
+
+def _batched(config: ACTConfig, obs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+    return [np.ascontiguousarray(obs[key])[None] for key in config.input_keys]
+
+
+def onnx_model_bytes(policy: ACTPolicy, opset: int = OPSET) -> bytes:
+    """The policy's acting path as a serialized ONNX model (fp32, batch 1)."""
+    fp32 = ACTPolicy(dataclasses.replace(policy.config, precision="fp32"), _stats(policy))
+    fp32.load_state_dict(policy.state_dict())
+    fp32.eval()
+    wrapper = _ChunkFromObservation(fp32).eval()
+    example = tuple(torch.from_numpy(a) for a in _batched(fp32.config, example_observation(fp32)))
+    with warnings.catch_warnings():
+        # The exporter reports its progress through warnings and prints; neither is ours.
+        warnings.simplefilter("ignore")
+        with (
+            torch.no_grad(),
+            _quiet_logs(),
+            open(os.devnull, "w") as devnull,
+            contextlib.redirect_stdout(devnull),
+        ):
+            program = torch.onnx.export(
+                wrapper,
+                example,
+                dynamo=True,
+                input_names=list(fp32.config.input_keys),
+                output_names=[ACTION_OUTPUT],
+                opset_version=opset,
+                optimize=True,
+                verbose=False,
+            )
+    return program.model_proto.SerializeToString()
+
+
+@contextlib.contextmanager
+def _quiet_logs() -> Iterator[None]:
+    """Mute the exporter's and quantizer's progress logging (warnings about their own passes)."""
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+def _stats(policy: ACTPolicy) -> dict[str, dict[str, np.ndarray]]:
+    return policy.normalizer.to_stats()
+
+
+def quantize_int8(model: bytes) -> bytes:
+    """Dynamic int8 quantization of the matrix weights (ONNX Runtime's ``quantize_dynamic``)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with tempfile.TemporaryDirectory() as tmp:
+        source, target = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+        source.write_bytes(model)
+        with _quiet_logs():
+            quantize_dynamic(source, target, weight_type=QuantType.QInt8)
+        return target.read_bytes()
+
+
+def session_options(threads: int = 1) -> Any:
+    """ONNX Runtime options for a small CPU: all graph optimizations, ``threads`` intra-op
+    threads without spinning, one inter-op thread, sequential execution."""
+    import onnxruntime as ort
+
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    # Spinning threads burn the core the control loop and the servo I/O need.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.log_severity_level = 3
+    return options
+
+
+class OnnxPolicy:
+    """A policy run by ONNX Runtime's CPU provider, with ``ACTPolicy``'s acting interface:
+    ``config``, ``reset()``, ``predict_chunk(obs) -> (K, 12)``, ``select_action(obs) -> (12,)``.
+
+    Args:
+        model: a serialized ONNX model or the path of one (from :func:`export_onnx`).
+        config: the policy's configuration (input keys, chunk size, execution settings).
+        threads: ONNX Runtime intra-op threads.
+        info: what :func:`export_onnx` recorded (``export.json``), kept for reports.
+    """
+
+    name = "act"
+    runtime = "onnx"
+
+    def __init__(
+        self,
+        model: bytes | str | Path,
+        config: ACTConfig,
+        threads: int = 1,
+        info: Mapping[str, Any] | None = None,
+    ) -> None:
+        import onnxruntime as ort
+
+        self.config = config
+        self.info = dict(info or {})
+        source = str(model) if isinstance(model, str | Path) else model
+        self.session = ort.InferenceSession(
+            source, sess_options=session_options(threads), providers=["CPUExecutionProvider"]
+        )
+        names = [i.name for i in self.session.get_inputs()]
+        if names != list(config.input_keys):
+            raise ValueError(
+                f"the ONNX model reads {names} but its config.json names {list(config.input_keys)};"
+                " export the policy again with `aloha-bench export-policy`"
+            )
+        self._executor: ChunkExecutor | None = None
+        self._clock = SimClock()
+
+    def predict_chunk(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The next K actions (K, 12), unnormalized, from one observation (z = 0)."""
+        feeds = dict(zip(self.config.input_keys, _batched(self.config, obs), strict=True))
+        feeds = {
+            key: value.astype(np.float32, copy=False) if value.dtype != np.uint8 else value
+            for key, value in feeds.items()
+        }
+        (actions,) = self.session.run([ACTION_OUTPUT], feeds)  # (1, K, 12)
+        return actions[0]
+
+    def reset(self) -> None:
+        """Forget queued actions; call at the start of every episode."""
+        if self._executor is not None:
+            self._executor.reset()
+
+    def select_action(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The action (12,) to send now: sync chunk execution, as ``ACTPolicy.select_action``."""
+        if self._executor is None:
+            self._executor = ChunkExecutor(
+                self.predict_chunk, ExecutionConfig.from_policy_config(self.config), self._clock
+            )
+        action = self._executor.act(obs)
+        self._clock.advance(self._executor.config.control_dt_s)
+        return action
+
+    @classmethod
+    def load(
+        cls,
+        directory: str | Path,
+        overrides: Mapping[str, Any] | None = None,
+        threads: int = 1,
+    ) -> OnnxPolicy:
+        """Load an export folder written by :func:`export_onnx`.
+
+        Raises:
+            FileNotFoundError: the folder lacks ``policy.onnx`` or ``config.json``.
+        """
+        directory = Path(directory)
+        for name in (ONNX_FILE, CONFIG_FILE):
+            if not (directory / name).is_file():
+                raise FileNotFoundError(
+                    f"{directory / name} missing; write an export with `aloha-bench "
+                    "export-policy RUN --to onnx --out DIR`"
+                )
+        config = _with_overrides(ACTConfig.load_json(directory / CONFIG_FILE), overrides)
+        info_path = directory / EXPORT_FILE
+        info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+        return cls(directory / ONNX_FILE, config, threads=threads, info=info)
+
+
+def _with_overrides(config: ACTConfig, overrides: Mapping[str, Any] | None) -> ACTConfig:
+    if not overrides:
+        return config
+    fixed = sorted(set(overrides) - set(INFERENCE_FIELDS))
+    if fixed:
+        raise ValueError(
+            f"{fixed} are fixed by training; at load time only {INFERENCE_FIELDS} change"
+        )
+    return dataclasses.replace(config, **overrides)
+
+
+def max_action_difference(reference: ACTPolicy, other: Any, n_observations: int = 4) -> float:
+    """Largest |action difference| (radians) between two policies over synthetic observations."""
+    worst = 0.0
+    for seed in range(n_observations):
+        obs = example_observation(reference, seed)
+        worst = max(
+            worst, float(np.abs(reference.predict_chunk(obs) - other.predict_chunk(obs)).max())
+        )
+    return worst
+
+
+def export_onnx(
+    policy: ACTPolicy,
+    out_dir: str | Path,
+    quantize: str = "none",
+    source: str | None = None,
+    threads: int = 1,
+) -> dict[str, Any]:
+    """Write ``policy.onnx``, ``config.json`` and ``export.json`` to ``out_dir``.
+
+    Parity is measured before anything is written: the ONNX Runtime actions are compared with
+    fp32 torch on synthetic observations, and an fp32 export that differs by more than
+    ``PARITY_TOLERANCE_RAD`` is refused (an int8 export records its difference instead).
+
+    Args:
+        policy: the trained policy (torch).
+        out_dir: the export folder (created).
+        quantize: ``"none"`` or ``"int8"``.
+        source: where the policy came from (the run folder), recorded in ``export.json``.
+        threads: ONNX Runtime threads for the parity check.
+
+    Returns:
+        The contents of ``export.json``.
+
+    Raises:
+        ValueError: unknown ``quantize``, or an fp32 export outside the parity tolerance.
+    """
+    if quantize not in QUANTIZATIONS:
+        raise ValueError(f"unknown quantization {quantize!r}; expected one of {QUANTIZATIONS}")
+    model = onnx_model_bytes(policy)
+    if quantize == "int8":
+        model = quantize_int8(model)
+    config = policy.config
+    reference = ACTPolicy(dataclasses.replace(config, precision="fp32"), _stats(policy))
+    reference.load_state_dict(policy.state_dict())
+    onnx_policy = OnnxPolicy(model, config, threads=threads)
+    difference = max_action_difference(reference, onnx_policy)
+    if quantize == "none" and difference > PARITY_TOLERANCE_RAD:
+        raise ValueError(
+            f"the ONNX export's actions differ from fp32 torch by {difference:.2e} rad (more than "
+            f"{PARITY_TOLERANCE_RAD:.0e}); nothing was written. Report this with the policy's "
+            "config.json"
+        )
+    import onnxruntime
+
+    info = {
+        "format": "onnx",
+        "opset": OPSET,
+        "quantize": quantize,
+        "source": source,
+        "inputs": list(config.input_keys),
+        "output": ACTION_OUTPUT,
+        "max_action_diff_rad_vs_torch_fp32": difference,
+        "torch": torch.__version__,
+        "onnxruntime": onnxruntime.__version__,
+    }
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / ONNX_FILE).write_bytes(model)
+    config.save(out / CONFIG_FILE)
+    (out / EXPORT_FILE).write_text(json.dumps(info, indent=2) + "\n")
+    return info
+
+
+def export_run(
+    run_dir: str | Path, out_dir: str | Path, quantize: str = "none", threads: int = 1
+) -> dict[str, Any]:
+    """Export a training run's checkpoint (``best/``, else ``last/``) to ``out_dir``.
+
+    The run's ``split.json`` (its demonstration seeds) is copied along, so evaluating the export
+    keeps the check that evaluation seeds are unseen.
+    """
+    from aloha_bench.policies import checkpoint_dir, load
+
+    policy = load(run_dir)
+    info = export_onnx(policy, out_dir, quantize=quantize, source=str(run_dir), threads=threads)
+    directory = checkpoint_dir(run_dir)
+    for candidate in (Path(run_dir) / "split.json", directory.parent / "split.json"):
+        if candidate.is_file():
+            shutil.copyfile(candidate, Path(out_dir) / "split.json")
+            break
+    return info
