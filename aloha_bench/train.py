@@ -34,6 +34,7 @@ import json
 import os
 import shutil
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,7 @@ from aloha_bench.data.dataset import WindowDataset, compute_stats, train_val_spl
 from aloha_bench.data.store import DatasetError, EpisodeStore
 from aloha_bench.policies import ACTConfig, ACTPolicy, make_policy
 from aloha_bench.policies.act.policy import CONFIG_FILE, MODEL_FILE
+from aloha_bench.train_checks import TrainingWarning, training_warnings
 
 TRAINING_STATE_FILE = "training_state.pt"
 LOSSES_FILE = "losses.csv"
@@ -304,6 +306,8 @@ def train(
 
     store = EpisodeStore.open(dataset_path)
     check_dataset(config, store)
+    for note in training_warnings(config, store.attrs, str(dataset_path)) if is_main else ():
+        warnings.warn(note, TrainingWarning, stacklevel=2)
     train_ids, val_ids = _split(config, store.n_episodes)
     train_data = WindowDataset(store, config.chunk_size, episodes=train_ids, keys=config.input_keys)
     val_data = (
