@@ -90,6 +90,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     load_task_spec(args.task)  # an unknown task fails here, before anything loads
     out = Path(args.out) if args.out else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)  # an unusable --out fails now, not after the runs
     if args.videos and out is None:
         raise ValueError("--videos needs --out (videos are written to OUT/videos/)")
     overrides = {}
@@ -517,6 +519,11 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from aloha_bench.robots.calibration import calibrate_arm
     from aloha_bench.robots.feetech import FeetechBus
 
+    if sys.stdin is None or sys.stdin.closed or not sys.stdin.isatty():
+        raise ValueError(
+            "calibrate waits for Enter while you move the arm, but stdin is not a terminal; "
+            "run it in an interactive terminal (nothing was written to the servos)"
+        )
     out = Path(args.out or f"calibration/{args.arm}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     with FeetechBus(args.port, embodiment.MOTOR_IDS.values()) as bus:

@@ -49,7 +49,7 @@ from aloha_bench.data.dataset import WindowDataset, compute_stats, train_val_spl
 from aloha_bench.data.store import DatasetError, EpisodeStore
 from aloha_bench.policies import ACTConfig, ACTPolicy, make_policy
 from aloha_bench.policies.act.policy import CONFIG_FILE, MODEL_FILE
-from aloha_bench.train_checks import TrainingWarning, training_warnings
+from aloha_bench.train_checks import TrainingWarning, load_training_state, training_warnings
 
 TRAINING_STATE_FILE = "training_state.pt"
 LOSSES_FILE = "losses.csv"
@@ -355,7 +355,7 @@ def train(
     )
     start_step, best = 0, {"step": None, "val_l1_prior": float("inf")}
     if resume:
-        state = torch.load(run_dir / "last" / TRAINING_STATE_FILE, weights_only=True)
+        state = load_training_state(run_dir / "last" / TRAINING_STATE_FILE)
         policy.load_state_dict(load_file(run_dir / "last" / MODEL_FILE))
         optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"])

@@ -15,6 +15,7 @@ less than asked is reported here, as :class:`TrainingWarning` (the CLI prints ea
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 
@@ -56,3 +57,21 @@ def training_warnings(config: Any, dataset_attrs: Mapping[str, Any], path: str) 
             f"--set val_every={max(config.steps // 10, 1)} for a validation curve"
         )
     return notes
+
+
+def load_training_state(path: str | Path) -> dict[str, Any]:
+    """``training_state.pt`` of a checkpoint, or an error that names it and what to do.
+
+    Raises:
+        ValueError: the file is truncated or corrupt.
+    """
+    import torch
+
+    try:
+        return torch.load(path, weights_only=True)
+    except Exception as err:  # torch raises RuntimeError, EOFError or UnpicklingError here
+        raise ValueError(
+            f"{path} cannot be read ({str(err).splitlines()[0]}); the training state is "
+            "damaged, so this run cannot resume from it: train into a new folder (the policy "
+            "beside it still loads for evaluation if its checksum holds)"
+        ) from None

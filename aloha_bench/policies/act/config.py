@@ -242,8 +242,18 @@ class ACTConfig:
 
     @classmethod
     def load_json(cls, path: str | Path) -> ACTConfig:
-        """Read a config written by :meth:`save`."""
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        """Read a config written by :meth:`save`.
+
+        Raises:
+            ValueError: the file is not valid JSON, or not a valid config (names the file).
+        """
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text()))
+        except ValueError as err:  # JSONDecodeError is one
+            raise ValueError(
+                f"{path}: {err}; the file is damaged or was edited by hand: restore it from the "
+                "run that wrote it"
+            ) from None
 
 
 def _fail(name: str, message: str) -> typing.NoReturn:
