@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -11,8 +12,19 @@ from pathlib import Path
 from aloha_bench import cli_types as T
 
 
+def _json_safe(data):
+    """``data`` with NaN and infinities as null: JSON has no such numbers (strict parsers fail)."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return None
+    if isinstance(data, dict):
+        return {k: _json_safe(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [_json_safe(v) for v in data]
+    return data
+
+
 def _print_json(data) -> None:
-    print(json.dumps(data, indent=2))
+    print(json.dumps(_json_safe(data), indent=2, allow_nan=False))
 
 
 def _print_rates(report) -> None:
@@ -500,18 +512,39 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
 def cmd_bench_bus(args: argparse.Namespace) -> int:
     from aloha_bench.robots.bench_bus import bench_bus
 
-    result = bench_bus(port=args.port, n=args.n)
+    faults = dict(args.fault or ())
+    result = bench_bus(port=args.port, n=args.n, faults=faults)
     if args.json:
         _print_json(result)
         return 0
     where = "emulator" if result["emulated"] else result["port"]
+    timing = (
+        f"median {result['round_trip_ms']:.2f} ms, p90 {result['round_trip_p90_ms']:.2f} ms"
+        if result["succeeded"]
+        else "no exchange succeeded"
+    )
     print(
         f"sync read + sync write, {result['n_servos']} servos at {result['baudrate']} baud "
-        f"({where}, {result['n']} round trips): median {result['round_trip_ms']:.2f} ms, "
-        f"p90 {result['round_trip_p90_ms']:.2f} ms; wire time {result['wire_ms']:.2f} ms "
-        f"({result['wire_bytes']} bytes); errors {result['errors']}"
+        f"({where}, {result['n']} round trips, {result['succeeded']} succeeded): {timing}; "
+        f"wire time {result['wire_ms']:.2f} ms ({result['wire_bytes']} bytes)"
     )
+    for kind in ("errors", "retries"):
+        detail = ", ".join(
+            f"{'servo ' + servo if servo != 'bus' else 'bus'}: "
+            + ", ".join(f"{n} {fault}" for fault, n in counts.items())
+            for servo, counts in result[f"{kind}_by_servo"].items()
+        )
+        print(f"{kind} {result[kind]}" + (f" ({detail})" if detail else ""))
     return 0
+
+
+def _servo_fault(text: str) -> tuple[int, str]:
+    servo, _, kind = text.partition(":")
+    if not servo.isdigit() or kind not in ("silent", "corrupt", "overload"):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} must look like 3:silent (servo id 1..6 : silent, corrupt or overload)"
+        )
+    return int(servo), kind
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
@@ -866,6 +899,13 @@ def build_parser() -> argparse.ArgumentParser:
     b = verb("bus", "Feetech sync read + write round trip (emulator or port)")
     b.add_argument("--port", help="serial port of a real arm (default: the servo emulator)")
     b.add_argument("--n", type=T.positive_int, default=200, help="round trips to time")
+    b.add_argument(
+        "--fault",
+        type=_servo_fault,
+        action="append",
+        metavar="ID:KIND",
+        help="emulator only: make servo ID faulty (silent, corrupt or overload); repeatable",
+    )
     b.add_argument("--json", action="store_true", help="print the figures as JSON")
     b.set_defaults(func=cmd_bench_bus)
 

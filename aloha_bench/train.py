@@ -300,7 +300,10 @@ def train(
             raise ValueError(f"cannot resume: {run_dir / 'last'} holds no training state")
         _check_resumable(ACTConfig.load_json(run_dir / CONFIG_FILE), config, run_dir)
     elif run_dir.exists() and any(run_dir.iterdir()):
-        raise ValueError(f"{run_dir} exists and is not empty; choose a new folder or resume=True")
+        raise ValueError(
+            f"{run_dir} exists and is not empty; choose a new --out folder, or continue this run "
+            "with --resume (resume=True in Python)"
+        )
     if world > 1:
         dist.barrier()  # every rank has checked the folder before rank 0 starts writing it
 

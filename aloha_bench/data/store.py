@@ -162,8 +162,7 @@ class EpisodeStore:
         path = Path(path)
         if obs_mode not in OBS_MODES:
             raise ValueError(f"unknown obs_mode {obs_mode!r}; expected one of {OBS_MODES}")
-        for camera in cameras:
-            keys.image_key(camera)  # validates the name
+        cameras = keys.camera_names(cameras)  # "top" is one camera, never three letters
         if obs_mode == "pixels":
             if not cameras or image_size is None:
                 raise ValueError("pixels mode needs cameras=[...] and image_size=(height, width)")
