@@ -30,7 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from aloha_bench import envs
+from aloha_bench import envs, keys
+from aloha_bench.data.video import FRAME_STRIDE, VIDEO_FPS, labeled_frame, stage_text
 from aloha_bench.policies.act.config import POLICY_NAME
 from aloha_bench.rollout import EpisodeRecord
 from aloha_bench.stats import wilson_interval
@@ -40,7 +41,6 @@ RECORDS_FILE = "records.jsonl"
 SUMMARY_FILE = "summary.json"
 TABLE_FILE = "table.md"
 VIDEO_DIR = "videos"
-VIDEO_FPS = 25  # every second control step of a 50 Hz episode
 
 
 class SeedOverlapError(ValueError):
@@ -324,9 +324,9 @@ class EpisodeRunner:
             action = self.policy.select_action(obs)
             obs, reward, _, truncated, info = self.env.step(action)
             total += float(reward)
-            if filming and steps % 2 == 0:
-                frames.append(self.env.render())
             steps += 1
+            if filming and steps % FRAME_STRIDE == 0:
+                frames.append(self._labeled(self.env.render(), seed, steps, info))
         reached = EpisodeRecord.from_info(seed, info, len(self.spec.stage_names), steps, {})
         record: dict[str, Any] = {
             "run": str(settings.run),
@@ -346,6 +346,13 @@ class EpisodeRunner:
         if filming:
             record["video"] = str(self._write_video(frames, record))
         return record
+
+    def _labeled(self, frame: np.ndarray, seed: int, step: int, info: Mapping) -> np.ndarray:
+        panels = np.split(frame, len(keys.CAMERAS), axis=1)  # render()'s camera order
+        caption = f"{self.settings.name} on {self.spec.task_id} seed {seed}  step {step}  "
+        return labeled_frame(
+            panels, keys.CAMERAS, caption + stage_text(info["stage"], self.spec.stage_names)
+        )
 
     def _write_video(self, frames: list[np.ndarray], record: Mapping[str, Any]) -> Path:
         import imageio.v2 as imageio
