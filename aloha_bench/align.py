@@ -16,7 +16,12 @@ import mujoco
 import numpy as np
 
 from aloha_bench import envs, keys
-from aloha_bench.robots.cameras import CaptureFactory, open_cameras, open_opencv_capture
+from aloha_bench.robots.cameras import (
+    CaptureFactory,
+    center_crop_to_aspect,
+    open_cameras,
+    open_opencv_capture,
+)
 
 # The rig model's offscreen buffer (sim/rig.py) bounds the render size.
 MAX_IMAGE_SIZE = (480, 640)
@@ -72,7 +77,8 @@ def read_real_frame(
     Args:
         source: an image file (PNG, JPEG...), or a camera device (index or ``/dev/video*`` path)
             read once through ``aloha_bench.robots.cameras``.
-        image_size: (height, width) to resize to.
+        image_size: (height, width) to resize to; a frame of another aspect ratio is
+            centre-cropped to it first (never distorted).
         capture_factory: opens the camera device (tests pass fakes).
         timeout_s: longest wait for the camera's first frame.
     """
@@ -99,6 +105,8 @@ def read_real_frame(
         frame = np.repeat(frame[:, :, None], 3, axis=2)
     frame = np.ascontiguousarray(frame[:, :, :3]).astype(np.uint8)
     if frame.shape[:2] != (height, width):
+        # Centre-crop to the panel's aspect first: a squashed frame would never line up.
+        frame = np.ascontiguousarray(center_crop_to_aspect(frame, (height, width)))
         frame = np.asarray(Image.fromarray(frame).resize((width, height), Image.BILINEAR))
     return frame
 

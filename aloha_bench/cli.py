@@ -4,12 +4,27 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
+
+from aloha_bench import cli_types as T
+
+
+def _json_safe(data):
+    """``data`` with NaN and infinities as null: JSON has no such numbers (strict parsers fail)."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return None
+    if isinstance(data, dict):
+        return {k: _json_safe(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [_json_safe(v) for v in data]
+    return data
 
 
 def _print_json(data) -> None:
-    print(json.dumps(data, indent=2))
+    print(json.dumps(_json_safe(data), indent=2, allow_nan=False))
 
 
 def _print_rates(report) -> None:
@@ -62,10 +77,10 @@ def cmd_expert(args: argparse.Namespace) -> int:
         bar.update(1)
         bar.set_postfix(success=f"{wins / (i + 1):.1%}")
 
-    report = run_expert(
-        args.task, args.episodes, seed=args.seed, style=args.style, progress=progress
-    )
-    bar.close()
+    with bar:  # closed before any error message, which then starts on a line of its own
+        report = run_expert(
+            args.task, args.episodes, seed=args.seed, style=args.style, progress=progress
+        )
     summary = report.to_dict()
     if args.json:
         _print_json(summary)
@@ -88,6 +103,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     load_task_spec(args.task)  # an unknown task fails here, before anything loads
     out = Path(args.out) if args.out else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)  # an unusable --out fails now, not after the runs
     if args.videos and out is None:
         raise ValueError("--videos needs --out (videos are written to OUT/videos/)")
     overrides = {}
@@ -116,6 +133,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             check_seeds=not args.no_seed_check,
             runtime=args.runtime,
             execution=_execution(args),
+            allow_other_task=args.allow_other_task,
         )
         bar = tqdm(total=args.episodes, desc=f"eval {settings.name}", unit="ep", disable=args.json)
         wins, done = 0, 0
@@ -127,8 +145,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
             bar.update(1)
             bar.set_postfix(success=f"{wins / done:.1%}")
 
-        run_records = evaluate(settings, workers=args.workers, progress=progress)
-        bar.close()
+        with bar:
+            run_records = evaluate(settings, workers=args.workers, progress=progress)
         records += run_records
         summaries.append(summarize(run_records))
         if out is not None:  # after every run, so a later failure loses nothing finished
@@ -377,14 +395,6 @@ def cmd_bench_env(args: argparse.Namespace) -> int:
     return 0
 
 
-def _image_size(text: str) -> tuple[int, int]:
-    try:
-        height, width = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"image size {text!r} must look like 96x128") from None
-    return height, width
-
-
 def cmd_generate(args: argparse.Namespace) -> int:
     import time
 
@@ -424,27 +434,33 @@ def cmd_generate(args: argparse.Namespace) -> int:
     )
     bar = tqdm(total=args.episodes, desc=f"{args.task} {args.source}", unit="ep")
     start = time.perf_counter()
-    wins = 0
+    wins, dropped = 0, 0
 
     def progress(episode, kept, attempts) -> None:
-        nonlocal wins
+        nonlocal wins, dropped
         wins += episode.success
+        # The bar counts kept episodes; failed attempts are dropped unless --keep-failed.
+        dropped += not (episode.success or args.keep_failed)
         minutes = (time.perf_counter() - start) / 60
         bar.n = kept
-        bar.set_postfix(success=f"{wins}/{attempts}", ep_per_min=f"{attempts / minutes:.1f}")
+        bar.set_postfix(
+            success=f"{wins}/{attempts}", dropped=dropped, ep_per_min=f"{attempts / minutes:.1f}"
+        )
         bar.refresh()
 
-    store = generate(
-        settings,
-        args.out,
-        args.episodes,
-        seed=args.seed,
-        workers=args.workers,
-        keep_failed=args.keep_failed,
-        progress=progress,
-    )
-    bar.close()
+    with bar:
+        store = generate(
+            settings,
+            args.out,
+            args.episodes,
+            seed=args.seed,
+            workers=args.workers,
+            keep_failed=args.keep_failed,
+            progress=progress,
+        )
     print(f"{store.path}: {store.n_episodes} episodes, {store.n_steps} steps")
+    if dropped:
+        print(f"{dropped} failed attempts were dropped (--keep-failed keeps them)")
     return 0
 
 
@@ -576,16 +592,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         bar.refresh()
 
     start = time.perf_counter()
-    summary = train(
-        config,
-        args.dataset,
-        args.out,
-        steps=args.steps,
-        device=args.device,
-        resume=args.resume,
-        progress=progress,
-    )
-    bar.close()
+    with bar:
+        summary = train(
+            config,
+            args.dataset,
+            args.out,
+            steps=args.steps,
+            device=args.device,
+            resume=args.resume,
+            progress=progress,
+        )
     if rank != 0:
         return 0
     if args.json:
@@ -683,18 +699,39 @@ def cmd_bench_control(args: argparse.Namespace) -> int:
 def cmd_bench_bus(args: argparse.Namespace) -> int:
     from aloha_bench.robots.bench_bus import bench_bus
 
-    result = bench_bus(port=args.port, n=args.n)
+    faults = dict(args.fault or ())
+    result = bench_bus(port=args.port, n=args.n, faults=faults)
     if args.json:
         _print_json(result)
         return 0
     where = "emulator" if result["emulated"] else result["port"]
+    timing = (
+        f"median {result['round_trip_ms']:.2f} ms, p90 {result['round_trip_p90_ms']:.2f} ms"
+        if result["succeeded"]
+        else "no exchange succeeded"
+    )
     print(
         f"sync read + sync write, {result['n_servos']} servos at {result['baudrate']} baud "
-        f"({where}, {result['n']} round trips): median {result['round_trip_ms']:.2f} ms, "
-        f"p90 {result['round_trip_p90_ms']:.2f} ms; wire time {result['wire_ms']:.2f} ms "
-        f"({result['wire_bytes']} bytes); errors {result['errors']}"
+        f"({where}, {result['n']} round trips, {result['succeeded']} succeeded): {timing}; "
+        f"wire time {result['wire_ms']:.2f} ms ({result['wire_bytes']} bytes)"
     )
+    for kind in ("errors", "retries"):
+        detail = ", ".join(
+            f"{'servo ' + servo if servo != 'bus' else 'bus'}: "
+            + ", ".join(f"{n} {fault}" for fault, n in counts.items())
+            for servo, counts in result[f"{kind}_by_servo"].items()
+        )
+        print(f"{kind} {result[kind]}" + (f" ({detail})" if detail else ""))
     return 0
+
+
+def _servo_fault(text: str) -> tuple[int, str]:
+    servo, _, kind = text.partition(":")
+    if not servo.isdigit() or kind not in ("silent", "corrupt", "overload"):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} must look like 3:silent (servo id 1..6 : silent, corrupt or overload)"
+        )
+    return int(servo), kind
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
@@ -702,6 +739,11 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from aloha_bench.robots.calibration import calibrate_arm
     from aloha_bench.robots.feetech import FeetechBus
 
+    if sys.stdin is None or sys.stdin.closed or not sys.stdin.isatty():
+        raise ValueError(
+            "calibrate waits for Enter while you move the arm, but stdin is not a terminal; "
+            "run it in an interactive terminal (nothing was written to the servos)"
+        )
     out = Path(args.out or f"calibration/{args.arm}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     with FeetechBus(args.port, embodiment.MOTOR_IDS.values()) as bus:
@@ -734,74 +776,144 @@ def cmd_teleop(args: argparse.Namespace) -> int:
     return 0
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, except where there is none to show (required, unset, off)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.required or action.default in (None, False):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _verb_adder(subparsers) -> Callable[[str, str], argparse.ArgumentParser]:
+    """``verb(name, text)``: a subcommand whose help shows ``text`` and every option's default."""
+
+    def verb(name: str, text: str) -> argparse.ArgumentParser:
+        return subparsers.add_parser(
+            name,
+            help=text,
+            description=text,
+            formatter_class=_HelpFormatter,
+        )
+
+    return verb
+
+
+def task_arg(parser: argparse.ArgumentParser, default: str | None = None) -> None:
+    """``--task``, checked against the task folders at parse time and listed in the help."""
+    parser.add_argument(
+        "--task",
+        type=T.task_id,
+        metavar=T.task_metavar(),
+        required=default is None,
+        default=default,
+        help="task id (`aloha-bench tasks` describes them)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="aloha-bench",
         description="Bimanual imitation-learning benchmark on the SO-ARM101 rig (sim and real).",
     )
     sub = parser.add_subparsers(dest="command", required=True)
+    verb = _verb_adder(sub)
 
-    p = sub.add_parser("tasks", help="list tasks, their stages and Gymnasium ids")
-    p.add_argument("--json", action="store_true")
+    p = verb("tasks", "list tasks, their stages and Gymnasium ids")
+    p.add_argument("--json", action="store_true", help="print the list as JSON")
     p.set_defaults(func=cmd_tasks)
 
-    p = sub.add_parser("expert", help="run a task's scripted expert and print its success")
-    p.add_argument("--task", required=True)
-    p.add_argument("--episodes", type=int, default=20)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--style", default="default", choices=["default", "varied"])
-    p.add_argument("--json", action="store_true")
+    p = verb("expert", "run a task's scripted expert and print its success")
+    task_arg(p)
+    p.add_argument("--episodes", type=T.positive_int, default=20, help="episodes to play")
+    p.add_argument("--seed", type=T.seed, default=0, help="first seed; episode i uses seed + i")
+    p.add_argument(
+        "--style",
+        default="default",
+        choices=["default", "varied"],
+        help="varied: approach side, speed and pauses drawn per episode (multimodal demos)",
+    )
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_expert)
 
-    p = sub.add_parser("eval", help="roll out trained policies: success with intervals, stages")
+    p = verb("eval", "roll out trained policies: success with intervals, stages")
     p.add_argument(
         "--run", required=True, action="append", help="run folder of `train` (repeatable)"
     )
     p.add_argument("--label", action="append", help="name of each --run in tables (repeatable)")
-    p.add_argument("--task", required=True)
-    p.add_argument("--episodes", type=int, default=50)
-    p.add_argument("--seed", type=int, default=1000, help="first seed (demos use 0, 1, ...)")
-    p.add_argument("--workers", type=int, default=1, help="parallel episode processes")
-    p.add_argument("--threads", type=int, default=1, help="torch threads per process")
-    p.add_argument("--videos", type=int, default=0, help="film the first K episodes (--out)")
+    task_arg(p)
+    p.add_argument(
+        "--allow-other-task",
+        action="store_true",
+        help="evaluate a run trained on another task (a transfer test; recorded in the results)",
+    )
+    p.add_argument("--episodes", type=T.positive_int, default=50, help="episodes per run")
+    p.add_argument("--seed", type=T.seed, default=1000, help="first seed (demos use 0, 1, ...)")
+    p.add_argument("--workers", type=T.positive_int, default=1, help="parallel episode processes")
+    p.add_argument("--threads", type=T.positive_int, default=1, help="torch threads per process")
+    p.add_argument(
+        "--videos", type=T.non_negative_int, default=0, help="film the first K episodes (--out)"
+    )
     p.add_argument(
         "--temporal-ensemble",
-        type=float,
+        type=T.non_negative_float,
         metavar="M",
         help="query every step and ensemble chunks with weights exp(-M i) (paper: 0.01)",
     )
-    p.add_argument("--backend", default="sim", choices=["sim", "real"])
+    p.add_argument(
+        "--backend",
+        default="sim",
+        choices=["sim", "real"],
+        help="sim, or the real rig of --robot-config",
+    )
     p.add_argument("--robot-config", help="rig.toml (--backend real)")
-    p.add_argument("--max-steps", type=int, help="shorter episodes than the task's")
-    p.add_argument("--randomize", default="none", choices=["none", "light", "strong"])
-    p.add_argument("--latency", default="none", choices=["none", "real"])
+    p.add_argument(
+        "--max-steps", type=T.positive_int, help="shorter episodes (default: the task's length)"
+    )
+    p.add_argument(
+        "--randomize",
+        default="none",
+        choices=["none", "light", "strong"],
+        help="domain randomization level (seeded per episode)",
+    )
+    p.add_argument(
+        "--latency",
+        default="none",
+        choices=["none", "real"],
+        help="camera/action latency and servo model",
+    )
     p.add_argument(
         "--no-seed-check",
         action="store_true",
         help="skip the check that evaluation seeds are not training demo seeds",
     )
     p.add_argument("--out", help="folder for records.jsonl, summary.json, table.md, videos/")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the summaries as JSON")
     _add_execution_args(p)
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser(
-        "realtime", help="sync vs async chunks at injected inference delays: success, seams"
-    )
+    p = verb("realtime", "sync vs async chunks at injected inference delays: success, seams")
     p.add_argument("--run", required=True, help="run folder of `train` (or an ONNX export)")
-    p.add_argument("--task", required=True)
-    p.add_argument("--episodes", type=int, default=50)
-    p.add_argument("--seed", type=int, default=1000)
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--threads", type=int, default=1, help="torch threads per process")
-    p.add_argument("--delays", type=float, nargs="+", help="inference delays, ms (0 50 100 200)")
-    p.add_argument("--latency", default="real", choices=["none", "real"])
-    p.add_argument("--blend-steps", type=int, default=10)
-    p.add_argument("--runtime", default="torch", choices=["torch", "onnx"])
-    p.add_argument("--out", default="results/realtime")
+    task_arg(p)
+    p.add_argument("--episodes", type=T.positive_int, default=50, help="episodes per cell")
+    p.add_argument("--seed", type=T.seed, default=1000, help="first evaluation seed")
+    p.add_argument("--workers", type=T.positive_int, default=2, help="parallel episode processes")
+    p.add_argument("--threads", type=T.positive_int, default=1, help="torch threads per process")
+    p.add_argument(
+        "--delays",
+        type=T.non_negative_float,
+        nargs="+",
+        help="inference delays, ms (default 0 50 100 200)",
+    )
+    p.add_argument("--latency", default="real", choices=["none", "real"], help="timing model")
+    p.add_argument(
+        "--blend-steps", type=T.positive_int, default=10, help="seam blend length, steps"
+    )
+    p.add_argument("--runtime", default="torch", choices=["torch", "onnx"], help="inference")
+    p.add_argument("--out", default="results/realtime", help="folder for the grid's results")
     p.set_defaults(func=cmd_realtime)
 
-    p = sub.add_parser("export-policy", help="export a trained policy (ONNX, ...)")
+    p = verb("export-policy", "export a trained policy (ONNX, ...)")
     p.add_argument("run", help="run folder of `train` (its best/ checkpoint, else last/)")
     p.add_argument("--to", required=True, choices=sorted(EXPORTERS), help="format")
     p.add_argument("--out", required=True, help="folder to write")
@@ -811,20 +923,24 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["none", "int8"],
         help="onnx: int8 weights (changes actions; the difference is measured and printed)",
     )
-    p.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads (parity check)")
+    p.add_argument(
+        "--threads", type=T.positive_int, default=1, help="ONNX Runtime threads (parity check)"
+    )
     p.set_defaults(func=cmd_export_policy)
 
-    p = sub.add_parser(
-        "reproduce", help="the whole study: demos, training, evaluation, tables and plots"
-    )
+    p = verb("reproduce", "the whole study: demos, training, evaluation, tables and plots")
     p.add_argument("--profile", default="quick", help="study in baselines/studies/ (or a path)")
     p.add_argument("--tasks", nargs="+", help="a subset of the profile's tasks")
-    p.add_argument("--seeds", type=int, help="training seeds (default: the profile's)")
+    p.add_argument("--seeds", type=T.positive_int, help="training seeds (default: the profile's)")
     p.add_argument("--groups", nargs="+", help="a subset: main chunk_size beta cameras ...")
-    p.add_argument("--executor", default="local", choices=["local", "ray"])
+    p.add_argument("--executor", default="local", choices=["local", "ray"], help="where cells run")
     p.add_argument("--address", help="Ray cluster address (--executor ray)")
-    p.add_argument("--workers", type=int, default=1, help="parallel jobs (local executor)")
-    p.add_argument("--threads", type=int, help="torch threads per job (default cores/workers)")
+    p.add_argument(
+        "--workers", type=T.positive_int, default=1, help="parallel jobs (local executor)"
+    )
+    p.add_argument(
+        "--threads", type=T.positive_int, help="torch threads per job (default cores/workers)"
+    )
     p.add_argument("--work-dir", help="datasets and runs (default runs/<profile>)")
     p.add_argument("--out", help="results folder (default results/<profile>)")
     p.add_argument("--dry-run", action="store_true", help="list the cells and which are done")
@@ -835,46 +951,65 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_reproduce)
 
-    p = sub.add_parser("report", help="tables and plots from a study's summary.csv")
+    p = verb("report", "tables and plots from a study's summary.csv")
     p.add_argument("summary", help="summary.csv written by `aloha-bench reproduce`")
     p.add_argument("--out", help="folder for the report (default: beside summary.csv)")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser(
-        "modes", help="how multimodal human vs scripted demos are; per-strategy success"
-    )
-    p.add_argument("--task", required=True)
-    p.add_argument("--episodes", type=int, default=20, help="scripted (and human) episodes")
+    p = verb("modes", "how multimodal human vs scripted demos are; per-strategy success")
+    task_arg(p)
     p.add_argument(
-        "--per-strategy", type=int, default=0, help="human: this many episodes per strategy"
+        "--episodes", type=T.positive_int, default=20, help="scripted (and human) episodes"
+    )
+    p.add_argument(
+        "--per-strategy",
+        type=T.non_negative_int,
+        default=0,
+        help="human: this many episodes per strategy",
     )
     p.add_argument("--out", default="results/multimodality", help="folder for json/md/png")
     p.set_defaults(func=cmd_modes)
 
-    p = sub.add_parser("expert-table", help="markdown table of `expert --json` reports")
+    p = verb("expert-table", "markdown table of `expert --json` reports")
     p.add_argument("reports", nargs="+", help="JSON files written by `aloha-bench expert --json`")
     p.add_argument("--out", help="also write the table to this file")
     p.set_defaults(func=cmd_expert_table)
 
-    p = sub.add_parser("view", help="watch the expert in the viewer, or write a video headless")
-    p.add_argument("--task", required=True)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--style", default="default", choices=["default", "varied"])
+    p = verb("view", "watch the expert in the viewer, or write a video headless")
+    task_arg(p)
+    p.add_argument("--seed", type=T.seed, default=0, help="reset seed (prop placement)")
+    p.add_argument(
+        "--style", default="default", choices=["default", "varied"], help="the expert's style"
+    )
     p.add_argument("--video", help="write an mp4 of all four cameras instead of opening a window")
     p.add_argument("--image", help="write a PNG of all four cameras at --step instead")
-    p.add_argument("--step", type=int, default=150, help="control step of the --image frame")
+    p.add_argument(
+        "--step", type=T.non_negative_int, default=150, help="control step of the --image frame"
+    )
     p.set_defaults(func=cmd_view)
 
-    p = sub.add_parser("generate", help="record demonstrations into a Zarr dataset")
-    p.add_argument("--task", required=True)
-    p.add_argument("--episodes", type=int, required=True)
+    p = verb("generate", "record demonstrations into a Zarr dataset")
+    task_arg(p)
+    p.add_argument(
+        "--episodes", type=T.positive_int, required=True, help="episodes to keep (successes)"
+    )
     p.add_argument("--out", required=True, help="dataset path, e.g. data/transfer_cube.zarr")
-    p.add_argument("--source", default="scripted", choices=["scripted", "human", "teleop"])
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--obs-mode", default="pixels", choices=["pixels", "state"])
+    p.add_argument(
+        "--source",
+        default="scripted",
+        choices=["scripted", "human", "teleop"],
+        help="scripted expert, the human operator model, or you (teleop)",
+    )
+    p.add_argument("--seed", type=T.seed, default=0, help="first seed; attempt i uses seed + i")
+    p.add_argument(
+        "--obs-mode",
+        default="pixels",
+        choices=["pixels", "state"],
+        help="camera images, or the props' poses (observation.environment_state)",
+    )
     p.add_argument("--cameras", help="comma-separated, e.g. top,front (default: the task's)")
-    p.add_argument("--image-size", type=_image_size, default=(96, 128), help="HxW, e.g. 96x128")
-    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--image-size", type=T.image_size(), default=(96, 128), help="HxW, e.g. 96x128")
+    p.add_argument("--workers", type=T.positive_int, default=1, help="parallel processes")
     p.add_argument("--keep-failed", action="store_true", help="also keep failed episodes")
     p.add_argument(
         "--device",
@@ -882,7 +1017,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["keyboard", "leader"],
         help="teleop input: keyboard (MuJoCo viewer) or leader arms",
     )
-    p.add_argument("--backend", default="sim", choices=["sim", "real"])
+    p.add_argument(
+        "--backend",
+        default="sim",
+        choices=["sim", "real"],
+        help="sim, or the real rig of --robot-config",
+    )
     p.add_argument("--robot-config", help="rig.toml: leader ports (and the real rig's setup)")
     p.add_argument("--human-config", help="TOML of human operator ranges (--source human)")
     p.add_argument(
@@ -899,139 +1039,226 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_generate)
 
-    p = sub.add_parser("replay", help="replay a dataset's actions; per-joint tracking error")
+    p = verb("replay", "replay a dataset's actions; per-joint tracking error")
     p.add_argument("path", help="dataset (.zarr)")
-    p.add_argument("--backend", default="sim", choices=["sim", "real"])
+    p.add_argument(
+        "--backend",
+        default="sim",
+        choices=["sim", "real"],
+        help="sim, or the real rig of --robot-config",
+    )
     p.add_argument("--robot-config", help="rig.toml (--backend real)")
-    p.add_argument("--episodes", type=int, nargs="*", help="episode indices (default: all)")
+    p.add_argument(
+        "--episodes", type=T.non_negative_int, nargs="*", help="episode indices (default: all)"
+    )
     p.add_argument("--out", help="folder for replay.json/.md/.csv/.png")
-    p.add_argument("--randomize", default="none", choices=["none", "light", "strong"])
-    p.add_argument("--latency", default="none", choices=["none", "real"])
-    p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--randomize",
+        default="none",
+        choices=["none", "light", "strong"],
+        help="domain randomization level (seeded per episode)",
+    )
+    p.add_argument(
+        "--latency",
+        default="none",
+        choices=["none", "real"],
+        help="camera/action latency and servo model",
+    )
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_replay)
 
-    p = sub.add_parser("align", help="sim camera beside a real frame, blended, as one PNG")
-    p.add_argument("task")
-    p.add_argument("camera", choices=["top", "front", "left_wrist", "right_wrist"])
+    p = verb("align", "sim camera beside a real frame, blended, as one PNG")
+    p.add_argument(
+        "task", type=T.task_id, metavar=T.task_metavar(), help="task of the simulated scene"
+    )
+    p.add_argument(
+        "camera", choices=["top", "front", "left_wrist", "right_wrist"], help="sim camera"
+    )
     p.add_argument("real", help="image file, camera index or /dev/video* path")
-    p.add_argument("--out", required=True)
-    p.add_argument("--image-size", type=_image_size, default=(480, 640), help="HxW")
-    p.add_argument("--fovy", type=float, help="the real camera's vertical field of view (deg)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="PNG file to write")
+    p.add_argument(
+        "--image-size", type=T.image_size(low=1), default=(480, 640), help="HxW of each panel"
+    )
+    p.add_argument(
+        "--fovy", type=T.positive_float, help="the real camera's vertical field of view (deg)"
+    )
+    p.add_argument("--seed", type=T.seed, default=0, help="reset seed (prop placement)")
     p.set_defaults(func=cmd_align)
 
-    p = sub.add_parser("inspect", help="summarize a dataset: episodes, success, strategies")
-    p.add_argument("path")
-    p.add_argument("--json", action="store_true")
+    p = verb("inspect", "summarize a dataset: episodes, success, strategies")
+    p.add_argument("path", help="dataset (.zarr)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=cmd_inspect)
 
-    p = sub.add_parser("video", help="write one dataset episode as an mp4, cameras side by side")
-    p.add_argument("path")
-    p.add_argument("--episode", type=int, default=0)
-    p.add_argument("--out", required=True)
+    p = verb("video", "write one dataset episode as an mp4, cameras side by side")
+    p.add_argument("path", help="dataset (.zarr) recorded in pixels mode")
+    p.add_argument("--episode", type=T.non_negative_int, default=0, help="episode index")
+    p.add_argument("--out", required=True, help="mp4 file to write")
     p.set_defaults(func=cmd_video)
 
-    p = sub.add_parser(
+    p = verb(
         "diagnose-handover",
-        help="transfer_cube: the left grasp's tolerance, and where a policy closes the gripper",
+        "transfer_cube: the left grasp's tolerance, and where a policy closes the gripper",
     )
     p.add_argument("--out", required=True, help="folder for the tables and the plot")
     p.add_argument("--run", help="a trained transfer_cube run to measure (optional)")
-    p.add_argument("--offsets-mm", default="-16,-12,-8,-4,0,4,8,12,16")
+    p.add_argument(
+        "--offsets-mm", default="-16,-12,-8,-4,0,4,8,12,16", help="grasp shifts, comma-separated"
+    )
     p.add_argument("--axes", default="jaw", help="comma-separated: jaw, across, z")
-    p.add_argument("--clearance-mm", type=float, nargs="+", default=[8.5])
-    p.add_argument("--episodes", type=int, default=10, help="expert seeds per offset")
-    p.add_argument("--policy-episodes", type=int, default=20)
+    p.add_argument(
+        "--clearance-mm",
+        type=T.non_negative_float,
+        nargs="+",
+        default=[8.5],
+        help="left fixed-jaw clearances to compare",
+    )
+    p.add_argument("--episodes", type=T.positive_int, default=10, help="expert seeds per offset")
+    p.add_argument(
+        "--policy-episodes", type=T.positive_int, default=20, help="policy seeds from 1000"
+    )
     p.set_defaults(func=cmd_diagnose_handover)
 
-    p = sub.add_parser("train", help="train ACT or a baseline on a dataset")
+    p = verb("train", "train ACT or a baseline on a dataset")
     p.add_argument(
         "--config", default="act", help="baseline name (act, no_cvae, single_step) or TOML"
     )
     p.add_argument("--profile", help="scale: cpu or paper (baselines/profiles/) or a TOML path")
     p.add_argument("--dataset", required=True, help="Zarr dataset from `aloha-bench generate`")
     p.add_argument("--out", required=True, help="run folder, e.g. runs/act_cube")
-    p.add_argument("--steps", type=int, help="gradient steps (default: the config's)")
+    p.add_argument("--steps", type=T.positive_int, help="gradient steps (default: the config's)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument(
+        "--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto: CUDA if present"
+    )
     p.add_argument("--resume", action="store_true", help="continue the run in --out bit-for-bit")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: one per core)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--threads", type=T.positive_int, help="torch CPU threads (default: one per core)"
+    )
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("bench", help="speed benchmarks that print figures")
+    p = verb("bench", "speed benchmarks that print figures")
     bench = p.add_subparsers(dest="bench", required=True)
-    b = bench.add_parser("env", help="env steps/s without and with rendering")
+    verb = _verb_adder(bench)
+    b = verb("env", "env steps/s without and with rendering")
     b.add_argument("--tasks", help="comma-separated task ids (default: all)")
-    b.add_argument("--scale", type=float, default=1.0, help="multiply the timed steps")
-    b.add_argument("--json", action="store_true")
+    b.add_argument("--scale", type=T.positive_float, default=1.0, help="multiply the timed steps")
+    b.add_argument("--json", action="store_true", help="print the figures as JSON")
     b.set_defaults(func=cmd_bench_env)
-    b = bench.add_parser("data", help="generation episodes/min and loader samples/s")
-    b.add_argument("--task", default="transfer_cube")
-    b.add_argument("--episodes", type=int, default=2, help="episodes timed per configuration")
-    b.add_argument("--json", action="store_true")
+    b = verb("data", "generation episodes/min and loader samples/s")
+    task_arg(b, default="transfer_cube")
+    b.add_argument(
+        "--episodes", type=T.positive_int, default=2, help="episodes timed per configuration"
+    )
+    b.add_argument("--json", action="store_true", help="print the figures as JSON")
     b.set_defaults(func=cmd_bench_data)
-    b = bench.add_parser("train", help="ACT training samples/s and inference latency")
-    b.add_argument("--threads", type=int, help="torch CPU threads during the run")
-    b.add_argument("--json", action="store_true")
+    b = verb("train", "ACT training samples/s and inference latency")
+    b.add_argument("--threads", type=T.positive_int, help="torch CPU threads during the run")
+    b.add_argument("--json", action="store_true", help="print the figures as JSON")
     b.set_defaults(func=cmd_bench_train)
-    b = bench.add_parser("infer", help="chunk inference ms per configuration and runtime")
-    b.add_argument("--threads", type=int, help="torch and ONNX Runtime threads")
-    b.add_argument("--n", type=int, default=20, help="timed chunks per row")
+    b = verb("infer", "chunk inference ms per configuration and runtime")
+    b.add_argument("--threads", type=T.positive_int, help="torch and ONNX Runtime threads")
+    b.add_argument("--n", type=T.positive_int, default=20, help="timed chunks per row")
     b.add_argument("--configs", nargs="+", help="lerobot_parity cpu cpu_state (default all)")
     b.add_argument(
         "--lerobot-python", help="a Python with LeRobot installed: time its ACTPolicy too"
     )
-    b.add_argument("--json", action="store_true")
+    b.add_argument("--json", action="store_true", help="print the figures as JSON")
     b.set_defaults(func=cmd_bench_infer)
-    b = bench.add_parser("control", help="50 Hz loop on the emulated rig, sync vs async")
+    b = verb("control", "50 Hz loop on the emulated rig, sync vs async")
     b.add_argument("--run", help="a trained pixels policy (default: cpu profile, random init)")
-    b.add_argument("--runtime", default="torch", choices=["torch", "onnx"])
-    b.add_argument("--steps", type=int, default=500, help="control ticks per mode")
-    b.add_argument("--threads", type=int, default=1, help="inference threads")
-    b.add_argument("--json", action="store_true")
+    b.add_argument("--runtime", default="torch", choices=["torch", "onnx"], help="inference")
+    b.add_argument("--steps", type=T.positive_int, default=500, help="control ticks per mode")
+    b.add_argument("--threads", type=T.positive_int, default=1, help="inference threads")
+    b.add_argument("--json", action="store_true", help="print the figures as JSON")
     b.set_defaults(func=cmd_bench_control)
-    b = bench.add_parser("bus", help="Feetech sync read + write round trip (emulator or port)")
+    b = verb("bus", "Feetech sync read + write round trip (emulator or port)")
     b.add_argument("--port", help="serial port of a real arm (default: the servo emulator)")
-    b.add_argument("--n", type=int, default=200, help="round trips to time")
-    b.add_argument("--json", action="store_true")
+    b.add_argument("--n", type=T.positive_int, default=200, help="round trips to time")
+    b.add_argument(
+        "--fault",
+        type=_servo_fault,
+        action="append",
+        metavar="ID:KIND",
+        help="emulator only: make servo ID faulty (silent, corrupt or overload); repeatable",
+    )
+    b.add_argument("--json", action="store_true", help="print the figures as JSON")
     b.set_defaults(func=cmd_bench_bus)
 
-    p = sub.add_parser("calibrate", help="guided calibration of one SO-ARM101 arm")
+    verb = _verb_adder(sub)
+    p = verb("calibrate", "guided calibration of one SO-ARM101 arm")
     p.add_argument(
         "--arm",
         required=True,
         choices=["left_follower", "right_follower", "left_leader", "right_leader"],
+        help="which arm is on --port",
     )
     p.add_argument("--port", required=True, help="serial port, e.g. /dev/ttyACM0")
     p.add_argument("--out", help="JSON file to write (default: calibration/<arm>.json)")
     p.set_defaults(func=cmd_calibrate)
 
-    p = sub.add_parser("teleop", help="leader arms drive the follower arms")
-    p.add_argument("--backend", default="real", choices=["sim", "real"])
+    p = verb("teleop", "leader arms drive the follower arms")
+    p.add_argument("--backend", default="real", choices=["sim", "real"], help="real only")
     p.add_argument("--robot-config", required=True, help="rig.toml of the real rig")
-    p.add_argument("--steps", type=int, help="stop after this many 50 Hz steps")
+    p.add_argument("--steps", type=T.positive_int, help="stop after this many 50 Hz steps")
     p.set_defaults(func=cmd_teleop)
     return parser
 
 
+def _show_warning(command: str) -> Callable[..., None]:
+    """Warnings as one line each, printed above any progress bar rather than inside it."""
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        from tqdm import tqdm
+
+        tqdm.write(f"aloha-bench {command}: warning: {message}", file=sys.stderr)
+
+    return show
+
+
+def _error_message(err: BaseException) -> tuple[str, int] | None:
+    """(one line for the user, exit status) for an error a user can fix; None for a bug."""
+    if isinstance(err, OSError) and err.filename is not None:
+        # The OS refused a path (unwritable, a file where a folder is needed, ...): name it.
+        where = err.filename if err.filename2 is None else f"{err.filename} -> {err.filename2}"
+        return (
+            f"error: {where}: {err.strerror}; choose a path whose folders exist (or can be "
+            "created) and that you may write to",
+            2,
+        )
+    if isinstance(err, ValueError | FileNotFoundError):
+        # Bad input (unknown task, malformed config, damaged checkpoint...): the message names it.
+        return f"error: {err}", 2
+    if isinstance(err, EOFError):
+        return "error: input ended (stdin is closed); run this command in a terminal", 2
+    if isinstance(err, RuntimeError) and type(err).__module__.startswith("aloha_bench"):
+        # Our own runtime faults name what failed and how to fix it. Hardware faults (a servo that
+        # does not answer, a camera that stopped) exit 3; torque was switched off before here.
+        status = 3 if type(err).__module__.startswith("aloha_bench.robots") else 1
+        return f"{type(err).__name__}: {err}", status
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``aloha-bench`` console script."""
+    import warnings
+
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except (ValueError, FileNotFoundError) as err:
-        # Bad input (unknown task, malformed config...): one clear line, no traceback.
-        print(f"aloha-bench {args.command}: error: {err}", file=sys.stderr)
-        return 2
-    except RuntimeError as err:
-        # Hardware faults (a servo that does not answer, a camera that stopped) name the port,
-        # the servo and the fault already; torque was switched off before they got here.
-        if type(err).__module__.startswith("aloha_bench.robots"):
-            print(f"aloha-bench {args.command}: {type(err).__name__}: {err}", file=sys.stderr)
-            return 3
-        raise
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning(args.command)
+        try:
+            return args.func(args)
+        except KeyboardInterrupt:
+            print(f"aloha-bench {args.command}: interrupted", file=sys.stderr)
+            return 130
+        except Exception as err:
+            known = _error_message(err)
+            if known is None:
+                raise
+            print(f"aloha-bench {args.command}: {known[0]}", file=sys.stderr)
+            return known[1]
 
 
 if __name__ == "__main__":

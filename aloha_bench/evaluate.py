@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from aloha_bench import embodiment, envs, keys
+from aloha_bench.data.video import FRAME_STRIDE, VIDEO_FPS, labeled_frame, stage_text
 from aloha_bench.policies.act.config import POLICY_NAME
 from aloha_bench.policies.chunking import (
     ChunkExecutor,
@@ -52,11 +53,14 @@ RECORDS_FILE = "records.jsonl"
 SUMMARY_FILE = "summary.json"
 TABLE_FILE = "table.md"
 VIDEO_DIR = "videos"
-VIDEO_FPS = 25  # every second control step of a 50 Hz episode
 
 
 class SeedOverlapError(ValueError):
     """Evaluation seeds include seeds the policy's training demonstrations were recorded from."""
+
+
+class TaskMismatchError(ValueError):
+    """The policy was trained on another task, or reads observations the env does not give."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,6 +85,8 @@ class EvalSettings:
         threads: torch threads in every process that runs episodes (the same in serial and
             parallel runs, which keeps their floating point, hence their records, identical).
         check_seeds: refuse seeds the training demos used (see ``check_seed_overlap``).
+        allow_other_task: evaluate a run trained on another task (a deliberate transfer test,
+            recorded as ``trained_task`` in every record); refused otherwise.
         env_kwargs: more arguments for the env (e.g. the real rig's ``capture_factory``).
         runtime: ``"torch"`` or ``"onnx"`` (``policies.load``'s runtime).
         execution: how chunks are played (``policies.chunking``): ``mode`` (``"sync"`` or
@@ -104,11 +110,14 @@ class EvalSettings:
     video_dir: str | None = None
     threads: int = 1
     check_seeds: bool = True
+    allow_other_task: bool = False
     env_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     runtime: str = "torch"
     execution: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"max_steps must be at least 1 (or None), got {self.max_steps}")
         if self.episodes <= 0:
             raise ValueError(f"episodes must be positive, got {self.episodes}")
         if self.seed < 0:
@@ -170,6 +179,70 @@ def training_seeds(run_dir: str | Path) -> tuple[str, set[int]]:
     store = EpisodeStore.open(dataset)
     seeds = {int(store.episode_meta(i)["seed"]) for i in range(store.n_episodes)}
     return str(store.attrs.get("task_id", "")), seeds
+
+
+def _split_file(run_dir: Path) -> Path | None:
+    from aloha_bench.policies import checkpoint_dir
+
+    candidates = [run_dir / "split.json", checkpoint_dir(run_dir).parent / "split.json"]
+    return next((p for p in candidates if p.is_file()), None)
+
+
+def training_task(run_dir: str | Path) -> str | None:
+    """The task a run's demonstrations came from (its ``split.json``); None when unrecorded."""
+    split_file = _split_file(Path(run_dir))
+    if split_file is None:
+        return None
+    try:
+        return json.loads(split_file.read_text()).get("task") or None
+    except json.JSONDecodeError as err:
+        raise ValueError(
+            f"{split_file} is not valid JSON ({err.msg}); restore it from the run that wrote it"
+        ) from None
+
+
+def check_task(settings: EvalSettings) -> str | None:
+    """Refuse to evaluate a run trained on another task unless ``settings.allow_other_task``.
+
+    A pixel policy would run silently on any scene and its number would look like a result.
+
+    Returns:
+        The run's training task (None when the run does not record it).
+
+    Raises:
+        TaskMismatchError: trained on another task, without ``allow_other_task``.
+    """
+    trained = training_task(settings.run)
+    if trained is not None and trained != settings.task and not settings.allow_other_task:
+        raise TaskMismatchError(
+            f"{settings.run} was trained on task {trained!r}, not {settings.task!r}; evaluate "
+            f"it with --task {trained}, or pass --allow-other-task for a deliberate transfer "
+            "test (recorded in the results)"
+        )
+    return trained
+
+
+def check_observation_shapes(run: str, policy, observation_space) -> None:
+    """Refuse an env whose observations do not have the shapes the policy was trained on.
+
+    Raises:
+        TaskMismatchError: a key the policy reads is missing or has another shape (state mode:
+            another task's props give another ``observation.environment_state`` width).
+    """
+    config = policy.config
+    for key in config.input_keys:
+        if key.startswith("observation.images."):
+            expected = (*config.image_size, 3)
+        else:
+            expected = tuple(policy.normalizer.to_stats()[key]["mean"].shape)
+        space = observation_space.spaces.get(key)
+        if space is None or tuple(space.shape) != expected:
+            got = "no such key" if space is None else f"shape {tuple(space.shape)}"
+            raise TaskMismatchError(
+                f"{run} reads {key} of shape {expected}, but this env gives {got}: the policy "
+                "was trained on another task or observation layout and cannot run here; "
+                "evaluate it on the task it was trained on"
+            )
 
 
 def check_seed_overlap(run_dir: str | Path, task: str, seeds: Sequence[int]) -> None:
@@ -265,6 +338,8 @@ class EpisodeRunner:
             **kwargs,
         )
         self.policy_info = _policy_summary(config)
+        check_observation_shapes(settings.run, self.policy, self.env.observation_space)
+        self.trained_task = training_task(settings.run)
 
     def run(self, index: int) -> dict[str, Any]:
         """Play episode ``index`` (seed ``settings.seed + index``) and return its record."""
@@ -284,9 +359,9 @@ class EpisodeRunner:
             if isinstance(self.clock, SimClock):
                 self.clock.advance(embodiment.CONTROL_DT_S)
             total += float(reward)
-            if filming and steps % 2 == 0:
-                frames.append(self.env.render())
             steps += 1
+            if filming and steps % FRAME_STRIDE == 0:
+                frames.append(self._labeled(self.env.render(), seed, steps, info))
         reached = EpisodeRecord.from_info(seed, info, len(self.spec.stage_names), steps, {})
         record: dict[str, Any] = {
             "run": str(settings.run),
@@ -306,11 +381,19 @@ class EpisodeRunner:
             "chunking": self.executor.summary(),
             "seams": seam_smoothness(np.array(sent), self.executor.switch_ticks),
             "seams_joint": seam_smoothness(np.array(measured), self.executor.switch_ticks),
+            "trained_task": self.trained_task,
             "video": None,
         }
         if filming:
             record["video"] = str(self._write_video(frames, record))
         return record
+
+    def _labeled(self, frame: np.ndarray, seed: int, step: int, info: Mapping) -> np.ndarray:
+        panels = np.split(frame, len(keys.CAMERAS), axis=1)  # render()'s camera order
+        caption = f"{self.settings.name} on {self.spec.task_id} seed {seed}  step {step}  "
+        return labeled_frame(
+            panels, keys.CAMERAS, caption + stage_text(info["stage"], self.spec.stage_names)
+        )
 
     def _write_video(self, frames: list[np.ndarray], record: Mapping[str, Any]) -> Path:
         import imageio.v2 as imageio
@@ -410,6 +493,7 @@ def evaluate(
         raise ValueError("one real rig runs one episode at a time: use --workers 1")
     envs.load_task_spec(settings.task)  # an unknown task fails before anything loads
     _check_execution(settings)  # a bad --async combination fails before workers start
+    check_task(settings)
     if settings.check_seeds and settings.backend == "sim":
         seeds = range(settings.seed, settings.seed + settings.episodes)
         check_seed_overlap(settings.run, settings.task, list(seeds))
@@ -505,6 +589,7 @@ def summarize(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "mean_return": float(np.mean([r["return"] for r in records])),
         "randomize": first.get("randomize", "none"),
         "latency": first.get("latency", "none"),
+        "trained_task": first.get("trained_task"),
         **{k: first[k] for k in POLICY_KEYS if k in first},
         **_seam_summary(records),
     }

@@ -62,6 +62,9 @@ class GenerateSettings:
                 "`aloha-bench teleop`)"
             )
         envs.load_task_spec(self.task)  # unknown task: the error lists the valid ones
+        if self.cameras is not None:
+            object.__setattr__(self, "cameras", keys.camera_names(self.cameras))
+        object.__setattr__(self, "image_size", keys.image_size(self.image_size))
 
 
 @dataclasses.dataclass

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from aloha_bench import embodiment, envs
+from aloha_bench import embodiment, envs, keys
 from aloha_bench.experts import make_expert
 
 
@@ -154,16 +154,27 @@ def run_expert(
 
 
 def write_expert_video(task: str, out: Path, seed: int = 0, style: str = "default") -> Path:
-    """Render one expert episode, all four cameras side by side, to ``out`` (mp4 via imageio)."""
+    """Render one expert episode, all four cameras side by side, to ``out`` (mp4 via imageio).
+
+    Real time at ``data.video.VIDEO_FPS`` (every second 50 Hz step), each camera named and
+    every frame captioned with the step and the stage reached at it.
+    """
     import imageio.v2 as imageio
+
+    from aloha_bench.data.video import FRAME_STRIDE, VIDEO_FPS, labeled_frame, stage_text
 
     out.parent.mkdir(parents=True, exist_ok=True)
     env = envs.make(task, obs_mode="state", render_mode="rgb_array")
+    names = env.unwrapped.stage_names
     try:
-        with imageio.get_writer(out, fps=25, macro_block_size=1) as writer:
-            for step, (_, frame, _) in enumerate(_play(env, seed, style, render=True)):
-                if step % 2 == 0:  # 25 fps video of a 50 Hz episode
-                    writer.append_data(frame)
+        with imageio.get_writer(out, fps=VIDEO_FPS, macro_block_size=1) as writer:
+            for step, (info, frame, _) in enumerate(_play(env, seed, style, render=True), 1):
+                if step % FRAME_STRIDE == 0:
+                    panels = np.split(frame, len(keys.CAMERAS), axis=1)  # render()'s order
+                    caption = f"{task} expert seed {seed}  step {step}  " + stage_text(
+                        info["stage"], names
+                    )
+                    writer.append_data(labeled_frame(panels, keys.CAMERAS, caption))
     finally:
         env.close()
     return out

@@ -127,7 +127,10 @@ class LeaderDevice:
     """
 
     def __init__(self, leaders: dict[str, Any], events: Callable[[], list[str]] | None = None):
+        from aloha_bench.robots.real_env import LeaderUnwrap
+
         self.leaders = leaders
+        self._unwrap = {side: LeaderUnwrap() for side in leaders}
         self._events = events or list
         self._follower_limits = (
             embodiment.STATE_LOW_RAD[: embodiment.JOINTS_PER_ARM],
@@ -136,13 +139,17 @@ class LeaderDevice:
 
     def reset(self, env) -> None:
         """Nothing to plan: the leaders are wherever the operator holds them."""
+        for unwrap in self._unwrap.values():
+            unwrap.reset()
 
     def act(self, env) -> np.ndarray:
         from aloha_bench.robots.real_env import map_leader_to_follower
 
         parts = [
             map_leader_to_follower(
-                self.leaders[side].read_rad(), self.leaders[side].limits_rad, self._follower_limits
+                self._unwrap[side](self.leaders[side].read_rad()),
+                self.leaders[side].limits_rad,
+                self._follower_limits,
             )
             for side in embodiment.ARMS
         ]

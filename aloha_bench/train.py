@@ -36,6 +36,7 @@ import json
 import os
 import shutil
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,7 @@ from aloha_bench.data.dataset import WindowDataset, compute_stats, train_val_spl
 from aloha_bench.data.store import DatasetError, EpisodeStore
 from aloha_bench.policies import ACTConfig, ACTPolicy, make_policy
 from aloha_bench.policies.act.policy import CONFIG_FILE, MODEL_FILE
+from aloha_bench.train_checks import TrainingWarning, load_training_state, training_warnings
 
 TRAINING_STATE_FILE = "training_state.pt"
 LOSSES_FILE = "losses.csv"
@@ -365,12 +367,17 @@ def train(
             raise ValueError(f"cannot resume: {run_dir / 'last'} holds no training state")
         _check_resumable(ACTConfig.load_json(run_dir / CONFIG_FILE), config, run_dir)
     elif run_dir.exists() and any(run_dir.iterdir()):
-        raise ValueError(f"{run_dir} exists and is not empty; choose a new folder or resume=True")
+        raise ValueError(
+            f"{run_dir} exists and is not empty; choose a new --out folder, or continue this run "
+            "with --resume (resume=True in Python)"
+        )
     if world > 1:
         dist.barrier()  # every rank has checked the folder before rank 0 starts writing it
 
     store = EpisodeStore.open(dataset_path)
     check_dataset(config, store)
+    for note in training_warnings(config, store.attrs, str(dataset_path)) if is_main else ():
+        warnings.warn(note, TrainingWarning, stacklevel=2)
     train_ids, val_ids = _split(config, store.n_episodes)
     train_data = WindowDataset(store, config.chunk_size, episodes=train_ids, keys=config.input_keys)
     val_data = (
@@ -410,7 +417,7 @@ def train(
     )
     start_step, best = 0, {"step": None, "val_l1_prior": float("inf")}
     if resume:
-        state = torch.load(run_dir / "last" / TRAINING_STATE_FILE, weights_only=True)
+        state = load_training_state(run_dir / "last" / TRAINING_STATE_FILE)
         policy.load_state_dict(load_file(run_dir / "last" / MODEL_FILE))
         optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"])

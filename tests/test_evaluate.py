@@ -7,11 +7,15 @@ import pytest
 from aloha_bench.evaluate import (
     EvalSettings,
     SeedOverlapError,
+    TaskMismatchError,
+    check_observation_shapes,
     check_seed_overlap,
+    check_task,
     evaluate,
     read_records,
     summarize,
     summary_table,
+    training_task,
     write_outputs,
 )
 from aloha_bench.stats import wilson_interval, z_score
@@ -202,3 +206,47 @@ def test_summary_reports_the_original_act_rule_beside_the_strict_ones():
     # Records written before the rule existed: unknown, not zero.
     old = summarize([_record(0, 3, 3, True)])
     assert old["successes_lenient"] is None and old["success_rate_lenient"] != 0.0
+
+
+def test_a_run_of_another_task_is_refused_unless_allowed_and_then_recorded(tiny_run):
+    # A state policy of transfer_cube on insertion: refused for the task, with the way out.
+    settings = EvalSettings(run=str(tiny_run), task="insertion", episodes=1, max_steps=2)
+    with pytest.raises(TaskMismatchError, match="trained on task 'transfer_cube'.*--allow-other"):
+        evaluate(settings)
+    # Allowed, it still cannot run: insertion's props give another environment-state width.
+    allowed = EvalSettings(
+        run=str(tiny_run), task="insertion", episodes=1, max_steps=2, allow_other_task=True
+    )
+    with pytest.raises(TaskMismatchError, match=r"environment_state of shape \(7,\).*\(14,\)"):
+        evaluate(allowed)
+    assert check_task(allowed) == "transfer_cube"
+
+
+def test_the_training_task_is_recorded_with_every_result(tiny_run):
+    settings = EvalSettings(run=str(tiny_run), task="transfer_cube", episodes=1, max_steps=2)
+    (record,) = evaluate(settings)
+    assert record["trained_task"] == "transfer_cube"
+    assert summarize([record])["trained_task"] == "transfer_cube"
+    assert training_task(tiny_run / "best") == "transfer_cube"  # a checkpoint folder too
+
+
+def test_observation_shapes_are_checked_key_by_key():
+    from types import SimpleNamespace
+
+    import gymnasium as gym
+    import numpy as np
+
+    from aloha_bench.envs.spaces import observation_space
+
+    policy = SimpleNamespace(
+        config=SimpleNamespace(
+            input_keys=("observation.state", "observation.images.top"), image_size=(96, 128)
+        ),
+        normalizer=SimpleNamespace(to_stats=lambda: {"observation.state": {"mean": np.zeros(12)}}),
+    )
+    check_observation_shapes("r", policy, observation_space("pixels", ["top"], (96, 128), 0))
+    with pytest.raises(TaskMismatchError, match="observation.images.top"):
+        check_observation_shapes("r", policy, observation_space("pixels", ["top"], (48, 64), 0))
+    with pytest.raises(TaskMismatchError, match="no such key"):
+        check_observation_shapes("r", policy, observation_space("pixels", ["front"], (96, 128), 0))
+    assert isinstance(observation_space("state", [], (96, 128), 7), gym.spaces.Dict)

@@ -82,6 +82,10 @@ class DatasetError(ValueError):
     """An episode store is missing, damaged, inconsistent, or incompatible with a request."""
 
 
+class EpisodeIndexError(DatasetError, IndexError):
+    """An episode index beyond the store's episodes (an ``IndexError`` too, for sequences)."""
+
+
 def _codecs(dtype: np.dtype) -> tuple:
     # Byte shuffle helps multi-byte numbers (float32 joint angles); it is a no-op on uint8 pixels.
     # The CRC32C checksum makes a damaged chunk fail loudly instead of decoding to garbage.
@@ -158,8 +162,7 @@ class EpisodeStore:
         path = Path(path)
         if obs_mode not in OBS_MODES:
             raise ValueError(f"unknown obs_mode {obs_mode!r}; expected one of {OBS_MODES}")
-        for camera in cameras:
-            keys.image_key(camera)  # validates the name
+        cameras = keys.camera_names(cameras)  # "top" is one camera, never three letters
         if obs_mode == "pixels":
             if not cameras or image_size is None:
                 raise ValueError("pixels mode needs cameras=[...] and image_size=(height, width)")
@@ -320,7 +323,11 @@ class EpisodeStore:
         """Rows of ``episode`` in every data array."""
         n = self.n_episodes
         if not -n <= episode < n:
-            raise IndexError(f"episode {episode} out of range; the store has {n} episodes")
+            valid = f"0..{n - 1}" if n else "none yet"
+            raise EpisodeIndexError(
+                f"{self.path}: episode {episode} out of range; the store has {n} episodes "
+                f"(indices {valid}); `aloha-bench inspect {self.path}` summarizes them"
+            )
         episode %= n
         start = int(self._ends[episode - 1]) if episode else 0
         return slice(start, int(self._ends[episode]))

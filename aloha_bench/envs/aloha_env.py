@@ -31,7 +31,10 @@ Semantics (decided once, reported everywhere):
 
 from __future__ import annotations
 
+import atexit
 import copy
+import functools
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -49,6 +52,32 @@ from aloha_bench.sim.task_spec import TaskSpec, load_task_spec
 
 DEFAULT_IMAGE_SIZE = (96, 128)
 RENDER_IMAGE_SIZE = (240, 320)
+# What reset(options=...) understands (see the class docstring).
+RESET_OPTIONS = ("joint_state",)
+
+# Envs whose renderers may still be open. An env that is never closed would otherwise free its
+# EGL context in a destructor during interpreter shutdown, after EGL's own module is torn down,
+# and print two tracebacks; closing them at exit, while everything still works, is quiet.
+_OPEN_ENVS: weakref.WeakSet = weakref.WeakSet()
+
+
+def _close_open_envs() -> None:
+    for env in list(_OPEN_ENVS):
+        env.close()
+
+
+@functools.cache
+def _close_envs_at_exit() -> None:
+    """Register ``_close_open_envs`` once, after the first renderer exists: MuJoCo registers
+    the EGL display's termination when it creates the first context, and exit handlers run last
+    registered first, so ours then runs while the display still works."""
+    atexit.register(_close_open_envs)
+
+
+def _renderer(model: mujoco.MjModel, height: int, width: int) -> mujoco.Renderer:
+    renderer = mujoco.Renderer(model, height, width)
+    _close_envs_at_exit()
+    return renderer
 
 
 class AlohaEnv(gym.Env):
@@ -92,10 +121,8 @@ class AlohaEnv(gym.Env):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             modes = self.metadata["render_modes"]
             raise ValueError(f"unknown render_mode {render_mode!r}; expected one of {modes}")
-        self.cameras = tuple(cameras) if cameras is not None else self.task.cameras
-        for camera in self.cameras:
-            keys.image_key(camera)  # validates the name
-        height, width = (int(v) for v in image_size)
+        self.cameras = keys.camera_names(cameras) if cameras is not None else self.task.cameras
+        height, width = keys.image_size(image_size)
         if not (16 <= height <= 480 and 16 <= width <= 640):
             raise ValueError(f"image_size {image_size} out of range; use 16..480 x 16..640 pixels")
         self.image_size = (height, width)
@@ -140,6 +167,7 @@ class AlohaEnv(gym.Env):
         self._renderer: mujoco.Renderer | None = None
         self._render_renderer: mujoco.Renderer | None = None
         self._viewer = None
+        _OPEN_ENVS.add(self)
         self._steps = 0
         self._max_stage = 0
 
@@ -183,8 +211,11 @@ class AlohaEnv(gym.Env):
         super().reset(seed=seed)
         mujoco.mj_resetData(self.model, self.data)
         home = embodiment.HOME_STATE_RAD
+        unknown = sorted(set(options or {}) - set(RESET_OPTIONS))
+        if unknown:
+            raise ValueError(f"reset(options=...): unknown {unknown}; known: {RESET_OPTIONS}")
         if options and "joint_state" in options:
-            home = self._checked_action(options["joint_state"])
+            home = self._checked_action(options["joint_state"], "reset option joint_state")
         self.data.qpos[self.index.follower_qpos] = home
         self.data.qpos[self.index.leader_qpos] = home
         self.data.ctrl[self.index.follower_actuators] = home
@@ -243,7 +274,7 @@ class AlohaEnv(gym.Env):
         if self.render_mode != "rgb_array":
             return None
         if self._render_renderer is None:
-            self._render_renderer = mujoco.Renderer(self.model, *RENDER_IMAGE_SIZE)
+            self._render_renderer = _renderer(self.model, *RENDER_IMAGE_SIZE)
         option = mujoco.MjvOption()
         option.geomgroup[rig.LEADER_GEOM_GROUP] = 1
         frames = [
@@ -333,20 +364,26 @@ class AlohaEnv(gym.Env):
             yaw += np.pi
         return np.array([*pos, np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)])
 
-    def _checked_action(self, action: np.ndarray) -> np.ndarray:
-        array = np.asarray(action, dtype=np.float64)
+    def _checked_action(self, action: np.ndarray, what: str = "action") -> np.ndarray:
+        """12 finite joint angles, clipped to the joint ranges; ``what`` names them in errors."""
+        try:
+            array = np.asarray(action, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f"{what} must be 12 joint angles in radians, got {action!r}") from None
         if array.shape != (embodiment.ACTION_DIM,):
             raise ValueError(
-                f"action must have shape ({embodiment.ACTION_DIM},) (12 joint targets in radians, "
+                f"{what} must have shape ({embodiment.ACTION_DIM},) (12 joint angles in radians, "
                 f"left arm then right), got shape {array.shape}"
             )
         bad = ~np.isfinite(array)
         if bad.any():
             names = [embodiment.STATE_NAMES[i] for i in np.flatnonzero(bad)]
-            raise ValueError(
-                f"action has NaN/inf at {names}; check the policy's output and normalization "
-                "statistics (nothing was applied)"
+            fix = (
+                "check the policy's output and normalization statistics"
+                if what == "action"
+                else "pass finite joint angles"
             )
+            raise ValueError(f"{what} has NaN/inf at {names}; {fix} (nothing was applied)")
         return embodiment.clip_to_limits(array)
 
     def _release_breakaways(self) -> None:
@@ -398,7 +435,7 @@ class AlohaEnv(gym.Env):
         if self._renderer is None:
             # Created lazily, in the thread and process that uses it: EGL contexts cannot cross
             # threads, and a process forked after one exists hangs (SIM_NOTES.md).
-            self._renderer = mujoco.Renderer(self.model, *self.image_size)
+            self._renderer = _renderer(self.model, *self.image_size)
         clock = self._camera_clock
         if clock is None:
             obs.update(self._capture())

@@ -50,8 +50,8 @@ def observation_space(
     if obs_mode == "pixels":
         if not cameras:
             raise ValueError("pixels mode needs at least one camera; pass cameras=[...]")
-        height, width = image_size
-        for camera in cameras:
+        height, width = keys.image_size(image_size)
+        for camera in keys.camera_names(cameras):
             entries[keys.image_key(camera)] = spaces.Box(
                 0, 255, shape=(height, width, 3), dtype=np.uint8
             )

@@ -255,10 +255,13 @@ def _sweep(
 ) -> tuple[dict[int, int], dict[int, int], dict[int, int]]:
     """Record each servo's min, max and final Present_Position until ``ask(prompt)`` returns."""
     answered = threading.Event()
+    failed: list[BaseException] = []
 
     def wait_for_user() -> None:
         try:
             ask(prompt)
+        except BaseException as exc:  # re-raised below: a closed stdin must not end the sweep
+            failed.append(exc)
         finally:
             answered.set()
 
@@ -280,8 +283,26 @@ def _sweep(
             low[motor_id] = min(low[motor_id], tick)
             high[motor_id] = max(high[motor_id], tick)
         if done:
+            if failed:
+                raise failed[0]
             return low, high, last
         time.sleep(sample_period_s)
+
+
+def _answers_required(ask: Callable[[str], str]) -> Callable[[str], str]:
+    """``ask`` with end of input (a closed stdin) turned into a CalibrationError that says so."""
+
+    def checked(prompt: str) -> str:
+        try:
+            return ask(prompt)
+        except EOFError:
+            raise CalibrationError(
+                "calibration waits for Enter while you move the arm, but its input is closed "
+                "(stdin is not a terminal); run `aloha-bench calibrate` in an interactive "
+                "terminal. No calibration file was written"
+            ) from None
+
+    return checked
 
 
 def calibrate_arm(
@@ -307,8 +328,10 @@ def calibrate_arm(
         sample_period_s: pause between position samples during the sweep.
 
     Raises:
-        CalibrationError: a joint was not swept, or crossed the encoder seam.
+        CalibrationError: a joint was not swept, crossed the encoder seam, or ``ask`` found its
+            input closed (EOF), e.g. stdin is not a terminal.
     """
+    ask = _answers_required(ask)
     ids = {joint: embodiment.MOTOR_IDS[joint] for joint in embodiment.ARM_JOINTS}
     bus.sync_write(Entry.Torque_Enable, dict.fromkeys(ids.values(), 0))
     bus.sync_write(Entry.Lock, dict.fromkeys(ids.values(), 0))

@@ -78,15 +78,40 @@ def open_opencv_capture(
     return capture
 
 
+def center_crop_to_aspect(frame: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
+    """The largest centred window of ``frame`` (H, W, ...) with the aspect ratio of
+    ``image_size`` (height, width), as a view.
+
+    Every path that resizes a camera frame crops with this first, so a frame is scaled by the
+    same factor along both axes and never distorted: a 16:9 camera feeding a 4:3 policy loses
+    its left and right edges (the vertical field of view is kept), as LeRobot's and most
+    vision pipelines' centre crops do. At most one pixel of rounding is dropped.
+    """
+    height, width = frame.shape[:2]
+    target_h, target_w = (int(v) for v in image_size)
+    if height * target_w > width * target_h:  # taller than the target: drop rows
+        keep = max(1, round(width * target_h / target_w))
+        top = (height - keep) // 2
+        return frame[top : top + keep]
+    if height * target_w < width * target_h:  # wider than the target: drop columns
+        keep = max(1, round(height * target_w / target_h))
+        left = (width - keep) // 2
+        return frame[:, left : left + keep]
+    return frame
+
+
 def to_policy_image(frame_bgr: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
     """BGR capture frame -> contiguous RGB uint8 frame of ``image_size`` (height, width).
 
-    Resizing uses OpenCV's area interpolation, which averages rather than drops pixels when
-    shrinking (less aliasing than nearest-neighbour).
+    A frame of another aspect ratio is centre-cropped to the policy's (``center_crop_to_aspect``)
+    before resizing, never squashed. Resizing uses OpenCV's area interpolation, which averages
+    rather than drops pixels when shrinking (less aliasing than nearest-neighbour).
     """
     frame = np.asarray(frame_bgr)
     if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
         raise CameraError(f"expected an HxWx3 uint8 frame, got {frame.shape} {frame.dtype}")
+    if frame.shape[:2] != tuple(image_size):
+        frame = center_crop_to_aspect(frame, image_size)
     if frame.shape[:2] != tuple(image_size):
         cv2 = _import_cv2()
         height, width = image_size

@@ -19,6 +19,7 @@ and ``GroupSyncRead.rxPacket`` drops each reply's error byte, so :class:`_Checke
 
 from __future__ import annotations
 
+import collections
 import logging
 import select
 import threading
@@ -30,6 +31,9 @@ from scservo_sdk import (
     COMM_RX_CORRUPT,
     COMM_RX_TIMEOUT,
     COMM_SUCCESS,
+    PKT_ERROR,
+    PKT_ID,
+    PKT_PARAMETER0,
     GroupSyncRead,
     GroupSyncWrite,
     PacketHandler,
@@ -132,12 +136,22 @@ class _CheckedSyncRead(GroupSyncRead):
         self.failed_id = None
         # Servos answer a SYNC_READ one after another in the order of the request.
         for scs_id in self.data_dict:
-            data, result, error = self.ph.readRx(self.port, scs_id, self.data_length)
+            # The SDK's readRx, keeping track of replies from other servos: one that arrives
+            # while this servo's is awaited means this servo let its turn pass in silence, so
+            # the failure is a timeout of this servo even if the wait ends mid-packet (which the
+            # SDK reports as a corrupt packet).
+            overtaken = False
+            while True:
+                packet, result = self.ph.rxPacket(self.port)
+                if result != COMM_SUCCESS or packet[PKT_ID] == scs_id:
+                    break
+                overtaken = True
             if result != COMM_SUCCESS:
                 self.failed_id = scs_id
-                return result
-            self.data_dict[scs_id] = data
-            self.errors[scs_id] = error
+                return COMM_RX_TIMEOUT if overtaken else result
+            start = PKT_PARAMETER0
+            self.data_dict[scs_id] = list(packet[start : start + self.data_length])
+            self.errors[scs_id] = packet[PKT_ERROR]
         return COMM_SUCCESS
 
 
@@ -168,6 +182,9 @@ class FeetechBus:
         self.motor_ids = tuple(motor_ids)
         self.baudrate = baudrate
         self.retries = retries
+        # Failed attempts that were tried again, by (servo id or None, fault): a retry that then
+        # succeeds raises nothing, so benchmarks and health checks read them here.
+        self.retry_counts: collections.Counter[tuple[int | None, str]] = collections.Counter()
         self._port_handler: _WaitingPortHandler | None = None
         self._packet_handler = PacketHandler(0)
         self._lock = threading.Lock()
@@ -290,10 +307,12 @@ class FeetechBus:
             group = _CheckedSyncRead(handler, self._packet_handler, entry.address, entry.size)
             for motor_id in ids:
                 group.addParam(motor_id)
-            for _ in range(self.retries + 1):
+            for attempt in range(self.retries + 1):
                 result = self._guarded(handler, group.txRxPacket)
                 if result not in _RETRYABLE:
                     break
+                if attempt < self.retries:
+                    self._count_retry(group.failed_id, result)
             if result != COMM_SUCCESS:
                 raise self._comm_error(f"sync read {entry.name}", group.failed_id, result)
             for motor_id, error in group.errors.items():
@@ -347,15 +366,22 @@ class FeetechBus:
         """Run a single-servo exchange with retries; return its payload."""
         with self._lock:
             handler = self._handler()
-            for _ in range(self.retries + 1):
+            for tries in range(self.retries + 1):
                 payload, result, error = self._guarded(handler, lambda: attempt(handler))
                 if result not in _RETRYABLE:
                     break
+                if tries < self.retries:
+                    self._count_retry(motor_id, result)
             if result != COMM_SUCCESS:
                 raise self._comm_error(what, motor_id, result)
             if error:
                 raise self._hardware_error(what, motor_id, error)
             return payload
+
+    def _count_retry(self, motor_id: int | None, result: int) -> None:
+        fault = "timeout" if result == COMM_RX_TIMEOUT else "corrupt"
+        self.retry_counts[(motor_id, fault)] += 1
+        logger.debug("port %s, servo %s: %s, retrying", self.port, motor_id, _RETRYABLE[result])
 
     def _comm_error(self, what: str, motor_id: int | None, result: int) -> ServoCommError:
         servo = f"servo {motor_id}" if motor_id is not None else "servos"

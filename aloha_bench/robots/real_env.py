@@ -49,6 +49,36 @@ HOME_TOLERANCE_RAD = 0.05
 # Longest time reset keeps commanding the home pose after the ramp while joints settle.
 SETTLE_TIMEOUT_S = 1.0
 _GRIPPER = embodiment.ARM_JOINTS.index("gripper")
+# Joints without end stops, whose readings wrap at +/-pi (calibration.FULL_TURN_JOINTS).
+_ENDLESS = [embodiment.ARM_JOINTS.index("wrist_roll")]
+
+
+class LeaderUnwrap:
+    """One leader arm's readings with its endless joints (wrist_roll) unwrapped across +/-pi.
+
+    A leader's wrist_roll reading jumps from +pi to -pi when it is turned past the encoder's seam.
+    The follower's range (-157..163 deg) does not reach the seam, so copying the reading would
+    throw the follower's goal about 320 deg to its other limit in one tick, and the follower
+    would spin the long way round. Each reading is instead the previous angle plus the shortest
+    turn to the new reading (a hand turns far less than half a turn in one 20 ms tick), so the
+    angle continues past +/-pi; the follower's joint limits then hold it at the limit until the
+    leader comes back. :meth:`reset` forgets the history (at each episode start).
+    """
+
+    def __init__(self) -> None:
+        self._last: np.ndarray | None = None
+
+    def reset(self) -> None:
+        self._last = None
+
+    def __call__(self, leader_rad: np.ndarray) -> np.ndarray:
+        """Raw leader angles (6,) -> the same with endless joints continuous (6,), radians."""
+        angles = np.array(leader_rad, dtype=np.float64)
+        if self._last is not None:
+            turn = angles[_ENDLESS] - self._last[_ENDLESS]
+            angles[_ENDLESS] = self._last[_ENDLESS] + (turn + np.pi) % (2 * np.pi) - np.pi
+        self._last = angles.copy()
+        return angles
 
 
 def map_leader_to_follower(
@@ -126,6 +156,7 @@ class RealRigEnv(gym.Env):
         self._steps = 0
         self._overruns_at_reset = 0
         self._leaders_synced = False
+        self._unwrap = {side: LeaderUnwrap() for side in embodiment.ARMS}
         self._closed = False
         self.followers: dict[str, SO101Arm] = {}
         self.leaders: dict[str, SO101Arm] = {}
@@ -231,6 +262,8 @@ class RealRigEnv(gym.Env):
         self._require_open()
         with self._torque_off_on_error():
             if not self._leaders_synced:
+                for unwrap in self._unwrap.values():
+                    unwrap.reset()
                 self._move_followers_to(self.leader_action())
                 self._leaders_synced = True
                 self._watchdog.start(time.perf_counter())
@@ -240,9 +273,8 @@ class RealRigEnv(gym.Env):
         parts = []
         for side in embodiment.ARMS:
             leader, follower = self.leaders[side], self.followers[side]
-            parts.append(
-                map_leader_to_follower(leader.read_rad(), leader.limits_rad, follower.limits_rad)
-            )
+            leader_rad = self._unwrap[side](leader.read_rad())
+            parts.append(map_leader_to_follower(leader_rad, leader.limits_rad, follower.limits_rad))
         return embodiment.clip_to_limits(np.concatenate(parts))
 
     def close(self) -> None:

@@ -123,3 +123,29 @@ def test_json_round_trip(tmp_path):
     assert ACTConfig.load_json(tmp_path / "config.json") == c
     with pytest.raises(dataclasses.FrozenInstanceError):
         c.lr = 1.0
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32, 2**64])
+def test_a_seed_out_of_range_names_seed(seed):
+    with pytest.raises(ValueError, match=r"ACTConfig\.seed: must be in 0\.\.4294967295"):
+        load_config("act", "cpu", [f"seed={seed}"])
+
+
+def test_pretrained_weights_are_one_switch_under_any_profile():
+    # The cpu profile trains from scratch (GroupNorm, dataset statistics); ImageNet weights need
+    # frozen batch norm and ImageNet normalization, which the switch brings along.
+    config = load_config("act", "cpu", ["pretrained_backbone_path=torchvision"])
+    assert config.backbone_norm == "frozen_batchnorm" and config.image_norm == "imagenet"
+    # Set alongside (or after) the switch, a choice is the user's: image_norm may differ...
+    config = load_config(
+        "act", "cpu", ["pretrained_backbone_path=torchvision", "image_norm=dataset"]
+    )
+    assert config.backbone_norm == "frozen_batchnorm" and config.image_norm == "dataset"
+    # ...and an impossible pair is still refused, with the fix.
+    with pytest.raises(ValueError, match="backbone_norm = 'frozen_batchnorm'"):
+        load_config(
+            "act", "cpu", ["pretrained_backbone_path=torchvision", "backbone_norm=groupnorm"]
+        )
+    # Without the switch nothing changes.
+    assert load_config("act", "cpu").backbone_norm == "groupnorm"
+    assert load_config("act", "cpu", ["pretrained_backbone_path=none"]).backbone_norm == "groupnorm"

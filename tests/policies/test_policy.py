@@ -6,7 +6,7 @@ import torch
 
 from aloha_bench import keys
 from aloha_bench.policies import ACTPolicy, load, make_policy
-from aloha_bench.policies.act.model import Backbone
+from aloha_bench.policies.act.model import Backbone, BackboneWeightsError
 from aloha_bench.policies.chunking import TemporalEnsembler
 from tests.policies.conftest import ENV_DIM, fake_stats, tiny_config
 
@@ -160,7 +160,7 @@ def test_compute_loss_metrics_and_no_cvae():
     assert metrics["kl"] == 0 and metrics["loss"] == pytest.approx(metrics["l1"])
 
 
-def test_pretrained_backbone_from_local_files(tmp_path, monkeypatch):
+def test_pretrained_backbone_from_local_files(tmp_path, monkeypatch, capsys):
     from safetensors.torch import save_file
     from torchvision.models import resnet18
 
@@ -180,13 +180,17 @@ def test_pretrained_backbone_from_local_files(tmp_path, monkeypatch):
         )
 
     def offline(*_args, **_kwargs):
+        print('Downloading: "https://download.pytorch.org/models/resnet18-f37072fd.pth"')
         raise OSError("no network")
 
     monkeypatch.setattr("torchvision.models.ResNet18_Weights.get_state_dict", offline)
-    with pytest.raises(RuntimeError, match="pass its local path"):
+    with pytest.raises(BackboneWeightsError, match="pass its local path") as err:
         Backbone(
             tiny_config(pretrained_backbone_path="torchvision", backbone_norm="frozen_batchnorm")
         )
+    # One clear line offline: no chained tracebacks, no download announcement.
+    assert err.value.__cause__ is None and err.value.__suppress_context__
+    assert "Downloading" not in capsys.readouterr().out
 
 
 def test_bf16_inference_copy_gives_autocast_actions_and_never_goes_stale():

@@ -1,6 +1,6 @@
 """bench_bus against the emulator."""
 
-import math
+import json
 
 import pytest
 
@@ -28,8 +28,34 @@ def test_bench_bus_counts_errors_and_reports_lost_ports():
         emu.inject(2, corrupt_checksum=True)
         result = bench_bus(emu.port, n=3)
     assert result["errors"] == 3 and not result["emulated"]
-    assert math.isnan(result["round_trip_ms"])
+    assert result["errors_by_servo"] == {"2": {"corrupt": 3}}
+    # No exchange succeeded: no timing, as JSON null (NaN is not JSON).
+    assert result["round_trip_ms"] is None and result["succeeded"] == 0
+    json.dumps(result, allow_nan=False)
     with pytest.raises(PortError):
         bench_bus("/dev/ttyACM_missing", n=1)
     with pytest.raises(ValueError):
         bench_bus(n=0)
+
+
+@pytest.mark.parametrize(
+    ("fault", "kind", "retried"),
+    [("silent", "timeout", True), ("corrupt", "corrupt", True), ("overload", "hardware", False)],
+)
+def test_bench_bus_names_the_faulty_servo_the_fault_and_the_retries(fault, kind, retried):
+    result = bench_bus(n=4, faults={4: fault})
+    # Servo 4 fails every exchange, and is the one blamed (a silent servo is a timeout of that
+    # servo, not a corrupt packet of the next one).
+    assert result["errors"] == 4 and result["errors_by_servo"] == {"4": {kind: 4}}
+    # Timeouts and corrupt replies are retried (3 retries per exchange); hardware errors are not.
+    assert result["retries_by_servo"] == ({"4": {kind: 12}} if retried else {})
+    assert result["retries"] == (12 if retried else 0)
+    assert result["faults_injected"] == {"4": fault}
+    json.dumps(result, allow_nan=False)
+
+
+def test_bench_bus_faults_need_the_emulator():
+    with pytest.raises(ValueError, match="emulator"):
+        bench_bus("/dev/ttyACM0", n=1, faults={1: "silent"})
+    with pytest.raises(ValueError, match="unknown fault"):
+        bench_bus(n=1, faults={1: "melted"})

@@ -5,7 +5,13 @@ import time
 import numpy as np
 import pytest
 
-from aloha_bench.robots.cameras import Camera, CameraError, open_cameras, to_policy_image
+from aloha_bench.robots.cameras import (
+    Camera,
+    CameraError,
+    center_crop_to_aspect,
+    open_cameras,
+    to_policy_image,
+)
 
 
 class FakeCapture:
@@ -99,3 +105,56 @@ def test_open_cameras_closes_the_opened_ones_on_failure():
     with pytest.raises(CameraError, match="'bad'"):
         open_cameras({"top": (0, None, None), "front": ("bad", None, None)}, (48, 64), 0.5, factory)
     assert opened and all(c.released for c in opened)
+
+
+def _square_frame(height, width, side):
+    """Black frame, a white square of ``side`` px in its centre, blue left and right edges."""
+    frame = np.zeros((height, width, 3), np.uint8)
+    top, left = (height - side) // 2, (width - side) // 2
+    frame[top : top + side, left : left + side] = 255
+    frame[:, :4] = (255, 0, 0)  # BGR blue
+    frame[:, -4:] = (255, 0, 0)
+    return frame
+
+
+def _blue(rgb):
+    return (rgb[..., 2] > 128) & (rgb[..., 0] < 100)
+
+
+def _square_box(image):
+    rows, cols = np.nonzero(image.min(axis=2) > 128)
+    return rows.max() - rows.min() + 1, cols.max() - cols.min() + 1
+
+
+def test_center_crop_keeps_the_target_aspect_and_the_middle():
+    frame = np.arange(90 * 160).reshape(90, 160)
+    assert center_crop_to_aspect(frame, (48, 64)).shape == (90, 120)  # 16:9 -> 4:3
+    assert center_crop_to_aspect(frame, (90, 160)).shape == (90, 160)
+    assert center_crop_to_aspect(frame[:, :120], (90, 160)).shape == (68, 120)  # 4:3 -> 16:9
+    np.testing.assert_array_equal(center_crop_to_aspect(frame, (48, 64)), frame[:, 20:140])
+
+
+@pytest.mark.parametrize(
+    ("frame_size", "policy_size"), [((90, 160), (48, 64)), ((96, 128), (45, 80))]
+)
+def test_frames_of_another_aspect_are_cropped_never_squashed(frame_size, policy_size):
+    pytest.importorskip("cv2")
+    image = to_policy_image(_square_frame(*frame_size, side=40), policy_size)
+    assert image.shape == (*policy_size, 3)
+    height, width = _square_box(image)
+    assert abs(height - width) <= 1  # a square stays a square
+    if frame_size[1] * policy_size[0] > frame_size[0] * policy_size[1]:  # wider: edges cut
+        assert not _blue(image).any()  # the blue edges were cut, not squeezed in
+
+
+def test_align_crops_real_frames_to_the_panel(tmp_path):
+    import imageio.v3 as iio
+
+    from aloha_bench.align import read_real_frame
+
+    path = tmp_path / "wide.png"
+    iio.imwrite(path, _square_frame(90, 160, side=40)[:, :, ::-1])  # stored as RGB
+    frame = read_real_frame(path, (48, 64))
+    assert frame.shape == (48, 64, 3)
+    height, width = _square_box(frame)
+    assert abs(height - width) <= 1 and not _blue(frame).any()

@@ -325,3 +325,70 @@ def test_robots_import_only_the_allowed_package_modules():
             if name.startswith("aloha_bench.") and not name.startswith("aloha_bench.robots.")
         }
         assert outside <= allowed, (path.name, outside - allowed)
+
+
+def test_leader_unwrap_continues_past_the_seam_and_forgets_on_reset():
+    unwrap = real_env.LeaderUnwrap()
+    wrist = embodiment.ARM_JOINTS.index("wrist_roll")
+    readings = np.radians([170.0, 179.0, -178.0, -170.0, 175.0, 120.0])
+    got = []
+    for angle in readings:
+        joints = np.zeros(6)
+        joints[wrist] = angle
+        joints[0] = 0.3  # other joints pass through untouched
+        out = unwrap(joints)
+        assert out[0] == 0.3
+        got.append(np.degrees(out[wrist]))
+    np.testing.assert_allclose(got, [170.0, 179.0, 182.0, 190.0, 175.0, 120.0], atol=1e-9)
+    unwrap.reset()
+    joints = np.zeros(6)
+    joints[wrist] = np.radians(-178.0)
+    assert np.degrees(unwrap(joints)[wrist]) == pytest.approx(-178.0)
+
+
+def test_teleop_across_the_wrist_roll_seam_holds_the_follower_at_its_limit(tmp_path):
+    wrist = embodiment.state_index("left", "wrist_roll")
+    high = embodiment.ARM_LIMITS_RAD["wrist_roll"][1]  # 163 deg
+    with contextlib.ExitStack() as stack:
+        rig = Rig(tmp_path, stack, leaders=True)
+        env = rig.env(teleop=True)
+        try:
+            env.reset()
+            leader = rig.emulators["left", "leader"]
+            goals = []
+            # Ticks of the leader's wrist_roll (zero at 2048): past +180 deg the reading wraps.
+            for tick in (3900, 4050, 4095 + 30, 4095 + 120, 4050, 3500):
+                leader.move_by_hand(5, tick % 4096)
+                _, _, _, _, info = env.teleop_step()
+                goals.append(info[keys.ACTION][wrist])
+            zero = (0 + 4095) / 2  # mid-range of the full-turn calibration
+            expected = [(3900 - zero) * K, high, high, high, high, (3500 - zero) * K]
+            np.testing.assert_allclose(goals, expected, atol=1e-5)  # float32 actions
+            # Never a jump to the other end of the range (the long way round).
+            assert np.abs(np.diff(goals)).max() < np.radians(40)
+        finally:
+            env.close()
+
+
+def test_sim_leader_device_unwraps_the_wrist_roll_too():
+    from aloha_bench.teleop import LeaderDevice
+
+    class Leader:
+        limits_rad = joint_limits_rad(calibration((1800, 2400)))
+
+        def __init__(self):
+            self.angles = np.zeros(6)
+
+        def read_rad(self):
+            return self.angles.copy()
+
+    leaders = {side: Leader() for side in embodiment.ARMS}
+    device = LeaderDevice(leaders)
+    device.reset(None)
+    wrist = embodiment.ARM_JOINTS.index("wrist_roll")
+    high = embodiment.ARM_LIMITS_RAD["wrist_roll"][1]
+    goals = []
+    for degrees in (170.0, 179.0, -178.0, 150.0):
+        leaders["right"].angles[wrist] = np.radians(degrees)
+        goals.append(device.act(None)[embodiment.state_index("right", "wrist_roll")])
+    np.testing.assert_allclose(goals, [high, high, high, np.radians(150.0)])

@@ -39,6 +39,7 @@ PRECISIONS = ("fp32", "bf16")
 # ResNet18 halves the image five times (stride-2 conv, max-pool, three stride-2 stages).
 BACKBONE_STRIDE = 32
 TORCHVISION_WEIGHTS = "torchvision"
+MAX_SEED = 2**32 - 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +70,8 @@ class ACTConfig:
             weights) or ``"groupnorm"`` (diffusion_policy's choice for training from scratch).
         pretrained_backbone_path: ResNet18 weights: a local ``.pth``/``.safetensors`` state dict,
             ``"torchvision"`` (download ImageNet weights), or None (random initialization).
+            Through ``load_config`` it also sets ``PRETRAINED_IMPLIES`` (frozen batch norm,
+            ImageNet normalization) unless those are set with it or later.
         use_vae: train with the CVAE encoder (the paper's style variable z); False gives the
             ``no_cvae`` baseline (z = 0 always, L1 loss only).
         latent_dim: size of z (paper: 32).
@@ -196,6 +199,11 @@ class ACTConfig:
             _fail("dropout", f"must be in [0, 1), got {self.dropout}")
         if not 0.0 <= self.val_fraction < 1.0:
             _fail("val_fraction", f"must be in [0, 1), got {self.val_fraction}")
+        if not 0 <= self.seed <= MAX_SEED:
+            _fail(
+                "seed",
+                f"must be in 0..{MAX_SEED} (numpy's and torch's seed range), got {self.seed}",
+            )
         for name in ("kl_weight", "weight_decay", "warmup_steps"):
             if getattr(self, name) < 0:
                 _fail(name, f"must be >= 0, got {getattr(self, name)}")
@@ -242,8 +250,18 @@ class ACTConfig:
 
     @classmethod
     def load_json(cls, path: str | Path) -> ACTConfig:
-        """Read a config written by :meth:`save`."""
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        """Read a config written by :meth:`save`.
+
+        Raises:
+            ValueError: the file is not valid JSON, or not a valid config (names the file).
+        """
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text()))
+        except ValueError as err:  # JSONDecodeError is one
+            raise ValueError(
+                f"{path}: {err}; the file is damaged or was edited by hand: restore it from the "
+                "run that wrote it"
+            ) from None
 
 
 def _fail(name: str, message: str) -> typing.NoReturn:
@@ -369,10 +387,42 @@ def load_config(
             fix it).
         FileNotFoundError: a named baseline or profile does not exist (lists those that do).
     """
-    fields: dict[str, Any] = {}
+    layers: list[dict[str, Any]] = []
     if profile is not None:
-        fields |= read_toml(_resolve_toml(profile, paths.baselines_dir() / "profiles", "profile"))
+        layers.append(
+            read_toml(_resolve_toml(profile, paths.baselines_dir() / "profiles", "profile"))
+        )
     if config is not None:
-        fields |= read_toml(_resolve_toml(config, paths.baselines_dir(), "baseline"))
-    fields |= parse_overrides(overrides)
-    return ACTConfig(**fields)
+        layers.append(read_toml(_resolve_toml(config, paths.baselines_dir(), "baseline")))
+    layers.append(parse_overrides(overrides))
+    fields: dict[str, Any] = {}
+    for layer in layers:
+        fields |= layer
+    return ACTConfig(**(fields | _implied_by_pretrained(layers)))
+
+
+# What ImageNet weights need: their batch-norm statistics kept (frozen) and ImageNet's input
+# normalization, the statistics they were trained with.
+PRETRAINED_IMPLIES = {"backbone_norm": "frozen_batchnorm", "image_norm": "imagenet"}
+
+
+def _implied_by_pretrained(layers: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """``PRETRAINED_IMPLIES`` for the fields no layer at or after the one that sets
+    ``pretrained_backbone_path`` sets itself.
+
+    So ``--set pretrained_backbone_path=torchvision`` is one switch under any profile (the
+    ``cpu`` profile's ``groupnorm`` and ``dataset`` normalization give way to it), while a
+    deliberate ``backbone_norm`` given together with it, or later, still meets the validation.
+    """
+    last = max(
+        (
+            i
+            for i, layer in enumerate(layers)
+            if layer.get("pretrained_backbone_path") not in (None, "none", "null")
+        ),
+        default=None,
+    )
+    if last is None:
+        return {}
+    later = set().union(*(layer.keys() for layer in layers[last:]))
+    return {name: value for name, value in PRETRAINED_IMPLIES.items() if name not in later}

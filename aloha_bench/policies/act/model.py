@@ -16,7 +16,10 @@ Shapes: B batch, K chunk size, D model width, N cameras, S encoder tokens, L lat
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -245,18 +248,36 @@ def _norm_layer(kind: str) -> Callable[[int], nn.Module]:
     return lambda channels: nn.GroupNorm(channels // 16, channels)
 
 
+class BackboneWeightsError(RuntimeError):
+    """ImageNet weights for the backbone could not be had (offline, or a damaged file)."""
+
+
 def load_backbone_weights(source: str) -> dict[str, torch.Tensor]:
-    """ResNet18 ImageNet weights from a local file, or from torchvision's download."""
+    """ResNet18 ImageNet weights from a local file, or from torchvision's download.
+
+    Raises:
+        BackboneWeightsError: the download failed (one line, no chained traceback: being offline
+            is an expected condition with a known fix).
+        FileNotFoundError: a local path that does not exist.
+    """
     if source == TORCHVISION_WEIGHTS:
+        weights = torchvision.models.ResNet18_Weights.IMAGENET1K_V1
+        # torch.hub announces the download on stdout; shown (on stderr, so stdout stays JSON
+        # with --json) only if the download succeeds.
+        notes = io.StringIO()
         try:
-            weights = torchvision.models.ResNet18_Weights.IMAGENET1K_V1
-            return weights.get_state_dict(progress=False)
+            with contextlib.redirect_stdout(notes), contextlib.redirect_stderr(notes):
+                state = weights.get_state_dict(progress=False)
         except Exception as err:
-            raise RuntimeError(
-                f"downloading torchvision's ResNet18 ImageNet weights failed ({err}); download "
-                "resnet18-f37072fd.pth elsewhere and pass its local path as "
-                "pretrained_backbone_path"
-            ) from err
+            reason = str(getattr(err, "reason", err))
+            raise BackboneWeightsError(
+                f"downloading torchvision's ResNet18 ImageNet weights failed ({reason}); on a "
+                f"machine with internet, download {weights.url} and pass its local path as "
+                "pretrained_backbone_path (or copy it into torch's cache, ~/.cache/torch/hub/"
+                "checkpoints/)"
+            ) from None
+        sys.stderr.write(notes.getvalue())
+        return state
     path = Path(source)
     if not path.is_file():
         raise FileNotFoundError(

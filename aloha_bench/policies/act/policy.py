@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -32,8 +33,55 @@ from aloha_bench.policies.normalize import Normalizer, imagenet_stats
 
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
+# SHA-256 of the two files above in `sha256sum` format (by hand: `sha256sum -c checksums.sha256`).
+CHECKSUM_FILE = "checksums.sha256"
 # How a trained policy executes its chunks; everything else is fixed by its weights.
 INFERENCE_FIELDS = ("n_action_steps", "temporal_ensemble_coeff")
+
+
+class CheckpointError(ValueError):
+    """A saved policy is damaged or inconsistent; the message names the file and what to do."""
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_checksums(directory: str | Path, names: tuple[str, ...] = (MODEL_FILE, CONFIG_FILE)):
+    """Write ``checksums.sha256`` for ``names`` in ``directory``."""
+    directory = Path(directory)
+    lines = "".join(f"{_sha256(directory / name)}  {name}\n" for name in names)
+    (directory / CHECKSUM_FILE).write_text(lines)
+
+
+def verify_checksums(directory: str | Path) -> None:
+    """Check every file listed in ``directory/checksums.sha256`` (checkpoints written before
+    checksums existed have none and pass).
+
+    Raises:
+        CheckpointError: a listed file is missing or its SHA-256 differs (truncated, corrupted,
+            or replaced by another run's file).
+    """
+    directory = Path(directory)
+    listing = directory / CHECKSUM_FILE
+    if not listing.is_file():
+        return
+    for line in listing.read_text().splitlines():
+        expected, _, name = line.strip().partition("  ")
+        if not name:
+            raise CheckpointError(f"{listing}: malformed line {line!r}; the checkpoint is damaged")
+        path = directory / name
+        if not path.is_file() or _sha256(path) != expected:
+            problem = "is missing" if not path.is_file() else "does not match its checksum"
+            raise CheckpointError(
+                f"{path} {problem} in {listing} (a truncated or interrupted copy, or a file "
+                "from another checkpoint): copy the checkpoint folder again, or load the run's "
+                "other checkpoint (best/ or last/)"
+            )
 
 
 class ACTPolicy(nn.Module):
@@ -250,6 +298,7 @@ class ACTPolicy(nn.Module):
         tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
         save_file(tensors, directory / MODEL_FILE, metadata={"policy": self.name})
         self.config.save(directory / CONFIG_FILE)
+        write_checksums(directory)
 
     @classmethod
     def load(
@@ -271,6 +320,7 @@ class ACTPolicy(nn.Module):
         for name in (MODEL_FILE, CONFIG_FILE):
             if not (directory / name).is_file():
                 raise FileNotFoundError(f"{directory / name} missing; not a saved ACT policy")
+        verify_checksums(directory)
         config = ACTConfig.load_json(directory / CONFIG_FILE)
         if overrides:
             fixed = sorted(set(overrides) - set(INFERENCE_FIELDS))
@@ -279,13 +329,39 @@ class ACTPolicy(nn.Module):
                     f"{fixed} are fixed by training; at load time only {INFERENCE_FIELDS} change"
                 )
             config = dataclasses.replace(config, **overrides)
-        state = load_file(directory / MODEL_FILE)
-        stats = Normalizer.stats_from_state_dict(state, (keys.ACTION, *config.input_keys))
-        policy = cls(config, stats)
-        policy.load_state_dict(state)
+        model_file = directory / MODEL_FILE
+        try:
+            state = load_file(model_file)
+        except Exception as err:  # safetensors raises its own error type for a damaged header
+            raise CheckpointError(
+                f"{model_file} cannot be read ({err}); the file is damaged: copy the checkpoint "
+                "again or load the run's other checkpoint (best/ or last/)"
+            ) from None
+        try:
+            stats = Normalizer.stats_from_state_dict(state, (keys.ACTION, *config.input_keys))
+            policy = cls(config, stats)
+            policy.load_state_dict(state)
+        except (KeyError, RuntimeError) as err:
+            first = str(err).strip().splitlines()[:2]
+            raise CheckpointError(
+                f"{model_file} does not fit {directory / CONFIG_FILE} ({' '.join(first)}): the "
+                "weights come from a model of another configuration; keep each checkpoint's "
+                "model.safetensors and config.json together"
+            ) from None
         return policy.to(device)
 
 
 def read_config(directory: str | Path) -> dict:
-    """The raw ``config.json`` of a saved policy (to find out which policy it is)."""
-    return json.loads((Path(directory) / CONFIG_FILE).read_text())
+    """The raw ``config.json`` of a saved policy (to find out which policy it is).
+
+    Raises:
+        CheckpointError: the file is not valid JSON.
+    """
+    path = Path(directory) / CONFIG_FILE
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise CheckpointError(
+            f"{path} is not valid JSON ({err.msg}, line {err.lineno}); the checkpoint is damaged: "
+            "copy it again or load the run's other checkpoint (best/ or last/)"
+        ) from None
