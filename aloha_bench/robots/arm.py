@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
@@ -88,7 +89,9 @@ class SO101Arm:
     ) -> None:
         if role not in ROLES:
             raise ValueError(f"role must be one of {ROLES}, got {role!r}")
-        if max_relative_target_rad is not None and max_relative_target_rad <= 0:
+        if max_relative_target_rad is not None and not (
+            max_relative_target_rad > 0 and math.isfinite(max_relative_target_rad)
+        ):
             raise ValueError(
                 f"max_relative_target_rad must be positive or None, got {max_relative_target_rad}"
             )

@@ -113,7 +113,7 @@ class RealRigEnv(gym.Env):
             )
         if obs_mode != "pixels":
             raise ValueError(f"unknown obs_mode {obs_mode!r}; the real rig supports 'pixels'")
-        if control_rate_hz <= 0:
+        if not (control_rate_hz > 0 and math.isfinite(control_rate_hz)):
             raise ValueError(f"control_rate_hz must be positive, got {control_rate_hz}")
         if teleop and not config.has_leaders:
             raise ValueError(

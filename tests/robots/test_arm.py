@@ -119,6 +119,7 @@ def test_enable_torque_holds_the_present_pose_instead_of_a_stale_goal(emulator):
     with SO101Arm(emulator.port, calibration(), max_relative_target_rad=0.1) as arm:
         arm.write_goal_rad(np.zeros(6))
         arm.torque_off(reason="test")
+        assert torque(emulator, [0] * 6) == [0] * 6
         with pytest.raises(ArmFaultError, match="test"):
             arm.write_goal_rad(np.zeros(6))
         emulator.move_by_hand(2, 2048 + 400)  # the arm sags while limp
