@@ -26,6 +26,7 @@ the next append overwrites them. One writer at a time.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -315,6 +316,26 @@ class EpisodeStore:
             "chunks": list(array.chunks),
             "codecs": [type(c).__name__ for c in array.metadata.codecs],
         }
+
+    def fingerprint(self) -> str:
+        """SHA-256 of what defines the data for training: the attributes, the episode
+        boundaries and metadata, and every low-dimensional array (images excluded: reading
+        them would cost a full pass; they follow from the same settings and seeds).
+
+        Two stores with equal fingerprints train the same policy; a store that gained, lost or
+        changed an episode gets a new one. Costs one pass over arrays already cached on open.
+        """
+        digest = hashlib.sha256()
+        attrs = {k: v for k, v in self._attrs.items() if k != "aloha_bench_version"}
+        digest.update(json.dumps(attrs, sort_keys=True).encode())
+        digest.update(self._ends.tobytes())
+        for name, _ in META_FIELDS.values():
+            digest.update(json.dumps(self._meta_values(name)).encode())
+        for key in self.data_keys if self.n_episodes else ():
+            if key not in self.image_keys:
+                digest.update(key.encode())
+                digest.update(np.ascontiguousarray(self.read_all(key)).tobytes())
+        return digest.hexdigest()
 
     def episode_slice(self, episode: int) -> slice:
         """Rows of ``episode`` in every data array."""
