@@ -91,6 +91,8 @@ class AlohaEnv(gym.Env):
         self.cameras = tuple(cameras) if cameras is not None else self.task.cameras
         for camera in self.cameras:
             keys.image_key(camera)  # validates the name
+        if len(set(self.cameras)) != len(self.cameras):
+            raise ValueError(f"cameras {list(self.cameras)} name a camera twice; list each once")
         height, width = (int(v) for v in image_size)
         if not (16 <= height <= 480 and 16 <= width <= 640):
             raise ValueError(f"image_size {image_size} out of range; use 16..480 x 16..640 pixels")
@@ -119,9 +121,8 @@ class AlohaEnv(gym.Env):
         self._stage_checks = [
             [(predicates.resolve(c.fn), c.args) for c in stage.checks] for stage in self.task.stages
         ]
-        env_state_dim = 7 * len(self.task.objects) + len(self.task.state_joints)
         self.observation_space = rig_spaces.observation_space(
-            obs_mode, self.cameras, self.image_size, env_state_dim
+            obs_mode, self.cameras, self.image_size, self.task.environment_state_dim
         )
         self.action_space = rig_spaces.action_space()
 

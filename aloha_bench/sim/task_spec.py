@@ -109,6 +109,12 @@ class TaskSpec:
     def stage_names(self) -> tuple[str, ...]:
         return tuple(stage.name for stage in self.stages)
 
+    @property
+    def environment_state_dim(self) -> int:
+        """Width of ``observation.environment_state``: a pose (x, y, z, qw, qx, qy, qz) per
+        object, then one position per state joint (the env's ``environment_state``)."""
+        return 7 * len(self.objects) + len(self.state_joints)
+
 
 def available_tasks() -> tuple[str, ...]:
     """Ids of every task folder (one holding a ``task.toml``), sorted."""
