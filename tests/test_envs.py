@@ -178,3 +178,12 @@ def test_rig_model_has_four_arms_cameras_and_hidden_leaders():
     assert np.all(model.geom_contype[leader_geoms] == 0)
     assert np.all(model.geom_conaffinity[leader_geoms] == 0)
     assert np.all(model.geom_group[leader_geoms] == rig.LEADER_GEOM_GROUP)
+
+
+@pytest.mark.parametrize("task_id", TASKS)
+def test_environment_state_width_is_the_specs(task_id):
+    # Stores are checked against TaskSpec.environment_state_dim without building the scene.
+    env = envs.make(task_id, obs_mode="state")
+    _, info = env.reset(seed=0)
+    assert info[keys.ENVIRONMENT_STATE].shape == (load_task_spec(task_id).environment_state_dim,)
+    env.close()

@@ -330,16 +330,19 @@ class EpisodeStore:
         # operator model...): appending under others would mix data the attributes misdescribe.
         have_all = self._attrs.get("generator") or {}
         want_all = requested.get("generator") or {}
-        for name in sorted(set(have_all) | set(want_all)):
-            if name in PROVENANCE_SETTINGS:
-                continue
-            have, want = have_all.get(name), want_all.get(name)
-            if _jsonable(have) != _jsonable(want):
-                raise DatasetError(
-                    f"{self.path}: cannot append, generator setting {name!r} differs: the store "
-                    f"was written with {have!r}, this run has {want!r}; rerun with the store's "
-                    "settings to continue it, or write to a new store"
-                )
+        names = [*want_all, *(n for n in have_all if n not in want_all)]
+        differ = [
+            f"{name!r} (the store was written with {have_all.get(name)!r}, this run has "
+            f"{want_all.get(name)!r})"
+            for name in names
+            if name not in PROVENANCE_SETTINGS
+            and _jsonable(have_all.get(name)) != _jsonable(want_all.get(name))
+        ]
+        if differ:
+            raise DatasetError(
+                f"{self.path}: cannot append, generator settings differ: {'; '.join(differ)}. "
+                "Rerun with the store's settings to continue it, or write to a new store"
+            )
 
     def close(self, remove_if_empty: bool = False) -> None:
         """Release the writer lock; the store stays readable (idempotent).
