@@ -6,7 +6,12 @@ of ``experts/human.py``: several strategies, pace, hesitations, lag, noise, lead
 Seeds: attempt ``k`` of a run uses seed ``seed + k``; attempts run in seed order and the first
 ``episodes`` successes are kept (failures too with ``keep_failed``). Workers compute attempts in
 parallel but results are accepted in seed order, so ``workers=W`` writes exactly the dataset a
-serial run writes. A store that already exists is continued from the seed after its last episode.
+serial run writes. A store that already exists is continued from the seed after its last episode,
+only if every setting that defines the data is the same (the store refuses others, naming them).
+
+Every argument is checked, and the env built once, before the store is created; a run that ends
+without a single episode (an error, Ctrl-C) removes the store it created, so a corrected rerun is
+never blocked by an empty store that looks valid. The store's writer lock is held throughout.
 """
 
 from __future__ import annotations
@@ -23,11 +28,16 @@ import numpy as np
 
 from aloha_bench import __version__, envs, keys
 from aloha_bench.data.store import EpisodeStore
+from aloha_bench.envs.latency import LatencyConfig
 from aloha_bench.experts import make_expert
 from aloha_bench.experts.base import strategy_of
 from aloha_bench.experts.human import HumanOperator, HumanOperatorConfig
+from aloha_bench.sim.randomize import RandomizationConfig
 
 SOURCES = ("scripted", "human")
+# Seeds are stored per episode as int64 and fed to numpy and Gymnasium; 32 bits is the range
+# every seeded tool in the pipeline accepts (numpy's legacy np.random.seed included).
+MAX_SEED = 2**32 - 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +75,10 @@ class GenerateSettings:
         if self.cameras is not None:
             object.__setattr__(self, "cameras", keys.camera_names(self.cameras))
         object.__setattr__(self, "image_size", keys.image_size(self.image_size))
+        if not isinstance(self.human, HumanOperatorConfig):
+            raise TypeError(f"human must be a HumanOperatorConfig, got {self.human!r}")
+        RandomizationConfig.resolve(self.randomize)  # unknown level: the error lists them
+        LatencyConfig.resolve(self.latency)
 
 
 @dataclasses.dataclass
@@ -151,18 +165,19 @@ def _record_in_worker(seed: int) -> Episode:
     return _WORKER_RECORDER.record(seed)
 
 
-def _attempts(settings: GenerateSettings, first_seed: int, workers: int) -> Iterator[Episode]:
-    """Episodes for seeds first_seed, first_seed + 1, ... in seed order (endless)."""
+def _attempts(
+    settings: GenerateSettings, first_seed: int, workers: int, recorder: EpisodeRecorder
+) -> Iterator[Episode]:
+    """Episodes for seeds first_seed, first_seed + 1, ... in seed order (endless).
+
+    ``recorder`` (built by the caller, which closes it) records serially with one worker.
+    """
     if workers <= 1:
-        recorder = EpisodeRecorder(settings)
-        try:
-            seed = first_seed
-            while True:
-                yield recorder.record(seed)
-                seed += 1
-        finally:
-            recorder.close()
-        return
+        seed = first_seed
+        while True:
+            yield recorder.record(seed)
+            seed += 1
+    recorder.close()  # the workers build their own; free its memory
     # spawn, never fork: a process forked after a GL context exists hangs (SIM_NOTES.md).
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(
@@ -213,42 +228,62 @@ def generate(
         progress: called after each attempt with (episode, kept so far, attempts so far).
 
     Returns:
-        The store, open for reading.
+        The store, open for reading (the writer lock is released).
+
+    Raises:
+        ValueError: a bad argument (checked before anything is written), or an existing store
+            written with other settings (the message names the setting and both values).
+        StoreLockedError: another process is writing to ``out``.
     """
-    if episodes <= 0:
-        raise ValueError(f"episodes must be positive, got {episodes}")
-    if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
+    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes <= 0:
+        raise ValueError(f"episodes must be a positive integer, got {episodes!r}")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"seed must be an integer in 0..{MAX_SEED}, got {seed!r}")
     spec = envs.load_task_spec(settings.task)
     cameras = tuple(settings.cameras or spec.cameras)
     pixels = settings.obs_mode == "pixels"
-    store = EpisodeStore.create(
-        out,
-        task_id=spec.task_id,
-        task_version=spec.version,
-        obs_mode=settings.obs_mode,
-        cameras=cameras if pixels else (),
-        image_size=settings.image_size if pixels else None,
-        generator=generator_attrs(settings, seed, keep_failed),
-        resume=True,
-    )
-    kept = store.n_episodes
-    if kept:
-        # Continue after the last recorded seed: failures in between were dropped and would fail
-        # again (episodes are deterministic in their seed), so this equals an uninterrupted run.
-        seed = int(max(store.episode_meta(i)["seed"] for i in range(kept))) + 1
-    attempts = 0
-    if kept >= episodes:
-        return store
-    for episode in _attempts(dataclasses.replace(settings, cameras=cameras), seed, workers):
-        attempts += 1
-        if episode.success or keep_failed:
-            store.append_episode(episode.arrays, _store_meta(episode.meta))
-            kept += 1
-        if progress is not None:
-            progress(episode, kept, attempts)
+    settings = dataclasses.replace(settings, cameras=cameras)
+    # Building the env checks cameras, image size, obs mode, randomization and latency with the
+    # env's own messages, before the store exists.
+    recorder = EpisodeRecorder(settings)
+    try:
+        store = EpisodeStore.create(
+            out,
+            task_id=spec.task_id,
+            task_version=spec.version,
+            obs_mode=settings.obs_mode,
+            cameras=cameras if pixels else (),
+            image_size=settings.image_size if pixels else None,
+            generator=generator_attrs(settings, seed, keep_failed),
+            resume=True,
+        )
+    except BaseException:
+        recorder.close()
+        raise
+    try:
+        kept = store.n_episodes
+        if kept:
+            # Continue after the last recorded seed: failures in between were dropped and would
+            # fail again (episodes are deterministic in their seed), so this equals an
+            # uninterrupted run.
+            seed = int(max(store.episode_meta(i)["seed"] for i in range(kept))) + 1
+        attempts = 0
         if kept >= episodes:
-            break
+            return store
+        for episode in _attempts(settings, seed, workers, recorder):
+            attempts += 1
+            if episode.success or keep_failed:
+                store.append_episode(episode.arrays, _store_meta(episode.meta))
+                kept += 1
+            if progress is not None:
+                progress(episode, kept, attempts)
+            if kept >= episodes:
+                break
+    finally:
+        recorder.close()
+        store.close(remove_if_empty=True)
     return store
 
 

@@ -356,10 +356,18 @@ def teleop_session(
             obs_mode=mode,
             cameras=store_cameras,
             image_size=store_size,
-            generator={"source": "teleop", "device": device, "backend": backend},
+            generator={
+                "source": "teleop",
+                "device": device,
+                "backend": backend,
+                "first_seed": seed,
+            },
             resume=True,
         )
-        return record_teleop(env, driver, store, episodes, seed=seed, step_hook=hook)
+        try:
+            return record_teleop(env, driver, store, episodes, seed=seed, step_hook=hook)
+        finally:
+            store.close(remove_if_empty=True)  # the writer lock; no empty store left behind
     finally:
         env.close()
         for arm in getattr(driver, "leaders", {}).values():

@@ -34,7 +34,6 @@ import dataclasses
 import io
 import json
 import os
-import shutil
 import time
 import warnings
 from collections.abc import Callable
@@ -47,6 +46,13 @@ import torch.distributed as dist
 from safetensors.torch import load_file
 
 from aloha_bench import keys
+from aloha_bench.checkpoint import (
+    check_finite_loss,
+    check_same_dataset,
+    dataset_identity,
+    prepare_run_dir,
+    write_checkpoint,
+)
 from aloha_bench.data.dataset import WindowDataset, compute_stats, train_val_split
 from aloha_bench.data.store import DatasetError, EpisodeStore
 from aloha_bench.policies import ACTConfig, ACTPolicy, make_policy
@@ -149,18 +155,9 @@ def _split(config: ACTConfig, n_episodes: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _atomic_checkpoint(policy: ACTPolicy, directory: Path, training_state: dict | None) -> None:
-    """Write a checkpoint folder next to ``directory``, then swap it in (never half-written)."""
-    staging = directory.with_name(directory.name + ".tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    policy.save(staging)
-    if training_state is not None:
-        torch.save(training_state, staging / TRAINING_STATE_FILE)
-    old = directory.with_name(directory.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if directory.exists():
-        directory.rename(old)
-    staging.rename(directory)
-    shutil.rmtree(old, ignore_errors=True)
+    """Write a checkpoint folder next to ``directory``, then swap it in (never half-written;
+    refused for non-finite weights; ``checkpoint.write_checkpoint``)."""
+    write_checkpoint(policy, directory, training_state)
 
 
 def _check_resumable(saved: ACTConfig, config: ACTConfig, run_dir: Path) -> None:
@@ -202,6 +199,7 @@ def train_step(
     batch: dict[str, torch.Tensor],
     config: ACTConfig,
     loss_module: torch.nn.Module | None = None,
+    check: Callable[[dict[str, float]], None] | None = None,
 ) -> tuple[dict[str, float], float]:
     """One gradient step: loss (under the policy's autocast), backward, clip, AdamW.
 
@@ -214,12 +212,16 @@ def train_step(
         batch: tensors on the policy's device (``compute_loss``'s input).
         config: for ``grad_clip_norm``.
         loss_module: a DistributedDataParallel wrapper of the policy's loss, or None.
+        check: called with the loss metrics before anything is updated (``train`` stops a
+            diverging run there: ``checkpoint.check_finite_loss``).
 
     Returns:
         (metrics of ``compute_loss``, gradient norm before clipping).
     """
     with policy.autocast():
         loss, metrics = (loss_module or policy.compute_loss)(batch)
+    if check is not None:
+        check(metrics)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     grad_norm = torch.nn.utils.clip_grad_norm_(
@@ -300,19 +302,20 @@ def _write_run_files(
     store: EpisodeStore,
     train_ids,
     val_ids,
+    resume: bool = False,
 ) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    config.save(run_dir / CONFIG_FILE)
     # The demos' seeds travel with the run, so evaluation can refuse scenes the policy was
     # trained on even after the dataset is deleted (aloha_bench.evaluate.check_seed_overlap).
     split = {
-        "dataset": str(Path(dataset_path).resolve()),
-        "task": store.attrs["task_id"],
-        "source": store.attrs.get("generator", {}).get("source", "unknown"),
-        "demo_seeds": [int(store.episode_meta(i)["seed"]) for i in range(store.n_episodes)],
+        **dataset_identity(dataset_path, store),
         "train_episodes": train_ids.tolist(),
         "val_episodes": val_ids.tolist(),
     }
+    if resume and (run_dir / SPLIT_FILE).is_file():
+        # Before anything is rewritten: other data would mix runs and void the seed check.
+        check_same_dataset(json.loads((run_dir / SPLIT_FILE).read_text()), split, run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config.save(run_dir / CONFIG_FILE)
     (run_dir / SPLIT_FILE).write_text(json.dumps(split, indent=2) + "\n")
 
 
@@ -362,15 +365,10 @@ def train(
     if torch_device.type == "cuda" and world > 1:
         torch_device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
         torch.cuda.set_device(torch_device)
+    if is_main:  # may recover last/ from an interrupted checkpoint swap (one writer)
+        prepare_run_dir(run_dir, resume, config)
     if resume:
-        if not (run_dir / "last" / TRAINING_STATE_FILE).is_file():
-            raise ValueError(f"cannot resume: {run_dir / 'last'} holds no training state")
         _check_resumable(ACTConfig.load_json(run_dir / CONFIG_FILE), config, run_dir)
-    elif run_dir.exists() and any(run_dir.iterdir()):
-        raise ValueError(
-            f"{run_dir} exists and is not empty; choose a new --out folder, or continue this run "
-            "with --resume (resume=True in Python)"
-        )
     if world > 1:
         dist.barrier()  # every rank has checked the folder before rank 0 starts writing it
 
@@ -430,7 +428,7 @@ def train(
             rng = np.random.default_rng([config.seed, rank, start_step])
     rows = _read_csv_rows(run_dir / LOSSES_FILE, start_step) if resume and is_main else []
     if is_main:
-        _write_run_files(run_dir, config, dataset_path, store, train_ids, val_ids)
+        _write_run_files(run_dir, config, dataset_path, store, train_ids, val_ids, resume)
     csv_file = (run_dir / LOSSES_FILE).open("w", newline="") if is_main else io.StringIO()
     writer = csv.DictWriter(csv_file, fieldnames=CSV_COLUMNS)
     writer.writeheader()
@@ -449,7 +447,16 @@ def train(
                 train_data.sample_batch(rng.integers(0, len(train_data), config.batch_size)),
                 torch_device,
             )
-            metrics, grad_norm = train_step(policy, optimizer, batch, config, ddp)
+            metrics, grad_norm = train_step(
+                policy,
+                optimizer,
+                batch,
+                config,
+                ddp,
+                check=lambda m, done=step + 1: check_finite_loss(
+                    m, done, optimizer.param_groups[0]["lr"]
+                ),
+            )
             window_samples += config.batch_size * world
             done = step + 1
             row: dict[str, Any] = {}

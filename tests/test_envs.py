@@ -201,3 +201,12 @@ def test_handover_counts_only_once_the_right_gripper_lets_go():
     env.close()
     assert both_holding and all(both_holding)  # the lenient-only steps: right still holds it
     assert info["is_success"] and info["is_success_lenient"] and info["success_lenient"]
+
+
+@pytest.mark.parametrize("task_id", TASKS)
+def test_environment_state_width_is_the_specs(task_id):
+    # Stores are checked against TaskSpec.environment_state_dim without building the scene.
+    env = envs.make(task_id, obs_mode="state")
+    _, info = env.reset(seed=0)
+    assert info[keys.ENVIRONMENT_STATE].shape == (load_task_spec(task_id).environment_state_dim,)
+    env.close()

@@ -58,6 +58,19 @@ def test_a_good_spec_parses(tmp_path, monkeypatch):
         (("episode_steps = 10", 'episode_steps = "ten"'), "episode_steps must be int"),
         (('fn = "touching", ', ""), "needs fn"),
         (("version = 1", "version = 1 ="), "not valid TOML"),
+        # TOML reads nan and inf as floats; `x <= 0`-style checks would let NaN through.
+        (
+            ("[[stages]]", "[[objects]]\nbody = 'b'\nx_m = nan\ny_m = 0\nz_m = 0\n[[stages]]"),
+            r"objects\[0\].x_m must be a finite number",
+        ),
+        (
+            ("[[stages]]", "[[objects]]\nbody = 'b'\nx_m = [0, inf]\ny_m = 0\nz_m = 0\n[[stages]]"),
+            r"objects\[0\].x_m range \[0.0, inf\] must be finite",
+        ),
+        (
+            ("[[stages]]", "[[breakaways]]\nequality = 'e'\nforce_n = nan\n[[stages]]"),
+            r"breakaways\[0\].force_n must be positive, got nan",
+        ),
     ],
 )
 def test_malformed_specs_name_the_field(tmp_path, monkeypatch, change, message):

@@ -21,14 +21,22 @@ file and renames it). Growing ``episode_ends`` is one file write (its new chunk 
 array still has its old shape, then the shape grows), so a process killed at any point leaves every
 finished episode intact. Rows of data arrays past ``episode_ends[-1]`` and entries of metadata
 arrays past ``len(episode_ends)`` are leftovers of an interrupted append: readers ignore them and
-the next append overwrites them. One writer at a time.
+the next append overwrites them.
+
+One writer at a time: a store opened for writing holds an exclusive lock (``<store>.lock``, the
+writer's PID inside; :mod:`aloha_bench.data.lock`) until :meth:`EpisodeStore.close`.
+
+A store must fit its task: opening one checks the task id exists, the environment-state width is
+the task's, camera names are distinct, and every action and state row is finite.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
+import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -38,6 +46,8 @@ import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec
 
 from aloha_bench import __version__, embodiment, keys
+from aloha_bench.data.lock import WriterLock
+from aloha_bench.sim.task_spec import available_tasks, load_task_spec
 
 FORMAT_NAME = "aloha-bench/episodes"
 FORMAT_VERSION = 1
@@ -74,8 +84,12 @@ COMPATIBILITY_ATTRS = (
     "fps",
     "embodiment",
 )
+# Generator settings that are provenance, not data: a resume may differ in them.
+PROVENANCE_SETTINGS = ("aloha_bench_version",)
 # The env's observation modes (envs.spaces.OBS_MODES; this layer may not import envs).
 OBS_MODES = ("pixels", "state")
+# Float arrays whose rows must be finite (a NaN action or pose poisons training statistics).
+FINITE_KEYS = (keys.ACTION, keys.STATE, keys.ENVIRONMENT_STATE)
 
 
 class DatasetError(ValueError):
@@ -121,6 +135,7 @@ class EpisodeStore:
         self._cache: dict[str, np.ndarray] = {}
         self._meta_cache: dict[str, list] = {}
         self._arrays: dict[str, zarr.Array] = {}
+        self._lock: WriterLock | None = None
 
     # ----------------------------------------------------------------------------------------
     # Creating and opening
@@ -155,14 +170,21 @@ class EpisodeStore:
                 its settings match these (a crashed run resumes this way). Without it an
                 existing path is an error.
 
+        The returned store holds the writer lock until :meth:`close` (use it in a ``with``).
+        An existing store without any episode holds nothing: it is replaced, not resumed.
+
         Raises:
             DatasetError: ``path`` exists and ``resume`` is false, or the existing store's
-                settings differ from these (the message names the attribute and both values).
+                settings (attributes or ``generator`` settings) differ from these (the message
+                names the setting and both values).
+            StoreLockedError: another process is writing to ``path`` (the message names it).
+            ValueError: an unknown task, obs_mode or camera, or a camera named twice.
         """
         path = Path(path)
         if obs_mode not in OBS_MODES:
             raise ValueError(f"unknown obs_mode {obs_mode!r}; expected one of {OBS_MODES}")
-        cameras = keys.camera_names(cameras)  # "top" is one camera, never three letters
+        load_task_spec(task_id)  # unknown task: the error lists the valid ones
+        cameras = keys.camera_names(cameras)  # "top" is one camera; a repeated name is refused
         if obs_mode == "pixels":
             if not cameras or image_size is None:
                 raise ValueError("pixels mode needs cameras=[...] and image_size=(height, width)")
@@ -185,15 +207,28 @@ class EpisodeStore:
             "generator": _jsonable(dict(generator or {})),
             "aloha_bench_version": __version__,
         }
-        if path.exists():
-            if not resume:
-                raise DatasetError(
-                    f"{path} already exists; pass resume=True to append to it, or choose a new "
-                    "path (or delete the old store)"
-                )
-            store = cls.open(path, mode="a")
-            store._check_compatible(attrs)
-            return store
+        lock = WriterLock(path)
+        try:
+            if path.exists() and not _is_empty_store(path):
+                if not resume:
+                    raise DatasetError(
+                        f"{path} already exists; pass resume=True to append to it, or choose a "
+                        "new path (or delete the old store)"
+                    )
+                store = cls.open(path, mode="a", _lock=lock)
+                store._check_compatible(attrs)
+                return store
+            if path.exists():
+                shutil.rmtree(path)  # a store without episodes: nothing to keep
+            store = cls._create(path, attrs)
+        except BaseException:
+            lock.release()
+            raise
+        store._lock = lock
+        return store
+
+    @classmethod
+    def _create(cls, path: Path, attrs: dict[str, Any]) -> EpisodeStore:
         root = zarr.open_group(path, mode="w-", zarr_format=3, attributes=attrs)
         root.create_group("data")
         meta = root.create_group("meta")
@@ -217,21 +252,42 @@ class EpisodeStore:
         return cls(path, root, writable=True)
 
     @classmethod
-    def open(cls, path: str | Path, mode: str = "r", validate: bool = True) -> EpisodeStore:
+    def open(
+        cls,
+        path: str | Path,
+        mode: str = "r",
+        validate: bool = True,
+        _lock: WriterLock | None = None,
+    ) -> EpisodeStore:
         """Open an existing store.
 
         Args:
             path: directory of the store.
-            mode: ``"r"`` (read only) or ``"a"`` (read and append).
+            mode: ``"r"`` (read only) or ``"a"`` (read and append: takes the writer lock until
+                :meth:`close`).
             validate: run :meth:`validate` (cheap checks) before returning. Turn it off only to
                 repair a damaged store with :meth:`truncate`.
 
         Raises:
-            DatasetError: the store is missing, not an aloha-bench store, or damaged.
+            DatasetError: the store is missing, not an aloha-bench store, damaged, or does not
+                fit its task.
+            StoreLockedError: ``mode="a"`` and another process is writing to the store.
         """
         path = Path(path)
         if mode not in ("r", "a"):
             raise ValueError(f"mode must be 'r' or 'a', got {mode!r}")
+        lock = _lock or (WriterLock(path) if mode == "a" else None)
+        try:
+            store = cls._open(path, mode, validate)
+        except BaseException:
+            if lock is not None and _lock is None:
+                lock.release()
+            raise
+        store._lock = lock
+        return store
+
+    @classmethod
+    def _open(cls, path: Path, mode: str, validate: bool) -> EpisodeStore:
         if not (path / "zarr.json").is_file():
             raise DatasetError(
                 f"{path}: no Zarr store here (zarr.json missing); check the path, or create one "
@@ -269,6 +325,43 @@ class EpisodeStore:
                     f"{self.path}: cannot append, attribute {name!r} differs: the store has "
                     f"{have!r}, this run has {want!r}; write to a new store or match the settings"
                 )
+        # Every generator setting defines the data too (source, seed, randomization, latency,
+        # operator model...): appending under others would mix data the attributes misdescribe.
+        have_all = self._attrs.get("generator") or {}
+        want_all = requested.get("generator") or {}
+        names = [*want_all, *(n for n in have_all if n not in want_all)]
+        differ = [
+            f"{name!r} (the store was written with {have_all.get(name)!r}, this run has "
+            f"{want_all.get(name)!r})"
+            for name in names
+            if name not in PROVENANCE_SETTINGS
+            and _jsonable(have_all.get(name)) != _jsonable(want_all.get(name))
+        ]
+        if differ:
+            raise DatasetError(
+                f"{self.path}: cannot append, generator settings differ: {'; '.join(differ)}. "
+                "Rerun with the store's settings to continue it, or write to a new store"
+            )
+
+    def close(self, remove_if_empty: bool = False) -> None:
+        """Release the writer lock; the store stays readable (idempotent).
+
+        Args:
+            remove_if_empty: delete the store if it holds no finished episode (a run that
+                failed before its first one), so no empty store is left looking valid.
+        """
+        if remove_if_empty and self._writable and self.n_episodes == 0 and self.path.exists():
+            shutil.rmtree(self.path)
+        self._writable = False
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def __enter__(self) -> EpisodeStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     # ----------------------------------------------------------------------------------------
     # Properties
@@ -318,6 +411,26 @@ class EpisodeStore:
             "chunks": list(array.chunks),
             "codecs": [type(c).__name__ for c in array.metadata.codecs],
         }
+
+    def fingerprint(self) -> str:
+        """SHA-256 of what defines the data for training: the attributes, the episode
+        boundaries and metadata, and every low-dimensional array (images excluded: reading
+        them would cost a full pass; they follow from the same settings and seeds).
+
+        Two stores with equal fingerprints train the same policy; a store that gained, lost or
+        changed an episode gets a new one. Costs one pass over arrays already cached on open.
+        """
+        digest = hashlib.sha256()
+        attrs = {k: v for k, v in self._attrs.items() if k != "aloha_bench_version"}
+        digest.update(json.dumps(attrs, sort_keys=True).encode())
+        digest.update(self._ends.tobytes())
+        for name, _ in META_FIELDS.values():
+            digest.update(json.dumps(self._meta_values(name)).encode())
+        for key in self.data_keys if self.n_episodes else ():
+            if key not in self.image_keys:
+                digest.update(key.encode())
+                digest.update(np.ascontiguousarray(self.read_all(key)).tobytes())
+        return digest.hexdigest()
 
     def episode_slice(self, episode: int) -> slice:
         """Rows of ``episode`` in every data array."""
@@ -523,8 +636,15 @@ class EpisodeStore:
                     raise ValueError(
                         f"{key} must be (T, {embodiment.STATE_DIM}), got {value.shape}"
                     )
-                if not np.all(np.isfinite(value)):
-                    raise ValueError(f"{key} has NaN/inf values; the episode was not stored")
+            if key == keys.ENVIRONMENT_STATE:
+                widths = self._environment_state_dims()
+                if value.ndim != 2 or value.shape[1] not in widths:
+                    raise ValueError(
+                        f"{key} must be (T, {widths[0]}) for task {self._attrs['task_id']!r} "
+                        f"(or (T, 0) on the real rig), got {value.shape}"
+                    )
+            if key in FINITE_KEYS and not np.all(np.isfinite(value)):
+                raise ValueError(f"{key} has NaN/inf values; the episode was not stored")
             if self.n_episodes:
                 stored = self._data_array(key)
                 if value.shape[1:] != stored.shape[1:] or value.dtype != stored.dtype:
@@ -565,6 +685,7 @@ class EpisodeStore:
         of the right shape and dtype; every chunk of the finished rows present on disk; the
         low-dimensional arrays decode. ``deep=True`` also decodes every image chunk.
         """
+        self._check_task()
         ends = self._ends
         if len(ends) and (ends[0] <= 0 or np.any(np.diff(ends) <= 0)):
             bad = 0 if ends[0] <= 0 else int(np.flatnonzero(np.diff(ends) <= 0)[0]) + 1
@@ -605,14 +726,58 @@ class EpisodeStore:
             self._check_shape(key, array)
             self._check_chunks(f"data/{key}", array, self.n_steps, per_episode=False)
             if key not in self.image_keys:
-                self.read_all(key)
+                values = self.read_all(key)
+                if key in FINITE_KEYS:
+                    self._check_finite(key, values)
             elif deep:
                 for rows in self._row_blocks(_SCAN_ROWS):
                     self.read_rows(key, rows)
         for name, _ in META_FIELDS.values():
             self._meta_values(name)
 
+    def _check_task(self) -> None:
+        """The store's task exists here and its camera names are distinct."""
+        task_id = self._attrs.get("task_id")
+        if task_id not in available_tasks():
+            raise DatasetError(
+                f"{self.path}: attribute task_id {task_id!r} is not a task of this aloha-bench "
+                f"(tasks: {list(available_tasks())}); open it with the aloha-bench "
+                "that recorded it, or regenerate it for one of these tasks"
+            )
+        cameras = list(self._attrs.get("cameras") or [])
+        if len(set(cameras)) != len(cameras):
+            raise DatasetError(
+                f"{self.path}: attribute cameras {cameras} names a camera twice, so two image "
+                "arrays would share one key; regenerate the store with distinct --cameras"
+            )
+
+    def _check_finite(self, key: str, values: np.ndarray) -> None:
+        bad = ~np.isfinite(values)
+        if bad.any():
+            row = int(np.flatnonzero(bad.reshape(len(values), -1).any(axis=1))[0])
+            episode = self.episode_of_row(row)
+            raise DatasetError(
+                f"{self.path}: data/{key} has a NaN or infinite value in row {row} (episode "
+                f"{episode}); training on it would poison the statistics. Keep the episodes "
+                f"before it with {self._repair_hint(episode)}, or regenerate the store"
+            )
+
+    def _environment_state_dims(self) -> tuple[int, ...]:
+        """Widths ``observation.environment_state`` may have: the task's, or 0 (the real rig
+        measures no object poses)."""
+        return (load_task_spec(self._attrs["task_id"]).environment_state_dim, 0)
+
     def _check_shape(self, key: str, array: zarr.Array) -> None:
+        if key == keys.ENVIRONMENT_STATE:
+            widths = self._environment_state_dims()
+            if array.ndim != 2 or array.shape[1] not in widths:
+                raise DatasetError(
+                    f"{self.path}: data/{key} is {array.shape[1:]} per step, but task "
+                    f"{self._attrs['task_id']!r} has ({widths[0]},) (a pose per object and its "
+                    "state joints; (0,) on the real rig); the store was recorded for another "
+                    "task or task version, regenerate it"
+                )
+            return
         if key in self.image_keys:
             height, width = self._attrs["image_size"]
             want_shape, want_dtype = (height, width, 3), np.dtype(np.uint8)
@@ -728,6 +893,14 @@ class EpisodeStore:
     def _row_blocks(self, block: int) -> Iterator[slice]:
         for start in range(0, self.n_steps, block):
             yield slice(start, min(start + block, self.n_steps))
+
+
+def _is_empty_store(path: Path) -> bool:
+    """Whether ``path`` is an aloha-bench store without a finished episode (nothing to keep)."""
+    try:
+        return EpisodeStore._open(path, "r", validate=False).n_episodes == 0
+    except DatasetError:
+        return False
 
 
 def _chunk_indices(array_dir: Path) -> set[int]:

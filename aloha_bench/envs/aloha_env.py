@@ -158,9 +158,8 @@ class AlohaEnv(gym.Env):
             else None
         )
         self._lenient_reached = False
-        env_state_dim = 7 * len(self.task.objects) + len(self.task.state_joints)
         self.observation_space = rig_spaces.observation_space(
-            obs_mode, self.cameras, self.image_size, env_state_dim
+            obs_mode, self.cameras, self.image_size, self.task.environment_state_dim
         )
         self.action_space = rig_spaces.action_space()
 

@@ -150,7 +150,7 @@ class CameraClock:
     """
 
     def __init__(self, control_dt_s: float, camera_fps: float | None, latency_s: float) -> None:
-        if control_dt_s <= 0:
+        if not (control_dt_s > 0 and math.isfinite(control_dt_s)):
             raise ValueError(f"control_dt_s must be positive, got {control_dt_s}")
         self.control_dt_s = control_dt_s
         self.frame_dt_s = control_dt_s if camera_fps is None else 1.0 / camera_fps
@@ -230,8 +230,11 @@ class DeadbandBacklash:
     """
 
     def __init__(self, deadband_rad: float, backlash_rad: float) -> None:
-        if deadband_rad < 0 or backlash_rad < 0:
-            raise ValueError("deadband_rad and backlash_rad must be >= 0")
+        if not all(v >= 0 and math.isfinite(v) for v in (deadband_rad, backlash_rad)):
+            raise ValueError(
+                f"deadband_rad and backlash_rad must be finite and >= 0, got {deadband_rad}, "
+                f"{backlash_rad}"
+            )
         self.deadband_rad = deadband_rad
         self.backlash_rad = backlash_rad
         self._held: np.ndarray | None = None

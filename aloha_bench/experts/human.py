@@ -23,6 +23,7 @@ All of it is seeded, and its parameters (``HumanOperatorConfig``) are recorded i
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from collections import deque
 from pathlib import Path
@@ -60,10 +61,25 @@ class HumanOperatorConfig:
     smoothing_s: tuple[float, float] = (0.03, 0.08)
 
     def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            numbers = value if isinstance(value, tuple) else (value,)
+            # `x < 0` checks let NaN through and ranges accept inf: refuse both first.
+            if not all(
+                isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+                for v in numbers
+            ):
+                raise ValueError(f"human operator {field.name} must be finite numbers, got {value}")
         for name in ("pace", "hesitation_s", "lag_s", "noise_rad", "smoothing_s"):
+            if len(getattr(self, name)) != 2:
+                raise ValueError(f"human operator {name} must be [low, high]")
             low, high = getattr(self, name)
             if not 0 <= low <= high:
                 raise ValueError(f"human operator {name} must be [low, high] with 0 <= low <= high")
+        if self.hesitation_rate_hz < 0:
+            raise ValueError("human operator hesitation_rate_hz must be >= 0 (0: no hesitations)")
+        if self.noise_time_s <= 0:
+            raise ValueError("human operator noise_time_s must be positive, e.g. 0.5")
         if self.pace[0] <= 0:
             raise ValueError("human operator pace must be positive, e.g. [0.85, 1.1]")
         if not 0 <= self.pace_drift < 1:

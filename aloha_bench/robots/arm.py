@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
@@ -54,11 +55,20 @@ GRIPPER_REGISTERS: dict[Entry, int] = {
 }
 
 
+class ArmFaultError(RuntimeError):
+    """A follower was sent a goal while its torque is off after a fault (the fault latches)."""
+
+
 class SO101Arm:
     """An SO-101 arm as a leader or follower, reading and commanding joints in radians.
 
     The arm owns its bus: :meth:`connect` opens it and configures the servos, :meth:`disconnect`
     turns torque off and closes it. Use it as a context manager.
+
+    Faults latch: after any error switched the torque off (:meth:`torque_off_on_error`), a
+    follower refuses goals with :class:`ArmFaultError` until :meth:`enable_torque` powers it
+    again from its present pose. Goals sent to a limp arm would otherwise "succeed" while the arm
+    hangs unpowered, and re-enabling torque by a goal write would snap it to a stale target.
 
     Args:
         bus: a :class:`FeetechBus` for servos 1..6, or a serial port to build one on.
@@ -79,7 +89,9 @@ class SO101Arm:
     ) -> None:
         if role not in ROLES:
             raise ValueError(f"role must be one of {ROLES}, got {role!r}")
-        if max_relative_target_rad is not None and max_relative_target_rad <= 0:
+        if max_relative_target_rad is not None and not (
+            max_relative_target_rad > 0 and math.isfinite(max_relative_target_rad)
+        ):
             raise ValueError(
                 f"max_relative_target_rad must be positive or None, got {max_relative_target_rad}"
             )
@@ -91,6 +103,8 @@ class SO101Arm:
         self.max_relative_target_rad = max_relative_target_rad
         self.name = name or f"{role} on {self.bus.port}"
         self.limits_rad = joint_limits_rad(calibration)
+        # Why the torque is off after an error ("TypeName: message"), None while healthy.
+        self.fault: str | None = None
 
     @property
     def is_connected(self) -> bool:
@@ -132,12 +146,35 @@ class SO101Arm:
         """Context in which any exception, Ctrl-C included, first switches torque off."""
         try:
             yield
-        except BaseException:
-            self.torque_off()
+        except BaseException as exc:
+            self.torque_off(reason=f"{type(exc).__name__}: {exc}".rstrip(": "))
             raise
 
-    def torque_off(self) -> None:
-        """Switch torque off on all six servos; a failure (port gone) is logged, not raised."""
+    def enable_torque(self) -> None:
+        """Power a follower from where it stands: goal = present position first, then torque on.
+
+        Clears a latched fault. Writing the present pose first matters: Goal_Position may still
+        hold the target sent before the fault (or the arm sagged since), and enabling torque
+        would make every joint jump to it.
+
+        Raises:
+            ServoCommError: the bus failed (torque is switched off again; the fault stays).
+        """
+        if self.role != "follower":
+            raise RuntimeError(f"{self.name} is a leader arm; its torque stays off")
+        with self.torque_off_on_error():
+            self.bus.sync_write(Entry.Goal_Position, self.bus.sync_read(Entry.Present_Position))
+            self.bus.sync_write(Entry.Torque_Enable, dict.fromkeys(MOTOR_IDS, 1))
+        self.fault = None
+
+    def torque_off(self, reason: str = "torque_off() was called") -> None:
+        """Switch torque off on all six servos; a failure (port gone) is logged, not raised.
+
+        Latches ``reason`` in :attr:`fault` (the first one is kept): goals are refused until
+        :meth:`enable_torque`.
+        """
+        if self.fault is None:
+            self.fault = reason
         if not self.is_connected:
             return
         try:
@@ -160,10 +197,8 @@ class SO101Arm:
         if self.role == "follower":
             for entry, value in GRIPPER_REGISTERS.items():
                 bus.write(entry, GRIPPER_ID, value)
-            # Goal_Position may hold a stale target from an earlier session; enabling torque
-            # would make the joint jump to it, so hold the present pose first.
-            bus.sync_write(Entry.Goal_Position, bus.sync_read(Entry.Present_Position))
-            bus.sync_write(Entry.Torque_Enable, dict.fromkeys(MOTOR_IDS, 1))
+            # Goal_Position may hold a stale target from an earlier session.
+            self.enable_torque()
         for motor_id in MOTOR_IDS:
             bus.write(Entry.Lock, motor_id, 1)
 
@@ -207,9 +242,15 @@ class SO101Arm:
         Raises:
             ValueError: wrong shape or non-finite goal (torque is switched off first).
             ServoCommError: the bus failed (torque is switched off first, where possible).
+            ArmFaultError: an earlier error switched torque off; call :meth:`enable_torque`.
         """
         if self.role != "follower":
             raise RuntimeError(f"{self.name} is a leader arm; only followers take goals")
+        if self.fault is not None:
+            raise ArmFaultError(
+                f"{self.name}: torque is off since a fault ({self.fault}); goals are refused "
+                "until enable_torque() (RealRigEnv.reset()) powers the arm from its present pose"
+            )
         with self.torque_off_on_error():
             goal_rad = np.asarray(goal_rad, dtype=np.float64)
             if goal_rad.shape != (embodiment.JOINTS_PER_ARM,):

@@ -12,6 +12,7 @@ works, so tests use fakes and OpenCV is imported only to open real devices or re
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -139,7 +140,7 @@ class Camera:
         label: str = "",
     ) -> None:
         keys.image_key(name)  # validates the name
-        if timeout_s <= 0:
+        if not (timeout_s > 0 and math.isfinite(timeout_s)):
             raise ValueError(f"timeout_s must be positive, got {timeout_s}")
         self.name = name
         self.image_size = (int(image_size[0]), int(image_size[1]))

@@ -21,6 +21,9 @@ Differences from the simulator, by necessity:
 * Safety: actions outside the joint ranges are clipped (as in the simulator), then every goal
   passes the calibrated limits and the per-tick step cap (:mod:`safety`). Any exception, Ctrl-C
   included, switches the followers' torque off before it propagates, and so does :meth:`close`.
+  The fault latches: :meth:`RealRigEnv.step` (and teleoperation) raise :class:`RigFaultError`
+  until :meth:`RealRigEnv.reset`, which powers the followers from their present pose (goal =
+  present position, then torque on) before ramping them home. An unpowered arm never "steps".
 
 Seeding only seeds ``np_random``; the rig itself is not reproducible. Register the env with
 ``nondeterministic=True``.
@@ -40,7 +43,7 @@ import numpy as np
 from aloha_bench import embodiment, keys
 from aloha_bench.envs import spaces
 from aloha_bench.robots import safety
-from aloha_bench.robots.arm import SO101Arm
+from aloha_bench.robots.arm import ArmFaultError, SO101Arm
 from aloha_bench.robots.cameras import Camera, CaptureFactory, open_cameras, open_opencv_capture
 from aloha_bench.robots.rig_config import RigConfig
 
@@ -79,6 +82,10 @@ class LeaderUnwrap:
             angles[_ENDLESS] = self._last[_ENDLESS] + (turn + np.pi) % (2 * np.pi) - np.pi
         self._last = angles.copy()
         return angles
+
+
+class RigFaultError(ArmFaultError):
+    """The rig was stepped after a fault switched the followers' torque off; call reset()."""
 
 
 def map_leader_to_follower(
@@ -136,7 +143,7 @@ class RealRigEnv(gym.Env):
             )
         if obs_mode != "pixels":
             raise ValueError(f"unknown obs_mode {obs_mode!r}; the real rig supports 'pixels'")
-        if control_rate_hz <= 0:
+        if not (control_rate_hz > 0 and math.isfinite(control_rate_hz)):
             raise ValueError(f"control_rate_hz must be positive, got {control_rate_hz}")
         if teleop and not config.has_leaders:
             raise ValueError(
@@ -158,6 +165,8 @@ class RealRigEnv(gym.Env):
         self._leaders_synced = False
         self._unwrap = {side: LeaderUnwrap() for side in embodiment.ARMS}
         self._closed = False
+        # The first error since the last good reset ("TypeName: message"); see _require_ready.
+        self._fault: str | None = None
         self.followers: dict[str, SO101Arm] = {}
         self.leaders: dict[str, SO101Arm] = {}
         self.cameras: dict[str, Camera] = {}
@@ -198,16 +207,24 @@ class RealRigEnv(gym.Env):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        """Ramp the followers slowly to the home pose and return the first observation."""
+        """Power the followers, ramp them slowly to the home pose, return the first observation.
+
+        Torque is (re-)enabled with each servo's goal set to its present position first, so an
+        arm that went limp after a fault is held where it hangs, then ramped home; this clears a
+        latched fault.
+        """
         super().reset(seed=seed)
         self._require_open()
         with self._torque_off_on_error():
+            for side in embodiment.ARMS:
+                self.followers[side].enable_torque()
             home_error_rad = self._move_followers_to(embodiment.HOME_STATE_RAD)
             self._steps = 0
             self._overruns_at_reset = self._watchdog.missed
             self._leaders_synced = False
             observation = self._observe()
             self._watchdog.start(time.perf_counter())
+        self._fault = None
         info = self._info(overrun_s=0.0)
         info["home_error_rad"] = home_error_rad
         return observation, info
@@ -219,8 +236,9 @@ class RealRigEnv(gym.Env):
 
         Raises:
             ValueError: the action is not 12 finite numbers (torque is switched off first).
+            RigFaultError: an earlier error switched the torque off; call :meth:`reset`.
         """
-        self._require_open()
+        self._require_ready()
         with self._torque_off_on_error():
             goal = np.asarray(action, dtype=np.float64)
             if goal.shape != (embodiment.ACTION_DIM,):
@@ -246,6 +264,7 @@ class RealRigEnv(gym.Env):
         which is what a dataset records (the paper's actions are the leader joint positions,
         here in follower units).
         """
+        self._require_ready()
         self.sync_followers_to_leaders()
         with self._torque_off_on_error():
             action = self.leader_action()
@@ -259,7 +278,7 @@ class RealRigEnv(gym.Env):
             raise RuntimeError(
                 "teleoperation needs the leader arms: create the env with teleop=True"
             )
-        self._require_open()
+        self._require_ready()
         with self._torque_off_on_error():
             if not self._leaders_synced:
                 for unwrap in self._unwrap.values():
@@ -293,13 +312,24 @@ class RealRigEnv(gym.Env):
         if self._closed:
             raise RuntimeError("the rig env is closed; create a new RealRigEnv")
 
+    def _require_ready(self) -> None:
+        """Refuse to move after a fault: the followers are unpowered until reset()."""
+        self._require_open()
+        if self._fault is not None:
+            raise RigFaultError(
+                f"the rig faulted ({self._fault}) and the followers' torque is off; call "
+                "env.reset() to power them from their present pose and ramp them home"
+            )
+
     @contextlib.contextmanager
     def _torque_off_on_error(self) -> Iterator[None]:
         try:
             yield
-        except BaseException:
+        except BaseException as exc:
+            if self._fault is None:
+                self._fault = f"{type(exc).__name__}: {exc}".rstrip(": ")
             for arm in self.followers.values():
-                arm.torque_off()
+                arm.torque_off(reason=self._fault)
             raise
 
     def _read_state(self) -> np.ndarray:

@@ -9,6 +9,7 @@ hardware show up as jerky motion.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,7 +44,7 @@ def limit_relative_step(
     if max_step is None:
         return goal
     max_step = np.asarray(max_step, dtype=np.float64)
-    if np.any(max_step <= 0):
+    if not np.all((max_step > 0) & np.isfinite(max_step)):
         raise ValueError(f"max_step must be positive, got {max_step}")
     return np.clip(goal, present - max_step, present + max_step)
 
@@ -120,7 +121,7 @@ class DeadlineWatchdog:
     """
 
     def __init__(self, period_s: float, max_consecutive_misses: int | None = None) -> None:
-        if period_s <= 0:
+        if not (period_s > 0 and math.isfinite(period_s)):
             raise ValueError(f"period_s must be positive, got {period_s}")
         self.period_s = period_s
         self.max_consecutive_misses = max_consecutive_misses

@@ -10,6 +10,7 @@ Layer L1: no torch, no gymnasium.
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -118,6 +119,12 @@ class TaskSpec:
     def stage_names(self) -> tuple[str, ...]:
         return tuple(stage.name for stage in self.stages)
 
+    @property
+    def environment_state_dim(self) -> int:
+        """Width of ``observation.environment_state``: a pose (x, y, z, qw, qx, qy, qz) per
+        object, then one position per state joint (the env's ``environment_state``)."""
+        return 7 * len(self.objects) + len(self.state_joints)
+
 
 def available_tasks() -> tuple[str, ...]:
     """Ids of every task folder (one holding a ``task.toml``), sorted."""
@@ -158,6 +165,8 @@ def _parse(raw: dict[str, Any], folder: Path, path: Path) -> TaskSpec:
 
     def to_range(value: Any, where: str) -> Range:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise TaskSpecError(f"{path}: {where} must be a finite number, got {value}")
             return Range(float(value), float(value))
         if (
             isinstance(value, list)
@@ -165,6 +174,8 @@ def _parse(raw: dict[str, Any], folder: Path, path: Path) -> TaskSpec:
             and all(isinstance(v, (int, float)) for v in value)
         ):
             low, high = float(value[0]), float(value[1])
+            if not (math.isfinite(low) and math.isfinite(high)):
+                raise TaskSpecError(f"{path}: {where} range [{low}, {high}] must be finite")
             if low > high:
                 raise TaskSpecError(f"{path}: {where} range [{low}, {high}] has low > high")
             return Range(low, high)
@@ -211,7 +222,7 @@ def _parse(raw: dict[str, Any], folder: Path, path: Path) -> TaskSpec:
     breakaways = []
     for i, b in enumerate(raw.get("breakaways", [])):
         force = need(b, "force_n", float, f"breakaways[{i}]")
-        if force <= 0:
+        if not (force > 0 and math.isfinite(force)):
             raise TaskSpecError(f"{path}: breakaways[{i}].force_n must be positive, got {force}")
         breakaways.append(
             Breakaway(equality=need(b, "equality", str, f"breakaways[{i}]"), force_n=force)

@@ -219,8 +219,14 @@ def test_bad_episodes_are_rejected_with_the_key_named(tmp_path):
         store.append_episode({**arrays, keys.ACTION: arrays[keys.ACTION] * np.nan}, meta)
     with pytest.raises(ValueError, match="one common, nonzero length"):
         store.append_episode({**arrays, keys.STATE: arrays[keys.STATE][:2]}, meta)
-    with pytest.raises(ValueError, match=r"observation.environment_state is \(3,\)"):
+    with pytest.raises(
+        ValueError, match=r"observation.environment_state must be \(T, 7\) for task 'transfer_"
+    ):
         store.append_episode({**arrays, keys.ENVIRONMENT_STATE: np.zeros((4, 3))}, meta)
+    with pytest.raises(ValueError, match="observation.environment_state has NaN"):
+        env_state = arrays[keys.ENVIRONMENT_STATE].copy()
+        env_state[2, 1] = np.inf
+        store.append_episode({**arrays, keys.ENVIRONMENT_STATE: env_state}, meta)
     with pytest.raises(ValueError, match="missing \\['seed'\\]"):
         store.append_episode(arrays, {k: v for k, v in meta.items() if k != "seed"})
     with pytest.raises(DatasetError, match="read-only"):
@@ -252,6 +258,7 @@ def test_exception_mid_append_keeps_finished_episodes(
         patch.setattr(target, name, replacement)
         with pytest.raises(RuntimeError, match="injected crash"):
             store.append_episode(*make_episode(2, 6))
+    store.close()  # the crashed writer is gone
     reopened = EpisodeStore.open(tmp_path / "s.zarr", mode="a")
     reopened.validate(deep=True)
     assert reopened.n_episodes == 2
@@ -434,7 +441,14 @@ def test_unreadable_or_foreign_stores(tmp_path):
 def test_data_layer_imports_no_torch_mujoco_or_gymnasium():
     # PIL: imageio's own dependency, which draws the labels of videos (data/video.py).
     allowed = set(sys.stdlib_module_names) | {"__future__", "numpy", "zarr", "imageio", "PIL"}
-    allowed_internal = {"aloha_bench", "aloha_bench.keys", "aloha_bench.embodiment"}
+    # task_spec is the one place tasks are defined (stdlib TOML parsing, no mujoco): the store
+    # checks a store's task id and environment-state width against it.
+    allowed_internal = {
+        "aloha_bench",
+        "aloha_bench.keys",
+        "aloha_bench.embodiment",
+        "aloha_bench.sim.task_spec",
+    }
     for source in sorted((PACKAGE / "data").glob("*.py")):
         for node in ast.walk(ast.parse(source.read_text())):
             if isinstance(node, ast.Import):
@@ -451,3 +465,12 @@ def test_data_layer_imports_no_torch_mujoco_or_gymnasium():
                     else name.split(".")[0] in allowed
                 )
                 assert ok, f"{source.name} imports {name}"
+
+
+def test_checking_stores_against_their_task_loads_no_mujoco_or_torch():
+    code = (
+        "import sys, aloha_bench.data.store;"
+        "print([m for m in ('torch', 'mujoco', 'dm_control') if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -14,7 +14,7 @@ from aloha_bench.policies import load_config
 # core is busy spin-wait on each other (tens of times slower): one thread keeps the tests fast.
 torch.set_num_threads(1)
 
-ENV_DIM = 4
+ENV_DIM = 7  # transfer_cube: one cube pose
 # A model small enough to train a few steps in well under a second on two cores.
 TINY = {
     "dim_model": 32,
@@ -55,7 +55,7 @@ def make_store(
     pixels = obs_mode == "pixels"
     store = EpisodeStore.create(
         path,
-        task_id="synthetic",
+        task_id="transfer_cube",  # stores must fit a real task (environment-state width 7)
         task_version=1,
         obs_mode=obs_mode,
         cameras=cameras if pixels else (),
@@ -77,6 +77,7 @@ def make_store(
                 )
         meta = {"seed": seed, "success": True, "max_stage": 1, "source": "scripted"}
         store.append_episode(arrays, {**meta, "strategy": "default"})
+    store.close()
     return path
 
 

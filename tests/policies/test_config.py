@@ -42,6 +42,27 @@ def test_bad_values_are_rejected_with_a_fix(fields, message):
     assert message in str(err.value)
 
 
+FLOAT_FIELDS = [
+    f.name for f in dataclasses.fields(ACTConfig) if f.type in ("float", "float | None")
+]
+
+
+def test_every_float_field_is_listed():
+    assert {"kl_weight", "weight_decay", "lr", "dropout", "temporal_ensemble_coeff"} <= set(
+        FLOAT_FIELDS
+    )
+
+
+@pytest.mark.parametrize("name", FLOAT_FIELDS)
+@pytest.mark.parametrize("text", ["nan", "inf", "-inf"])
+def test_non_finite_floats_are_refused_naming_the_key(name, text):
+    # As the CLI's --set gives them (TOML reads nan and inf as floats) and as Python floats.
+    for source in ([f"{name}={text}"], {name: float(text)}):
+        with pytest.raises(ValueError) as err:
+            load_config(overrides=source)
+        assert f"ACTConfig.{name}: must be a finite number, got" in str(err.value)
+
+
 def test_unknown_key_suggests_the_closest():
     with pytest.raises(ValueError, match="did you mean 'chunk_size'"):
         load_config(overrides=["chunk_sise=10"])

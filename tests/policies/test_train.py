@@ -85,11 +85,11 @@ def test_resume_is_bit_for_bit(tmp_path, state_store):
 def test_refusals(tmp_path, pixels_store, state_store):
     config = tiny_config(obs_mode="state", steps=1)
     train(config, state_store, tmp_path / "run")
-    with pytest.raises(ValueError, match="not empty"):
+    with pytest.raises(ValueError, match="holds a training run.*continue this run with --resume"):
         train(config, state_store, tmp_path / "run")
     with pytest.raises(ValueError, match="lr: 0.001 -> 0.002"):
         train(tiny_config(obs_mode="state", lr=2e-3), state_store, tmp_path / "run", resume=True)
-    with pytest.raises(ValueError, match="no training state"):
+    with pytest.raises(ValueError, match="no complete checkpoint with training state"):
         train(config, state_store, tmp_path / "fresh", resume=True)
     with pytest.raises(DatasetError, match="image_size=32x32"):
         train(tiny_config(image_size=[64, 64]), pixels_store, tmp_path / "a")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from aloha_bench import embodiment
-from aloha_bench.robots.arm import SO101Arm
+from aloha_bench.robots.arm import ArmFaultError, SO101Arm
 from aloha_bench.robots.calibration import ArmCalibration, MotorCalibration, ticks_to_rad
 from aloha_bench.robots.control_table import Entry
 from aloha_bench.robots.emulator import ServoEmulator
@@ -105,12 +105,32 @@ def test_nan_goal_and_bus_faults_switch_torque_off(emulator):
         with pytest.raises(ValueError, match="finite"):
             arm.write_goal_rad(np.full(6, np.nan))
         assert torque(emulator, [0] * 6) == [0] * 6
-        arm.bus.sync_write(Entry.Torque_Enable, dict.fromkeys(IDS, 1))
+        with pytest.raises(ArmFaultError, match=r"fault \(ValueError: .*finite"):
+            arm.write_goal_rad(np.zeros(6))  # latched: a limp arm takes no goals
+        arm.enable_torque()
         assert torque(emulator, [1] * 6) == [1] * 6
         emulator.inject(4, silent=True)
         with pytest.raises(ServoCommError, match="servo 4: timeout"):
             arm.write_goal_rad(np.zeros(6))
         assert torque(emulator, [0, 0, 0, 1, 0, 0]) == [0, 0, 0, 1, 0, 0]  # servo 4 hears nothing
+
+
+def test_enable_torque_holds_the_present_pose_instead_of_a_stale_goal(emulator):
+    with SO101Arm(emulator.port, calibration(), max_relative_target_rad=0.1) as arm:
+        arm.write_goal_rad(np.zeros(6))
+        arm.torque_off(reason="test")
+        assert torque(emulator, [0] * 6) == [0] * 6
+        with pytest.raises(ArmFaultError, match="test"):
+            arm.write_goal_rad(np.zeros(6))
+        emulator.move_by_hand(2, 2048 + 400)  # the arm sags while limp
+        sagged = emulator.get(2, Entry.Present_Position)
+        assert abs(sagged - emulator.get(2, Entry.Goal_Position)) > 300
+        arm.enable_torque()
+        time.sleep(0.1)  # ten time constants: a stale goal would have been reached
+        assert emulator.get(2, Entry.Present_Position) == sagged
+        assert emulator.get(2, Entry.Goal_Position) == sagged
+        assert arm.fault is None
+        arm.write_goal_rad(arm.read_rad())
 
 
 def test_unplugged_follower_raises_and_disconnect_still_works(emulator):

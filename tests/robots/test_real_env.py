@@ -392,3 +392,77 @@ def test_sim_leader_device_unwraps_the_wrist_roll_too():
         leaders["right"].angles[wrist] = np.radians(degrees)
         goals.append(device.act(None)[embodiment.state_index("right", "wrist_roll")])
     np.testing.assert_allclose(goals, [high, high, high, np.radians(150.0)])
+
+
+class BusWriteLog:
+    """Records every sync write of one follower's bus (entry, {id: value}) in order."""
+
+    def __init__(self, arm):
+        self.writes = []
+        self._write = arm.bus.sync_write
+        arm.bus.sync_write = self
+
+    def __call__(self, entry, values):
+        self.writes.append((entry, dict(values)))
+        return self._write(entry, values)
+
+
+@pytest.mark.parametrize(
+    "fault",
+    ["nan_action", "servo_overload", "keyboard_interrupt"],
+)
+def test_a_fault_latches_until_reset_powers_the_arms_from_their_present_pose(rig, fault):
+    env = rig.env()
+    try:
+        env.reset()
+        home = embodiment.HOME_STATE_RAD.astype(np.float32)
+        if fault == "nan_action":
+            with pytest.raises(ValueError, match="NaN"):
+                env.step(np.full(12, np.nan, np.float32))
+        elif fault == "servo_overload":
+            rig.emulators["right", "follower"].inject(5, error_bits=0x20)
+            with pytest.raises(Exception, match="overload"):
+                env.step(home)
+            rig.emulators["right", "follower"].inject(5, error_bits=0)
+        else:
+            real_send = env._send
+
+            def interrupted(goal):
+                raise KeyboardInterrupt
+
+            env._send = interrupted
+            with pytest.raises(KeyboardInterrupt):
+                env.step(home)
+            env._send = real_send
+        assert rig.follower_torque([0] * 12) == [0] * 12
+        # The arm sags while limp; stale goals stay in the servos' Goal_Position.
+        left = rig.emulators["left", "follower"]
+        left.move_by_hand(2, 2048 - 300)
+        logs = {side: BusWriteLog(env.followers[side]) for side in embodiment.ARMS}
+        for _ in range(20):
+            with pytest.raises(real_env.RigFaultError, match=r"call env\.reset\(\)"):
+                env.step(home)
+        assert all(not log.writes for log in logs.values())  # nothing was sent to the servos
+        assert rig.follower_torque([0] * 12) == [0] * 12
+        # Teleop and the arms themselves refuse too.
+        with pytest.raises(real_env.RigFaultError):
+            env.teleop_step()
+        with pytest.raises(real_env.ArmFaultError, match="enable_torque"):
+            env.followers["right"].write_goal_rad(home[6:])
+
+        observation, _ = env.reset()
+        np.testing.assert_allclose(observation[keys.STATE], embodiment.HOME_STATE_RAD, atol=K)
+        assert rig.follower_torque([1] * 12) == [1] * 12
+        writes = logs["left"].writes
+        first_enable = next(
+            i
+            for i, (entry, values) in enumerate(writes)
+            if entry == Entry.Torque_Enable and set(values.values()) == {1}
+        )
+        goals_before = [v for e, v in writes[:first_enable] if e == Entry.Goal_Position]
+        # Exactly one goal write before torque on: the sagged present pose, not the old goal.
+        assert len(goals_before) == 1
+        assert goals_before[0][2] == 2048 - 300
+        env.step(home)  # stepping works again
+    finally:
+        env.close()

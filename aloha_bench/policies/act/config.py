@@ -208,9 +208,8 @@ class ACTConfig:
             if getattr(self, name) < 0:
                 _fail(name, f"must be >= 0, got {getattr(self, name)}")
         for name in ("lr", "lr_backbone", "grad_clip_norm"):
-            value = getattr(self, name)
-            if not (value > 0 and math.isfinite(value)):
-                _fail(name, f"must be a positive number, got {value}")
+            if not getattr(self, name) > 0:
+                _fail(name, f"must be a positive number, got {getattr(self, name)}")
         if self.pretrained_backbone_path is not None and self.backbone_norm != "frozen_batchnorm":
             _fail(
                 "backbone_norm",
@@ -310,6 +309,9 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
                 _fail(name, f"expected a number, got {value!r}")
         if isinstance(value, bool) or not isinstance(value, int | float):
             _fail(name, f"expected a number, got {value!r}")
+        if not math.isfinite(value):
+            # Checked here, for every float field at once: NaN passes any `x < 0` check below.
+            _fail(name, f"must be a finite number, got {value!r}")
         return float(value)
     if hint is str:
         if not isinstance(value, str):
