@@ -47,7 +47,9 @@ LEROBOT_TICKS_PER_DEGREE = (embodiment.SERVO_TICKS_PER_TURN - 1) / 360.0
 UNITS = ("radians", "degrees", "range")
 # LeRobot names a motor feature "<motor>.pos"; the bimanual robot prefixes "left_"/"right_".
 POSITION_SUFFIX = ".pos"
-LEROBOT_JOINT_NAMES: tuple[str, ...] = tuple(f"{n}{POSITION_SUFFIX}" for n in embodiment.STATE_NAMES)
+LEROBOT_JOINT_NAMES: tuple[str, ...] = tuple(
+    f"{n}{POSITION_SUFFIX}" for n in embodiment.STATE_NAMES
+)
 
 
 class UnitsError(ValueError):
@@ -72,7 +74,7 @@ class JointRanges:
 
     @classmethod
     def from_arms(cls, arms: Mapping[str, Mapping[str, Mapping[str, int]]]) -> JointRanges:
-        """From ``{"left": {joint: {"range_min", "range_max", "drive_mode", ...}}, "right": ...}``."""
+        """From ``{"left": {joint: {"range_min", "range_max", "drive_mode"}}, "right": ...}``."""
         rows = [arms[arm][joint] for arm in embodiment.ARMS for joint in embodiment.ARM_JOINTS]
         return cls(
             np.array([r["range_min"] for r in rows], dtype=np.float64),

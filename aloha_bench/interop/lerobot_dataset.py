@@ -266,7 +266,7 @@ def to_lerobot(
         features[keys.ENVIRONMENT_STATE] = {"dtype": "float32", "shape": [env_dim], "names": None}
     if store.cameras:
         height, width = attrs["image_size"]
-        for cam, video_key in video_keys.items():
+        for video_key in video_keys.values():
             features[video_key] = {
                 "dtype": "video",
                 "shape": [height, width, 3],
@@ -278,7 +278,9 @@ def to_lerobot(
 
     with _staged(out) as root:
         episodes: list[dict[str, Any]] = []
-        columns: dict[str, list[np.ndarray]] = {k: [] for k in features if k not in video_keys.values()}
+        columns: dict[str, list[np.ndarray]] = {
+            k: [] for k in features if k not in video_keys.values()
+        }
         image_samples: dict[str, list[np.ndarray]] = {k: [] for k in video_keys.values()}
         writers: dict[str, VideoWriter] = {}
         video_files = dict.fromkeys(video_keys.values(), 0)
@@ -626,9 +628,7 @@ def from_lerobot(
     """
     src = _Source(Path(source))
     side = (
-        json.loads((src.root / SIDE_PATH).read_text())
-        if (src.root / SIDE_PATH).is_file()
-        else {}
+        json.loads((src.root / SIDE_PATH).read_text()) if (src.root / SIDE_PATH).is_file() else {}
     )
     store_attrs = side.get("store_attrs", {})
     if src.fps != embodiment.CONTROL_RATE_HZ:

@@ -262,9 +262,7 @@ def export_lerobot(
         "optimizer_lr_backbone": config.lr_backbone,
     }
     tensors = {
-        f"{key}.{name}": torch.as_tensor(np.asarray(value, dtype=np.float32)).reshape(
-            3, 1, 1
-        )
+        f"{key}.{name}": torch.as_tensor(np.asarray(value, dtype=np.float32)).reshape(3, 1, 1)
         if key.startswith(keys.IMAGES_PREFIX)
         else torch.as_tensor(np.asarray(value, dtype=np.float32))
         for key, s in stats.items()
@@ -281,8 +279,12 @@ def export_lerobot(
         _write(staging / f"{POSTPROCESSOR}.json", _pipeline(POSTPROCESSOR, output_features))
         _write(
             staging / EXPORT_NOTE,
-            {"source": str(checkpoint), "units": units, "cameras": image_keys,
-             "aloha_bench_config": config.to_dict()},
+            {
+                "source": str(checkpoint),
+                "units": units,
+                "cameras": image_keys,
+                "aloha_bench_config": config.to_dict(),
+            },
         )
     return {
         "out": str(out),
@@ -314,11 +316,19 @@ def _pipeline(name: str, features: Mapping[str, Any]) -> dict[str, Any]:
             {"registry_name": "rename_observations_processor", "config": {"rename_map": {}}},
             {"registry_name": "to_batch_processor", "config": {}},
             device,
-            {"registry_name": "normalizer_processor", "config": norm, "state_file": NORMALIZER_FILE},
+            {
+                "registry_name": "normalizer_processor",
+                "config": norm,
+                "state_file": NORMALIZER_FILE,
+            },
         ]
     else:
         steps = [
-            {"registry_name": "unnormalizer_processor", "config": norm, "state_file": UNNORMALIZER_FILE},
+            {
+                "registry_name": "unnormalizer_processor",
+                "config": norm,
+                "state_file": UNNORMALIZER_FILE,
+            },
             device,
         ]
     return {"name": name, "steps": steps}
@@ -397,6 +407,31 @@ def recorded_units(folder: str | Path) -> str | None:
     return None
 
 
+def _demo_seeds(folder: Path) -> dict[str, Any] | None:
+    """``{"task", "demo_seeds"}`` of the dataset LeRobot trained on, if ``convert`` wrote it.
+
+    Evaluation refuses seeds that recorded training demos; LeRobot's ``train_config.json``
+    names its dataset, whose episodes carry our seeds when they came from ``to_lerobot``.
+    """
+    train_config = folder / "train_config.json"
+    if not train_config.is_file():
+        return None
+    root = (json.loads(train_config.read_text()).get("dataset") or {}).get("root")
+    if not root or not (Path(root) / SIDE_PATH).is_file():
+        return None
+    import pyarrow.parquet as pq
+
+    side = json.loads((Path(root) / SIDE_PATH).read_text())
+    seeds: list[int] = []
+    for path in sorted((Path(root) / "meta/episodes").glob("*/*.parquet")):
+        column = "aloha_bench/seed"
+        table = pq.read_table(path)
+        if column in table.column_names:
+            seeds += [int(v) for v in table.column(column).to_pylist()]
+    task = side.get("store_attrs", {}).get("task_id")
+    return {"task": task, "demo_seeds": seeds, "dataset": str(root)} if task else None
+
+
 def import_lerobot(
     folder: str | Path,
     out: str | Path,
@@ -427,7 +462,7 @@ def import_lerobot(
     folder = Path(folder)
     if not is_lerobot_policy(folder):
         raise PolicyConversionError(
-            f"{folder}: not a LeRobot ACT folder (config.json with \"type\": \"act\" and "
+            f'{folder}: not a LeRobot ACT folder (config.json with "type": "act" and '
             "model.safetensors)"
         )
     lr = json.loads((folder / CONFIG_FILE).read_text())
@@ -498,7 +533,11 @@ def import_lerobot(
     gains: dict[str, torch.Tensor] = {}
     for key, kind, dim in (
         (keys.STATE, "STATE", 12),
-        *([(keys.ENVIRONMENT_STATE, "ENV", int(inputs[keys.ENVIRONMENT_STATE]["shape"][0]))] if has_env else []),
+        *(
+            [(keys.ENVIRONMENT_STATE, "ENV", int(inputs[keys.ENVIRONMENT_STATE]["shape"][0]))]
+            if has_env
+            else []
+        ),
         *[(k, "VISUAL", 3) for k in image_keys],
     ):
         center, scale_in, _ = affine(key, kind, pre_stats, dim)
@@ -548,7 +587,8 @@ def import_lerobot(
     missing = sorted(n for n in reference if n.startswith("model.") and n not in weights)
     if missing:
         raise PolicyConversionError(
-            f"{folder / MODEL_FILE}: lacks weights for {missing[:3]}{'...' if len(missing) > 3 else ''}"
+            f"{folder / MODEL_FILE}: lacks {len(missing)} weights, e.g. {missing[:3]}; the "
+            "file is incomplete or config.json describes another architecture"
         )
     sign = torch.sign(factor)
     state_gain = gains[keys.STATE] * sign
@@ -560,7 +600,9 @@ def import_lerobot(
     if has_env:
         name = "model.env_state_proj.weight"
         weights[name] = weights[name] * gains[keys.ENVIRONMENT_STATE][None, :]
-    if len(cameras) > 1 and not all(torch.equal(gains[k], gains[image_keys[0]]) for k in image_keys):
+    if len(cameras) > 1 and not all(
+        torch.equal(gains[k], gains[image_keys[0]]) for k in image_keys
+    ):
         raise PolicyConversionError(
             f"{folder}: cameras share one backbone but LeRobot's statistics of "
             f"{image_keys} differ below our std floor {STD_MIN}; they cannot be folded into it"
@@ -572,7 +614,11 @@ def import_lerobot(
     policy.load_state_dict(full)
     with _staged(Path(out)) as staging:
         policy.save(staging)
-        _write(staging / "lerobot_source.json", {"source": str(folder), "units": units,
-                                                  "cameras": cameras})
+        _write(
+            staging / "lerobot_source.json",
+            {"source": str(folder), "units": units, "cameras": cameras},
+        )
+        split = _demo_seeds(folder)
+        if split is not None:
+            _write(staging / "split.json", split)
     return {"out": str(out), "obs_mode": config.obs_mode, "cameras": cameras, "units": units}
-
