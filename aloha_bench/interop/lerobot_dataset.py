@@ -217,7 +217,7 @@ def to_lerobot(
     store_path: str | Path,
     out: str | Path,
     *,
-    units: str = "radians",
+    units: str | None = "radians",
     calibration: str | Path | None = None,
     camera_map: Mapping[str, str] | None = None,
     task: str | None = None,
@@ -246,6 +246,7 @@ def to_lerobot(
     store = EpisodeStore.open(store_path)
     out = Path(out)
     attrs = store.attrs
+    units = units or "radians"
     ranges = load_joint_ranges(calibration) if calibration is not None else None
     factor = lerobot_units.rad_per_unit(units, ranges)  # refuses before anything is written
     camera_map = dict(camera_map or {})
@@ -314,7 +315,7 @@ def to_lerobot(
                 for cam, video_key in video_keys.items():
                     frames = store.read_rows(keys.image_key(cam), rows)  # (T, H, W, 3)
                     writer = writers.get(video_key)
-                    if writer is not None and writer.path.stat().st_size > VIDEO_FILE_MB * 2**20:
+                    if writer is not None and writer.bytes > VIDEO_FILE_MB * 2**20:
                         writer.close()
                         writer = None
                         video_files[video_key] += 1

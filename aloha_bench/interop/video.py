@@ -66,6 +66,7 @@ class VideoWriter:
     def __init__(self, path: str | Path, height: int, width: int, fps: int) -> None:
         self.path = Path(path)
         self.frames = 0
+        self.bytes = 0  # encoded so far (the file may not have been flushed yet)
         self._container = av.open(str(self.path), mode="w")
         options = {"g": str(GOP), "crf": str(CRF), "preset": str(PRESET)}
         self._stream = self._container.add_stream(VIDEO_CODEC, rate=fps, options=options)
@@ -80,6 +81,7 @@ class VideoWriter:
             frame.pts = self.frames
             self.frames += 1
             for packet in self._stream.encode(frame):
+                self.bytes += packet.size
                 self._container.mux(packet)
 
     def close(self) -> None:
