@@ -56,8 +56,10 @@ def test_only_the_cli_imports_interop():
         if path.parent.name == "interop" or path.name == "cli.py":
             continue
         for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Import | ast.ImportFrom):
+                continue
             module = getattr(node, "module", None) or ""
-            names = [a.name for a in getattr(node, "names", [])]
+            names = [a.name for a in node.names]
             if "interop" in module or any("interop" in n for n in names):
                 importers.append(str(path.relative_to(PACKAGE)))
     assert importers == []
