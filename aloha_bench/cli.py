@@ -114,13 +114,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if labels and len(labels) != len(args.run):
         raise ValueError(f"{len(labels)} --label for {len(args.run)} --run; give one per run")
     records, summaries = [], []
+    import tempfile
+
+    from aloha_bench.interop import lerobot_options, policy_for_eval
+
+    scratch = tempfile.TemporaryDirectory(prefix="aloha_bench_lerobot_")
     for i, run in enumerate(args.run):
         settings = EvalSettings(
-            run=run,
+            run=str(policy_for_eval(run, scratch.name, **lerobot_options(args))),
+            label=labels[i] if labels else "",
             task=args.task,
             episodes=args.episodes,
             seed=args.seed,
-            label=labels[i] if labels else "",
             backend=args.backend,
             robot_config=args.robot_config,
             max_steps=args.max_steps,
@@ -151,6 +156,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         summaries.append(summarize(run_records))
         if out is not None:  # after every run, so a later failure loses nothing finished
             write_outputs(out, records, summaries)
+    scratch.cleanup()
     if args.json:
         _print_json(summaries)
         return 0
@@ -248,7 +254,8 @@ EXPORTERS = {"onnx": _export_onnx}
 
 
 def cmd_export_policy(args: argparse.Namespace) -> int:
-    print(EXPORTERS[args.to](args))
+    result = EXPORTERS[args.to](args)
+    _print_json(result) if isinstance(result, dict) else print(result)
     return 0
 
 
@@ -591,11 +598,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         bar.set_postfix(shown)
         bar.refresh()
 
+    from aloha_bench.interop import lerobot_options, store_for_training
+
+    dataset, converted = store_for_training(args.dataset, args.out, **lerobot_options(args))
+    if converted and rank == 0:
+        print(f"{args.dataset}: LeRobot dataset converted to {dataset}", file=sys.stderr)
     start = time.perf_counter()
     with bar:
         summary = train(
             config,
-            args.dataset,
+            dataset,
             args.out,
             steps=args.steps,
             device=args.device,
@@ -637,6 +649,55 @@ def cmd_diagnose_handover(args: argparse.Namespace) -> int:
             f" mm): end {row['success_end']:.0%}, any {row['success_any']:.0%}"
         )
     return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from aloha_bench.interop import from_lerobot, parse_camera_map, to_lerobot
+
+    convert = to_lerobot if args.to == "lerobot" else from_lerobot
+    summary = convert(
+        args.src,
+        args.out,
+        units=args.units,
+        calibration=args.calibration,
+        camera_map=parse_camera_map(args.camera_map),
+        task=args.task,
+    )
+    _print_json(summary)
+    return 0
+
+
+def _export_lerobot(args: argparse.Namespace) -> dict:
+    from aloha_bench.interop import export_lerobot, parse_camera_map
+
+    return export_lerobot(
+        args.run,
+        args.out,
+        units=args.units or "radians",
+        calibration=args.calibration,
+        camera_map=parse_camera_map(args.camera_map),
+    )
+
+
+EXPORTERS["lerobot"] = _export_lerobot
+
+
+def _add_lerobot_options(p: argparse.ArgumentParser, units_flag: str = "--units") -> None:
+    """Units, calibration and camera names of LeRobot folders (``aloha_bench/lerobot_units``)."""
+    p.add_argument(
+        units_flag,
+        dest="lerobot_units" if units_flag != "--units" else "units",
+        choices=["radians", "degrees", "range"],
+        help="LeRobot joint units: radians (ours), degrees (SO-101 use_degrees) or range "
+        "(-100..100); the gripper is 0..100 in both LeRobot modes",
+    )
+    p.add_argument("--calibration", help="folder with the left and right arms' calibration JSON")
+    p.add_argument(
+        "--camera-map",
+        action="append",
+        metavar="OURS=THEIRS",
+        help="our camera = LeRobot image key, e.g. top=observation.images.overhead (repeatable)",
+    )
 
 
 def cmd_bench_train(args: argparse.Namespace) -> int:
@@ -890,6 +951,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="folder for records.jsonl, summary.json, table.md, videos/")
     p.add_argument("--json", action="store_true", help="print the summaries as JSON")
     _add_execution_args(p)
+    _add_lerobot_options(p, "--lerobot-units")  # for LeRobot ACT folders given as --run
     p.set_defaults(func=cmd_eval)
 
     p = verb("realtime", "sync vs async chunks at injected inference delays: success, seams")
@@ -926,6 +988,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--threads", type=T.positive_int, default=1, help="ONNX Runtime threads (parity check)"
     )
+    _add_lerobot_options(p)  # --to lerobot
     p.set_defaults(func=cmd_export_policy)
 
     p = verb("reproduce", "the whole study: demos, training, evaluation, tables and plots")
@@ -1136,7 +1199,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--threads", type=T.positive_int, help="torch CPU threads (default: one per core)"
     )
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    _add_lerobot_options(p, "--lerobot-units")
     p.set_defaults(func=cmd_train)
+
+    p = verb("convert", "LeRobotDataset (v3.0, v2.1) <-> Zarr dataset")
+    p.add_argument("src", help="a Zarr store or a LeRobot dataset folder")
+    p.add_argument("--to", required=True, choices=["lerobot", "zarr"], help="target format")
+    p.add_argument("--out", required=True, help="folder to create")
+    p.add_argument("--task", help="task string (to lerobot) or task id (to zarr)")
+    _add_lerobot_options(p)
+    p.set_defaults(func=cmd_convert)
 
     p = verb("bench", "speed benchmarks that print figures")
     bench = p.add_subparsers(dest="bench", required=True)

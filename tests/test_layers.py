@@ -18,7 +18,9 @@ def _loaded_after(module: str) -> set[str]:
     return set(out.split())
 
 
-@pytest.mark.parametrize("name", ["embodiment", "keys", "paths", "presets", "stats"])
+@pytest.mark.parametrize(
+    "name", ["embodiment", "keys", "lerobot_units", "paths", "presets", "stats"]
+)
 def test_layer0_imports_only_stdlib_and_numpy(name):
     # Read the source: importing the module would also run the package's __init__, which
     # registers the Gymnasium ids.
@@ -45,3 +47,19 @@ def test_layer0_imports_only_stdlib_and_numpy(name):
 )
 def test_sim_envs_experts_never_import_torch(module):
     assert "torch" not in _loaded_after(module)
+
+
+def test_only_the_cli_imports_interop():
+    """LeRobot interop sits above data/ and policies/; only the CLI (L5) may import it."""
+    importers = []
+    for path in PACKAGE.rglob("*.py"):
+        if path.parent.name == "interop" or path.name == "cli.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Import | ast.ImportFrom):
+                continue
+            module = getattr(node, "module", None) or ""
+            names = [a.name for a in node.names]
+            if "interop" in module or any("interop" in n for n in names):
+                importers.append(str(path.relative_to(PACKAGE)))
+    assert importers == []
