@@ -226,8 +226,93 @@ def bench_config(name: str, config: ACTConfig, train_steps: int = 5, inferences:
     }
 
 
+# Run by another interpreter (one with LeRobot installed): LeRobot's ACTPolicy training step
+# (forward, backward, clip, AdamW as its trainer) at the `cpu_state` configuration on synthetic
+# batches; prints one JSON line.
+LEROBOT_TRAIN_SCRIPT = r"""
+import json, statistics, sys, time
+import torch
+from lerobot.configs.types import FeatureType, PolicyFeature
+from lerobot.policies.act.configuration_act import ACTConfig
+from lerobot.policies.act.modeling_act import ACTPolicy
+
+threads, n, env_dim = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+torch.set_num_threads(threads)
+torch.manual_seed(0)
+config = ACTConfig(
+    input_features={
+        "observation.state": PolicyFeature(type=FeatureType.STATE, shape=(12,)),
+        "observation.environment_state": PolicyFeature(type=FeatureType.ENV, shape=(env_dim,)),
+    },
+    output_features={"action": PolicyFeature(type=FeatureType.ACTION, shape=(12,))},
+    chunk_size=100, n_action_steps=100, dim_model=256, n_heads=8, dim_feedforward=1024,
+    n_encoder_layers=2, n_decoder_layers=2, n_vae_encoder_layers=2, latent_dim=32,
+    use_vae=True, dropout=0.1, kl_weight=10.0, device="cpu",
+)
+policy = ACTPolicy(config).train()
+optimizer = torch.optim.AdamW(policy.parameters(), lr=2e-4, weight_decay=1e-4)
+batch = {
+    "observation.state": torch.randn(8, 12),
+    "observation.environment_state": torch.randn(8, env_dim),
+    "action": torch.randn(8, 100, 12),
+    "action_is_pad": torch.zeros(8, 100, dtype=torch.bool),
+}
+times = []
+for i in range(n + 3):
+    started = time.perf_counter()
+    loss, _ = policy.forward(batch)
+    optimizer.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(policy.parameters(), 10.0)
+    optimizer.step()
+    if i >= 3:
+        times.append(time.perf_counter() - started)
+import lerobot
+step_s = statistics.median(times)
+print(json.dumps({"train_samples_per_s": 8 / step_s, "train_step_ms": 1e3 * step_s,
+                  "parameters": sum(p.numel() for p in policy.parameters()),
+                  "lerobot": lerobot.__version__, "torch": torch.__version__}))
+"""
+
+
+def bench_lerobot_train(python: str, threads: int, n: int = 10) -> dict[str, Any]:
+    """LeRobot's ACTPolicy training speed at ``cpu_state``, run by ``python`` (an interpreter
+    with LeRobot installed; this package never imports it).
+
+    Raises:
+        RuntimeError: the interpreter failed (its error output is included).
+    """
+    import json
+    import subprocess
+
+    result = subprocess.run(
+        [python, "-c", LEROBOT_TRAIN_SCRIPT, str(threads), str(n), str(TRANSFER_CUBE_ENV_DIM)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(
+            f"timing LeRobot's ACT training with {python} failed:\n{result.stderr[-2000:]}"
+        )
+    measured = json.loads(result.stdout.strip().splitlines()[-1])
+    return {
+        "name": "lerobot_cpu_state",
+        "config": "cpu_state",
+        "runtime": "lerobot",
+        **{k: measured[k] for k in ("train_samples_per_s", "train_step_ms", "parameters")},
+        "lerobot_version": measured["lerobot"],
+        "lerobot_torch": measured["torch"],
+        "torch_threads": threads,
+        "load_avg_1min": os.getloadavg()[0],
+    }
+
+
 def bench_train(
-    names: Sequence[str] | None = None, train_steps: int = 5, threads: int | None = None
+    names: Sequence[str] | None = None,
+    train_steps: int = 5,
+    threads: int | None = None,
+    lerobot_python: str | None = None,
 ) -> list[dict]:
     """Speed of ACT training and inference on this machine, one dict per configuration.
 
@@ -249,7 +334,9 @@ def bench_train(
         Dicts with ``name``, ``train_samples_per_s``, ``chunk_inference_ms``,
         ``ensembled_step_ms``, ``parameters``, achieved GFLOP/s, the matrix-product peaks
         (``matmul_peak_fp32_gflops``, ``matmul_peak_bf16_gflops``), LeRobot's reference figures
-        ``torch_threads`` and ``load_avg_1min``.
+        ``torch_threads`` and ``load_avg_1min``; with ``lerobot_python`` (an interpreter with
+        LeRobot installed) a last row ``lerobot_cpu_state``: LeRobot's ACTPolicy training at the
+        ``cpu_state`` configuration, measured in the same run.
     """
     configs = _configs()
     chosen = list(configs) if names is None else list(names)
@@ -276,6 +363,8 @@ def bench_train(
                     "load_avg_1min": load,
                 }
             )
+        if lerobot_python:
+            rows.append(bench_lerobot_train(lerobot_python, torch.get_num_threads()))
     finally:
         torch.set_num_threads(previous_threads)
     return rows

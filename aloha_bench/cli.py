@@ -703,14 +703,18 @@ def _add_lerobot_options(p: argparse.ArgumentParser, units_flag: str = "--units"
 def cmd_bench_train(args: argparse.Namespace) -> int:
     from aloha_bench.bench_train import bench_train
 
-    rows = bench_train(threads=args.threads)
+    rows = bench_train(args.configs, threads=args.threads, lerobot_python=args.lerobot_python)
     if args.json:
         _print_json(rows)
         return 0
     for r in rows:
+        if r.get("runtime") == "lerobot":
+            print(f"{r['name']:<22} train {r['train_samples_per_s']:6.1f} samples/s (LeRobot)")
+            continue
         print(
-            f"{r['name']:<22} train {r['train_samples_per_s']:6.1f} samples/s, chunk "
-            f"{r['chunk_inference_ms']:5.1f} ms, ensembled step {r['ensembled_step_ms']:5.1f} ms, "
+            f"{r['name']:<22} train {r['train_samples_per_s']:6.1f} samples/s (train() "
+            f"{r['train_loop_samples_per_s']:6.1f}), chunk {r['chunk_inference_ms']:5.1f} ms, "
+            f"ensembled step {r['ensembled_step_ms']:5.1f} ms, "
             f"{r['parameters'] / 1e6:.1f} M params"
         )
     return 0
@@ -1227,6 +1231,15 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=cmd_bench_data)
     b = verb("train", "ACT training samples/s and inference latency")
     b.add_argument("--threads", type=T.positive_int, help="torch CPU threads during the run")
+    b.add_argument(
+        "--configs",
+        nargs="+",
+        help="lerobot_parity lerobot_parity_bf16 cpu cpu_state cpu_pixels_2cam (default all)",
+    )
+    b.add_argument(
+        "--lerobot-python",
+        help="a Python with LeRobot installed: time its ACTPolicy training at cpu_state too",
+    )
     b.add_argument("--json", action="store_true", help="print the figures as JSON")
     b.set_defaults(func=cmd_bench_train)
     b = verb("infer", "chunk inference ms per configuration and runtime")
