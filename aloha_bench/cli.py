@@ -613,6 +613,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             device=args.device,
             resume=args.resume,
             progress=progress,
+            tensorboard="tensorboard" in (args.log or ()),
         )
     if rank != 0:
         return 0
@@ -1199,6 +1200,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto: CUDA if present"
     )
     p.add_argument("--resume", action="store_true", help="continue the run in --out bit-for-bit")
+    p.add_argument(
+        "--log",
+        nargs="+",
+        choices=["tensorboard"],
+        help="also log to TensorBoard (<out>/tensorboard; pip install 'aloha-bench[tensorboard]')",
+    )
     p.add_argument(
         "--threads", type=T.positive_int, help="torch CPU threads (default: one per core)"
     )

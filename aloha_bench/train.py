@@ -295,6 +295,19 @@ def write_loss_plot(run_dir: str | Path) -> Path:
     return out
 
 
+def _tensorboard_writer(run_dir: Path, start_step: int):
+    """A TensorBoard ``SummaryWriter`` in ``run_dir/tensorboard``; on resume, events logged
+    after the checkpoint's step (by the interrupted run) are purged, as losses.csv's rows are."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as err:
+        raise ValueError(
+            "TensorBoard logging needs the tensorboard package: pip install "
+            "'aloha-bench[tensorboard]' (or train without --log tensorboard)"
+        ) from err
+    return SummaryWriter(run_dir / "tensorboard", purge_step=start_step + 1 if start_step else None)
+
+
 def _write_run_files(
     run_dir: Path,
     config: ACTConfig,
@@ -334,6 +347,7 @@ def train(
     device: str = "auto",
     resume: bool = False,
     progress: Callable[[dict[str, Any]], None] | None = None,
+    tensorboard: bool = False,
 ) -> dict[str, Any]:
     """Train a policy on a dataset and write the run folder.
 
@@ -347,6 +361,8 @@ def train(
         progress: called every ``log_every`` steps and after each validation with a dict of
             ``step``, ``steps``, ``loss``, ``l1``, ``kl``, ``grad_norm``, ``lr``,
             ``samples_per_s`` (and ``val_*`` entries after a validation).
+        tensorboard: also write the same rows as TensorBoard scalars to ``<out_dir>/tensorboard``
+            (needs the ``tensorboard`` package: ``pip install 'aloha-bench[tensorboard]'``).
 
     Returns:
         A summary: ``run_dir``, ``steps``, ``final_loss``, ``best_step``, ``best_val_l1_prior``,
@@ -434,6 +450,7 @@ def train(
     writer.writeheader()
     writer.writerows(rows)
     csv_file.flush()
+    board = _tensorboard_writer(run_dir, start_step) if tensorboard and is_main else None
 
     policy.train()
     started = time.perf_counter()
@@ -494,10 +511,17 @@ def train(
             if row and is_main:
                 writer.writerow({k: row.get(k, "") for k in CSV_COLUMNS})
                 csv_file.flush()
+                if board is not None:
+                    for name, value in row.items():
+                        if name != "step" and isinstance(value, int | float):
+                            group = "val" if name.startswith("val_") else "train"
+                            board.add_scalar(f"{group}/{name}", value, row["step"])
                 if progress is not None:
                     progress({**row, "steps": config.steps})
     finally:
         csv_file.close()
+        if board is not None:
+            board.close()
     if is_main:
         write_loss_plot(run_dir)
     if world > 1:

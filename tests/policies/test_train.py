@@ -114,3 +114,19 @@ def test_optimizer_is_fused_with_the_backbone_in_its_own_group():
     assert [g["base_lr"] for g in optimizer.param_groups] == [1e-3, 1e-4]
     n_params = sum(len(g["params"]) for g in optimizer.param_groups)
     assert n_params == len(list(policy.parameters()))
+
+
+def test_tensorboard_gets_the_same_rows_and_a_resume_purges_the_lost_ones(tmp_path, state_store):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    config = tiny_config(obs_mode="state", val_every=2)
+    train(config, state_store, tmp_path / "run", steps=2, tensorboard=True)
+    train(config, state_store, tmp_path / "run", steps=4, resume=True, tensorboard=True)
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    l1 = [(e.step, e.value) for e in events.Scalars("train/l1")]
+    assert [step for step, _ in l1] == [1, 2, 3, 4]
+    csv_l1 = [float(r["l1"]) for r in _rows(tmp_path / "run")]
+    assert [value for _, value in l1] == pytest.approx(csv_l1)
+    assert [e.step for e in events.Scalars("val/val_l1_prior")] == [2, 4]
