@@ -600,7 +600,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from aloha_bench.interop import lerobot_options, store_for_training
 
-    dataset, converted = store_for_training(args.dataset, args.out, **lerobot_options(args))
+    dataset, converted = store_for_training(
+        args.dataset, args.out, task=args.lerobot_task, **lerobot_options(args)
+    )
     if converted and rank == 0:
         print(f"{args.dataset}: LeRobot dataset converted to {dataset}", file=sys.stderr)
     start = time.perf_counter()
@@ -1211,6 +1213,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     _add_lerobot_options(p, "--lerobot-units")
+    p.add_argument(
+        "--lerobot-task",
+        type=T.task_id,
+        help="a LeRobot --dataset: the aloha-bench task it records (its store's task_id)",
+    )
     p.set_defaults(func=cmd_train)
 
     p = verb("convert", "LeRobotDataset (v3.0, v2.1) <-> Zarr dataset")

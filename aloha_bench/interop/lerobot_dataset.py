@@ -616,8 +616,9 @@ def from_lerobot(
         calibration: folder of the arms' calibration files (needed by ``degrees``/``range``).
         camera_map: our camera -> LeRobot image key; LeRobot cameras whose name is one of ours
             (``observation.images.top``) map by themselves.
-        task: the store's ``task_id``; default what ``meta/aloha_bench.json`` records, else
-            ``"lerobot"``.
+        task: the store's ``task_id``, one of aloha-bench's tasks (the one the recording shows);
+            default what ``meta/aloha_bench.json`` records. Stores always name a task of ours
+            (``EpisodeStore`` refuses others), so a LeRobot recording without one is refused.
 
     Returns:
         ``out``, ``episodes``, ``frames``, ``cameras`` (ours -> theirs), ``units``.
@@ -665,7 +666,14 @@ def from_lerobot(
             "a store holds one image size, map only cameras of one size with --camera-map"
         )
     obs_mode = "pixels" if cameras else "state"
-    task_id = task or store_attrs.get("task_id") or "lerobot"
+    task_id = task or store_attrs.get("task_id")
+    if task_id is None:
+        from aloha_bench.sim.task_spec import available_tasks
+
+        raise LeRobotFormatError(
+            f"{src.root}: which aloha-bench task does this recording show? Pass --task "
+            f"(convert) or --lerobot-task (train), one of {', '.join(available_tasks())}"
+        )
     generator = store_attrs.get("generator") or {
         "source": "lerobot",
         "dataset": str(src.root),

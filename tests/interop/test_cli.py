@@ -31,7 +31,11 @@ def test_convert_both_ways(tmp_path, capsys):
     assert main(["convert", source, "--to", "zarr", "--out", str(tmp_path / "a.zarr")]) == 2
     assert "--units degrees" in capsys.readouterr().err
     args = ["--units", "degrees", *LEROBOT_FLAGS]
-    assert main(["convert", source, "--to", "zarr", "--out", str(tmp_path / "a.zarr"), *args]) == 0
+    out = ["--out", str(tmp_path / "a.zarr")]
+    assert main(["convert", source, "--to", "zarr", *out, *args]) == 2  # which of our tasks?
+    assert "--task" in capsys.readouterr().err
+    args += ["--task", "transfer_cube"]
+    assert main(["convert", source, "--to", "zarr", *out, *args]) == 0
     assert json.loads(capsys.readouterr().out)["episodes"] == 2
     back = str(tmp_path / "b")
     assert main(["convert", str(tmp_path / "a.zarr"), "--to", "lerobot", "--out", back]) == 0
@@ -43,7 +47,8 @@ def test_train_on_a_lerobot_folder_then_export_it(tmp_path, capsys):
     dataset = str(FIXTURES / "dataset_v30")
     set_args = [item for value in TINY for item in ("--set", value)]
     args = ["train", "--dataset", dataset, "--out", str(run), "--steps", "2", "--threads", "1"]
-    assert main([*args, *set_args, "--lerobot-units", "degrees", *LEROBOT_FLAGS]) == 0
+    lerobot = ["--lerobot-units", "degrees", "--lerobot-task", "transfer_cube", *LEROBOT_FLAGS]
+    assert main([*args, *set_args, *lerobot]) == 0
     assert "converted to" in capsys.readouterr().err
     assert (tmp_path / "run.dataset.zarr" / "zarr.json").is_file()
     out = tmp_path / "exported"

@@ -117,6 +117,7 @@ def test_lerobot_recording_converts_to_what_lerobot_reads(tmp_path, version):
         units="degrees",
         calibration=CALIBRATION,
         camera_map=OVERHEAD,
+        task="transfer_cube",
     )
     store = EpisodeStore.open(out)
     assert summary["episodes"] == store.n_episodes and store.cameras == ("top",)
@@ -200,7 +201,14 @@ def test_bad_datasets_get_clear_errors_and_leave_no_output(tmp_path, edit, messa
     source = _damaged_copy(tmp_path, edit)
     out = tmp_path / "out.zarr"
     with pytest.raises(LeRobotFormatError, match=message):
-        from_lerobot(source, out, units="degrees", calibration=CALIBRATION, camera_map=OVERHEAD)
+        from_lerobot(
+            source,
+            out,
+            units="degrees",
+            calibration=CALIBRATION,
+            camera_map=OVERHEAD,
+            task="transfer_cube",
+        )
     assert not out.exists()
     assert not list(tmp_path.glob(".out.zarr*"))  # no half-written store left behind
 
