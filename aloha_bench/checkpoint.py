@@ -174,7 +174,7 @@ def prepare_run_dir(run_dir: Path, resume: bool, config: ACTConfig) -> None:
             return
         resumable = recover_last(run_dir) is not None
         raise ValueError(
-            f"{run_dir} exists and holds a training run or other files; choose a new folder"
+            f"{run_dir} exists and holds a training run or other files; choose a new --out folder"
             + (", or continue this run with --resume" if resumable else "")
         )
     if recover_last(run_dir) is None:

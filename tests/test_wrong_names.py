@@ -81,7 +81,10 @@ def test_a_reused_run_folder_names_the_resume_flag(tmp_path):
     from tests.policies.conftest import make_store, tiny_config
 
     store = make_store(tmp_path / "d.zarr", obs_mode="state")
-    (tmp_path / "run").mkdir()
-    (tmp_path / "run" / "something").write_text("")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "something").write_text("")
+    with pytest.raises(ValueError, match="choose a new --out folder$"):  # nothing to resume
+        train(tiny_config(obs_mode="state"), store, tmp_path / "other", steps=1)
+    train(tiny_config(obs_mode="state"), store, tmp_path / "run", steps=1)
     with pytest.raises(ValueError, match="choose a new --out folder, or .* --resume"):
         train(tiny_config(obs_mode="state"), store, tmp_path / "run", steps=1)

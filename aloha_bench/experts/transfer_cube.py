@@ -70,6 +70,9 @@ class TransferCubeStyle:
             lift_height_m=float(rng.uniform(0.10, 0.14)),
             handover_x_m=float(rng.uniform(-0.04, -0.01)),
             handover_z_m=float(rng.uniform(0.065, 0.085)),
+            # Varied handover places tilt the window of tolerance: 8.5 mm lost the cube on 2
+            # of 20 varied seeds (0 and 6), 6 mm on none of them, 3 mm is the old cliff edge.
+            left_clearance_m=0.006,
         )
 
 

@@ -48,7 +48,12 @@ def test_checkpoints_carry_a_manifest_written_last(tmp_path, state_store):
     last = tmp_path / "run" / "last"
     manifest = json.loads((last / "manifest.json").read_text())
     assert manifest["step"] == 2
-    assert set(manifest["files"]) == {"model.safetensors", "config.json", "training_state.pt"}
+    assert set(manifest["files"]) == {
+        "model.safetensors",
+        "config.json",
+        "checksums.sha256",
+        "training_state.pt",
+    }
     assert checkpoint_step(last) == 2
     with (last / "model.safetensors").open("r+b") as f:
         f.truncate(100)  # a half-copied folder is not complete
