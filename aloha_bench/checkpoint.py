@@ -14,7 +14,6 @@ Training also stops, rather than writing NaN checkpoints, at the first non-finit
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import shutil
@@ -26,6 +25,7 @@ import torch
 
 from aloha_bench.data.store import DatasetError, EpisodeStore
 from aloha_bench.policies import ACTConfig, ACTPolicy
+from aloha_bench.policies.act.policy import file_sha256
 
 MANIFEST_FILE = "manifest.json"
 TRAINING_STATE_FILE = "training_state.pt"
@@ -38,14 +38,6 @@ DATASET_IDENTITY = ("task", "source", "demo_seeds", "train_episodes", "dataset_f
 
 class TrainingDivergedError(ValueError):
     """The loss or the weights became NaN or infinite; the run stopped before saving them."""
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def write_checkpoint(
@@ -74,7 +66,7 @@ def write_checkpoint(
     files = sorted(p for p in staging.iterdir() if p.is_file())
     manifest = {
         "step": None if training_state is None else int(training_state["step"]),
-        "files": {p.name: {"bytes": p.stat().st_size, "sha256": _sha256(p)} for p in files},
+        "files": {p.name: {"bytes": p.stat().st_size, "sha256": file_sha256(p)} for p in files},
     }
     (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
     old = directory.with_name(directory.name + ".old")

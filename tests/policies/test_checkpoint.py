@@ -133,7 +133,7 @@ def test_a_run_killed_before_its_first_checkpoint(tmp_path, state_store):
     # A folder with anything else in it is still refused.
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("mine")
-    with pytest.raises(ValueError, match="choose a new folder"):
+    with pytest.raises(ValueError, match="choose a new --out folder"):
         train(config, state_store, tmp_path / "other")
 
 

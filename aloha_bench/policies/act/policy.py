@@ -43,7 +43,8 @@ class CheckpointError(ValueError):
     """A saved policy is damaged or inconsistent; the message names the file and what to do."""
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -54,7 +55,7 @@ def _sha256(path: Path) -> str:
 def write_checksums(directory: str | Path, names: tuple[str, ...] = (MODEL_FILE, CONFIG_FILE)):
     """Write ``checksums.sha256`` for ``names`` in ``directory``."""
     directory = Path(directory)
-    lines = "".join(f"{_sha256(directory / name)}  {name}\n" for name in names)
+    lines = "".join(f"{file_sha256(directory / name)}  {name}\n" for name in names)
     (directory / CHECKSUM_FILE).write_text(lines)
 
 
@@ -75,7 +76,7 @@ def verify_checksums(directory: str | Path) -> None:
         if not name:
             raise CheckpointError(f"{listing}: malformed line {line!r}; the checkpoint is damaged")
         path = directory / name
-        if not path.is_file() or _sha256(path) != expected:
+        if not path.is_file() or file_sha256(path) != expected:
             problem = "is missing" if not path.is_file() else "does not match its checksum"
             raise CheckpointError(
                 f"{path} {problem} in {listing} (a truncated or interrupted copy, or a file "
