@@ -19,10 +19,8 @@ LeRobot installed (``lerobot_python``); this package never imports LeRobot.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import statistics
-import subprocess
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -32,7 +30,7 @@ import torch
 
 from aloha_bench import keys
 from aloha_bench.bench import machine_info
-from aloha_bench.bench_train import LEROBOT_PARITY, REFERENCE
+from aloha_bench.bench_train import LEROBOT_PARITY, REFERENCE, run_lerobot_script
 from aloha_bench.policies import ACTConfig, load_config, make_policy
 from aloha_bench.policies.export import (
     OnnxPolicy,
@@ -174,17 +172,7 @@ def bench_lerobot(python: str, threads: int = 2, n: int = 20) -> dict[str, Any]:
     Raises:
         RuntimeError: the interpreter failed (its error output is included).
     """
-    result = subprocess.run(
-        [python, "-c", LEROBOT_TIMING_SCRIPT, str(threads), str(n)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise RuntimeError(
-            f"timing LeRobot's ACTPolicy with {python} failed:\n{result.stderr[-2000:]}"
-        )
-    measured = json.loads(result.stdout.strip().splitlines()[-1])
+    measured = run_lerobot_script(python, LEROBOT_TIMING_SCRIPT, threads, n)
     return {
         "name": "lerobot_parity_lerobot",
         "config": "lerobot_parity",

@@ -281,9 +281,9 @@ print(json.dumps({"train_samples_per_s": 8 / step_s, "train_step_ms": 1e3 * step
 """
 
 
-def bench_lerobot_train(python: str, threads: int, n: int = 10) -> dict[str, Any]:
-    """LeRobot's ACTPolicy training speed at ``cpu_state``, run by ``python`` (an interpreter
-    with LeRobot installed; this package never imports it).
+def run_lerobot_script(python: str, script: str, *args: object) -> dict[str, Any]:
+    """Run ``script`` with ``python`` (an interpreter with LeRobot installed: this package never
+    imports it) and return the JSON object of its last output line.
 
     Raises:
         RuntimeError: the interpreter failed (its error output is included).
@@ -292,16 +292,16 @@ def bench_lerobot_train(python: str, threads: int, n: int = 10) -> dict[str, Any
     import subprocess
 
     result = subprocess.run(
-        [python, "-c", LEROBOT_TRAIN_SCRIPT, str(threads), str(n), str(TRANSFER_CUBE_ENV_DIM)],
-        capture_output=True,
-        text=True,
-        check=False,
+        [python, "-c", script, *map(str, args)], capture_output=True, text=True, check=False
     )
     if result.returncode != 0:
-        raise RuntimeError(
-            f"timing LeRobot's ACT training with {python} failed:\n{result.stderr[-2000:]}"
-        )
-    measured = json.loads(result.stdout.strip().splitlines()[-1])
+        raise RuntimeError(f"running LeRobot with {python} failed:\n{result.stderr[-2000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def bench_lerobot_train(python: str, threads: int, n: int = 10) -> dict[str, Any]:
+    """LeRobot's ACTPolicy training speed at ``cpu_state``, run by ``python``."""
+    measured = run_lerobot_script(python, LEROBOT_TRAIN_SCRIPT, threads, n, TRANSFER_CUBE_ENV_DIM)
     return {
         "name": "lerobot_cpu_state",
         "config": "cpu_state",
