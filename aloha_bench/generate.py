@@ -203,7 +203,10 @@ def generator_attrs(settings: GenerateSettings, seed: int, keep_failed: bool) ->
     if settings.source == "human":
         attrs["human_operator"] = dataclasses.asdict(settings.human)
     else:
+        from aloha_bench.experts import expert_version
+
         attrs["expert_style"] = "default"
+        attrs["expert_version"] = expert_version(settings.task)
     return attrs
 
 

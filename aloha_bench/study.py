@@ -201,6 +201,12 @@ class DataCell:
             # Demos of an older operator model (e.g. before its named strategies) are not reused.
             if OPERATOR_VERSION > 1:
                 parts.append(f"op{OPERATOR_VERSION}")
+        elif self.source == "scripted":
+            from aloha_bench.experts import expert_version
+
+            # Likewise demos of an older scripted plan (transfer_cube before its reachable one).
+            if expert_version(self.task) > 1:
+                parts.append(f"x{expert_version(self.task)}")
         return "_".join(parts)
 
 

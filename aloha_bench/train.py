@@ -17,7 +17,8 @@ Choices, each deliberate:
     ``grad_clip_norm``. The optimizer is torch's fused AdamW (one kernel over every parameter;
     the default on a CPU is a Python loop over 136 tensors that cost ~100 ms a step). Learning
     rate: linear warmup over ``warmup_steps``, then constant (the paper and LeRobot train ACT at
-    a constant rate; warmup only steadies the higher rates of the ``cpu`` profile). The rate is
+    a constant rate; warmup only steadies the higher rates of the ``cpu`` profile) or, with
+    ``lr_schedule = "cosine"``, decayed to ``min_lr_ratio * lr`` at the last step. The rate is
     a pure function of the step, so there is no scheduler state.
   * Best checkpoint by the validation L1 with z = 0: the actions the policy executes at test time
     (the original selected by the training-style loss with z from the posterior). Without held-out
@@ -33,6 +34,7 @@ import csv
 import dataclasses
 import io
 import json
+import math
 import os
 import time
 import warnings
@@ -114,11 +116,30 @@ def distributed_context() -> tuple[int, int]:
     return dist.get_rank(), world
 
 
-def learning_rate(step: int, base_lr: float, warmup_steps: int) -> float:
-    """Linear warmup from base_lr / warmup_steps at step 0 to base_lr, then constant."""
+def learning_rate(
+    step: int,
+    base_lr: float,
+    warmup_steps: int,
+    schedule: str = "constant",
+    total_steps: int = 0,
+    min_lr_ratio: float = 0.0,
+) -> float:
+    """The rate at ``step``: linear warmup from base_lr / warmup_steps to base_lr, then either
+    ``"constant"`` (the paper's and LeRobot's ACT) or ``"cosine"`` (a half cosine from base_lr at
+    the end of warmup to ``min_lr_ratio * base_lr`` at ``total_steps``; Loshchilov & Hutter 2017,
+    the schedule diffusion_policy and most short-budget recipes use).
+    """
     if warmup_steps and step < warmup_steps:
         return base_lr * (step + 1) / warmup_steps
-    return base_lr
+    if schedule == "constant":
+        return base_lr
+    if schedule != "cosine":
+        raise ValueError(f"unknown lr_schedule {schedule!r}; use 'constant' or 'cosine'")
+    span = max(total_steps - warmup_steps, 1)
+    progress = min(max(step - warmup_steps, 0) / span, 1.0)
+    return base_lr * (
+        min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    )
 
 
 def check_dataset(config: ACTConfig, store: EpisodeStore) -> None:
@@ -459,7 +480,14 @@ def train(
     try:
         for step in range(start_step, config.steps):
             for group in optimizer.param_groups:
-                group["lr"] = learning_rate(step, group["base_lr"], config.warmup_steps)
+                group["lr"] = learning_rate(
+                    step,
+                    group["base_lr"],
+                    config.warmup_steps,
+                    config.lr_schedule,
+                    config.steps,
+                    config.min_lr_ratio,
+                )
             batch = _to_device(
                 train_data.sample_batch(rng.integers(0, len(train_data), config.batch_size)),
                 torch_device,

@@ -12,6 +12,8 @@ from aloha_bench.sim import rig
 from aloha_bench.sim.task_spec import available_tasks, load_task_spec
 
 TASKS = available_tasks()
+# The ten arm joints of the two followers (grippers excluded: they open and close in a step).
+ARM_JOINTS = [i for i in range(12) if i % 6 != 5]
 
 
 def _gym_id(task_id):
@@ -109,11 +111,19 @@ def test_expert_succeeds_without_warnings(task_id, style):
         expert.reset(sim)
         truncated = False
         penetration = 0.0
+        previous, jump = None, 0.0
         while not truncated:
-            _, _, _, truncated, info = env.step(expert.act(sim))
+            action = expert.act(sim)
+            if previous is not None:
+                # A target that leaps in one 20 ms step is an IK answer on another branch (the
+                # first transfer_cube retreat jumped 3.5 rad); 0.3 rad/step is 15 rad/s.
+                jump = max(jump, float(np.abs(action - previous)[ARM_JOINTS].max()))
+            previous = action
+            _, _, _, truncated, info = env.step(action)
             if sim.data.ncon:
                 penetration = max(penetration, -sim.data.contact.dist[: sim.data.ncon].min())
         assert info["is_success"], f"{task_id} expert failed on seed {seed} ({style})"
+        assert jump < 0.3, f"{task_id} ({style}, seed {seed}): a target jumped {jump:.2f} rad"
         # Jaws squeezing at full servo torque press ~5 mm into a prop with MuJoCo default contacts.
         assert penetration < 0.008, f"interpenetration of {penetration * 1000:.1f} mm"
         assert not _warnings(env)
@@ -209,4 +219,21 @@ def test_environment_state_width_is_the_specs(task_id):
     env = envs.make(task_id, obs_mode="state")
     _, info = env.reset(seed=0)
     assert info[keys.ENVIRONMENT_STATE].shape == (load_task_spec(task_id).environment_state_dim,)
+    env.close()
+
+
+@pytest.mark.parametrize("style", ["default", "varied"])
+def test_transfer_cube_plan_is_within_reach(style):
+    """Every keyframe of the transfer_cube expert is reachable: the IK lands within 5 mm of each
+    target (the first plan's hover, lift and retreat were 2-19 cm out of reach)."""
+    env = envs.make("transfer_cube", obs_mode="state")
+    sim = env.unwrapped
+    for seed in (0, 1):
+        env.reset(seed=seed)
+        expert = make_expert("transfer_cube", style, rng=np.random.default_rng(seed))
+        expert.reset(sim)
+        truncated = False
+        while not truncated:
+            _, _, _, truncated, _ = env.step(expert.act(sim))
+        assert expert.ik_miss_m < 0.005, f"seed {seed}: {expert.ik_miss_m * 1000:.1f} mm off"
     env.close()

@@ -112,4 +112,6 @@ def test_human_datasets_of_an_older_operator_model_are_not_reused():
     human = study.DataCell("transfer_cube", "human", "state", (), (96, 128), 50)
     scripted = study.DataCell("transfer_cube", "scripted", "state", (), (96, 128), 50)
     assert human.id == f"transfer_cube_human_state_op{OPERATOR_VERSION}"
-    assert scripted.id == "transfer_cube_scripted_state"
+    assert scripted.id == "transfer_cube_scripted_state_x2"  # the reachable plan (EXPERT_VERSIONS)
+    insertion = study.DataCell("insertion", "scripted", "state", (), (96, 128), 50)
+    assert insertion.id == "insertion_scripted_state"

@@ -17,6 +17,15 @@ EXPERTS: dict[str, str] = {
     "battery": "aloha_bench.experts.battery:BatteryExpert",
     "cup_lid": "aloha_bench.experts.cup_lid:CupLidExpert",
 }
+# Bumped when a task's scripted plan changes the demonstrations it records, so that a study never
+# trains on demos of an older plan (transfer_cube 2: every keyframe within reach, no 3.5 rad jump
+# in the right arm's retreat).
+EXPERT_VERSIONS: dict[str, int] = {"transfer_cube": 2}
+
+
+def expert_version(task_id: str) -> int:
+    """Version of ``task_id``'s scripted plan (1 unless ``EXPERT_VERSIONS`` says otherwise)."""
+    return EXPERT_VERSIONS.get(task_id, 1)
 STYLE_MODES = ("default", "varied")
 
 

@@ -78,6 +78,9 @@ class ScriptedExpert:
         self._ik: dict[str, ArmIK] = {}
         self._q: dict[str, np.ndarray] = {}
         self._model = None
+        # Farthest the IK has landed from a planned tool position this episode (metres): a
+        # plan within reach keeps it at a few millimetres.
+        self.ik_miss_m = 0.0
 
     def plan(self, env) -> dict[str, list[Keyframe]]:
         """Keyframes per arm (``"left"``, ``"right"``) for the episode just reset in ``env``."""
@@ -91,6 +94,7 @@ class ScriptedExpert:
         state = env.joint_state().astype(float)
         self._q = {arm: state[embodiment.arm_slice(arm)].copy() for arm in embodiment.ARMS}
         self._t0 = env.data.time
+        self.ik_miss_m = 0.0
         plans = self.plan(env)
         # Every plan starts where the tool is now, so the first motion is continuous.
         self._plans = {}
@@ -154,6 +158,7 @@ class ScriptedExpert:
         pitch = (1 - s) * fa.pitch_rad + s * fb.pitch_rad
         jaw = (1 - s) * self._jaw(env, arm, a) + s * self._jaw(env, arm, b)
         result = self._ik[arm].solve(self._q[arm], pos, pitch, jaw_axis=jaw)
+        self.ik_miss_m = max(self.ik_miss_m, result.position_error_m)
         q = result.q_rad
         q[5] = (1 - s) * fa.gripper_rad + s * fb.gripper_rad
         self._q[arm] = q

@@ -102,6 +102,24 @@ def test_learning_rate_warms_up_linearly_then_stays():
     assert learning_rate(0, 3e-4, 0) == 3e-4
 
 
+def test_cosine_schedule_decays_from_the_end_of_warmup_to_its_floor():
+    rates = [learning_rate(s, 1.0, 2, "cosine", 12, 0.1) for s in range(14)]
+    assert rates[:3] == [0.5, 1.0, 1.0]  # warmup, then the peak
+    assert all(a > b for a, b in zip(rates[2:12], rates[3:13], strict=True))  # strictly falling
+    assert rates[7] == pytest.approx(0.55)  # half way: the mean of peak and floor
+    assert rates[12] == rates[13] == pytest.approx(0.1)  # the floor holds past the last step
+    with pytest.raises(ValueError, match="lr_schedule"):
+        learning_rate(5, 1.0, 0, "linear", 10)
+
+
+def test_cosine_schedule_reaches_the_optimizer(tmp_path, state_store):
+    run = tmp_path / "run"
+    config = tiny_config(obs_mode="state", lr_schedule="cosine", min_lr_ratio=0.25, log_every=1)
+    train(config, state_store, run, steps=4)
+    lrs = [float(row["lr"]) for row in _rows(run)]
+    assert lrs == sorted(lrs, reverse=True) and lrs[-1] < lrs[0]
+
+
 def test_optimizer_is_fused_with_the_backbone_in_its_own_group():
     from aloha_bench.policies import make_policy
     from aloha_bench.train import make_optimizer

@@ -36,6 +36,7 @@ OBS_MODES = ("pixels", "state")
 IMAGE_NORMS = ("imagenet", "dataset")
 BACKBONE_NORMS = ("frozen_batchnorm", "groupnorm")
 PRECISIONS = ("fp32", "bf16")
+LR_SCHEDULES = ("constant", "cosine")
 # ResNet18 halves the image five times (stride-2 conv, max-pool, three stride-2 stages).
 BACKBONE_STRIDE = 32
 TORCHVISION_WEIGHTS = "torchvision"
@@ -82,7 +83,11 @@ class ACTConfig:
         weight_decay: AdamW weight decay (paper: 1e-4).
         grad_clip_norm: gradients are clipped to this global L2 norm (LeRobot: 10).
         batch_size: samples per gradient step (paper: 8).
-        warmup_steps: the learning rate rises linearly over these steps, then stays constant.
+        warmup_steps: the learning rate rises linearly over these steps, then follows
+            ``lr_schedule``.
+        lr_schedule: ``"constant"`` (the paper, LeRobot) or ``"cosine"`` (decays to
+            ``min_lr_ratio * lr`` at ``steps``; a recipe for short CPU budgets, not the paper's).
+        min_lr_ratio: where the cosine schedule ends, as a fraction of ``lr`` (0 to 1).
         steps: gradient steps of a training run (not epochs).
         precision: ``"fp32"`` or ``"bf16"`` (bfloat16 autocast of matrix products; weights and
             optimizer state stay fp32).
@@ -119,6 +124,8 @@ class ACTConfig:
     grad_clip_norm: float = 10.0
     batch_size: int = 8
     warmup_steps: int = 0
+    lr_schedule: str = "constant"
+    min_lr_ratio: float = 0.0
     steps: int = 100_000
     precision: str = "fp32"
     seed: int = 0
@@ -204,6 +211,10 @@ class ACTConfig:
                 "seed",
                 f"must be in 0..{MAX_SEED} (numpy's and torch's seed range), got {self.seed}",
             )
+        if self.lr_schedule not in LR_SCHEDULES:
+            _fail("lr_schedule", f"must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            _fail("min_lr_ratio", f"must be in [0, 1], got {self.min_lr_ratio}")
         for name in ("kl_weight", "weight_decay", "warmup_steps"):
             if getattr(self, name) < 0:
                 _fail(name, f"must be >= 0, got {getattr(self, name)}")
