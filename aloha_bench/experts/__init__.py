@@ -26,6 +26,8 @@ EXPERT_VERSIONS: dict[str, int] = {"transfer_cube": 2}
 def expert_version(task_id: str) -> int:
     """Version of ``task_id``'s scripted plan (1 unless ``EXPERT_VERSIONS`` says otherwise)."""
     return EXPERT_VERSIONS.get(task_id, 1)
+
+
 STYLE_MODES = ("default", "varied")
 
 
