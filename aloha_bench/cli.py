@@ -438,6 +438,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         human=load_human_config(args.human_config) if args.human_config else HumanOperatorConfig(),
         randomize=args.randomize,
         latency=args.latency,
+        style=tuple(T.parse_assignments(args.style or (), "left_clearance_m=0.005").items()),
     )
     bar = tqdm(total=args.episodes, desc=f"{args.task} {args.source}", unit="ep")
     start = time.perf_counter()
@@ -1081,6 +1082,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=T.image_size(), default=(96, 128), help="HxW, e.g. 96x128")
     p.add_argument("--workers", type=T.positive_int, default=1, help="parallel processes")
     p.add_argument("--keep-failed", action="store_true", help="also keep failed episodes")
+    p.add_argument(
+        "--style",
+        action="append",
+        metavar="FIELD=VALUE",
+        help="a field of the scripted expert's style, e.g. left_clearance_m=0.005 "
+        "(transfer_cube); an unknown field is an error that lists the valid ones",
+    )
     p.add_argument(
         "--device",
         default="keyboard",

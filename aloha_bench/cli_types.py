@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import argparse
 import math
-from collections.abc import Callable
+import tomllib
+from collections.abc import Callable, Sequence
+from typing import Any
 
 # Seeds go through numpy's SeedSequence, torch.manual_seed and int64 dataset columns; the range
 # every one of them takes is numpy's legacy 32-bit seed range.
@@ -101,3 +103,22 @@ def task_metavar() -> str:
     from aloha_bench.sim.task_spec import available_tasks
 
     return "{" + ",".join(available_tasks()) + "}"
+
+
+def parse_assignments(items: Sequence[str], example: str = "lr=1e-4") -> dict[str, Any]:
+    """``["key=value", ...]`` (values in TOML syntax, bare words as strings) to a dict.
+
+    Raises:
+        ValueError: an item without ``=`` or a key (the message shows ``example``).
+    """
+    parsed = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"override {item!r} must look like key=value, e.g. {example}")
+        try:
+            value = tomllib.loads(f"v = {text.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = text.strip()  # a bare word: a string such as obs_mode=state
+        parsed[key.strip()] = value
+    return parsed

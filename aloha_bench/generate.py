@@ -29,8 +29,8 @@ import numpy as np
 from aloha_bench import __version__, envs, keys
 from aloha_bench.data.store import EpisodeStore
 from aloha_bench.envs.latency import LatencyConfig
-from aloha_bench.experts import make_expert
-from aloha_bench.experts.base import strategy_of
+from aloha_bench.experts import expert_class, make_expert
+from aloha_bench.experts.base import strategy_of, style_from
 from aloha_bench.experts.human import HumanOperator, HumanOperatorConfig
 from aloha_bench.sim.randomize import RandomizationConfig
 
@@ -54,6 +54,8 @@ class GenerateSettings:
         randomize: domain randomization level (``none``, ``light``, ``strong``); each
             episode's draw is stored with its style.
         latency: timing and servo model (``none`` or ``real``).
+        style: ``(field, value)`` pairs of the scripted expert's style (e.g.
+            ``(("left_clearance_m", 0.005),)``); empty: the default style.
     """
 
     task: str
@@ -64,6 +66,7 @@ class GenerateSettings:
     human: HumanOperatorConfig = HumanOperatorConfig()
     randomize: str = "none"
     latency: str = "none"
+    style: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
@@ -72,6 +75,11 @@ class GenerateSettings:
                 "`aloha-bench teleop`)"
             )
         envs.load_task_spec(self.task)  # unknown task: the error lists the valid ones
+        if self.style:
+            if self.source != "scripted":
+                raise ValueError("style fields set the scripted expert's; use --source scripted")
+            # Unknown fields or values out of range fail here, naming the valid ones.
+            style_from(expert_class(self.task).style_cls, dict(self.style))
         if self.cameras is not None:
             object.__setattr__(self, "cameras", keys.camera_names(self.cameras))
         object.__setattr__(self, "image_size", keys.image_size(self.image_size))
@@ -119,7 +127,7 @@ class EpisodeRecorder:
             style["operator"] = dataclasses.asdict(agent.traits)
             strategy = agent.strategy
         else:
-            agent = make_expert(sim.task.task_id, "default")
+            agent = make_expert(sim.task.task_id, dict(st.style) or "default")
             style = dataclasses.asdict(agent.style)
             strategy = strategy_of(agent.style)
         if "randomization" in info:
@@ -205,7 +213,7 @@ def generator_attrs(settings: GenerateSettings, seed: int, keep_failed: bool) ->
     else:
         from aloha_bench.experts import expert_version
 
-        attrs["expert_style"] = "default"
+        attrs["expert_style"] = dict(settings.style) if settings.style else "default"
         attrs["expert_version"] = expert_version(settings.task)
     return attrs
 

@@ -84,6 +84,21 @@ def test_bad_settings_are_named():
         HumanOperatorConfig(pace=(1.2, 0.8))
 
 
+def test_a_chosen_expert_style_is_recorded_and_bad_fields_are_named(tmp_path):
+    styled = GenerateSettings(
+        task="transfer_cube", obs_mode="state", style=(("left_clearance_m", 0.005),)
+    )
+    store = generate(styled, tmp_path / "styled.zarr", episodes=1)
+    assert store.episode_meta(0)["style"]["left_clearance_m"] == 0.005
+    assert store.attrs["generator"]["expert_style"] == {"left_clearance_m": 0.005}
+    with pytest.raises(ValueError, match="refuse|settings|differ"):
+        generate(STATE, tmp_path / "styled.zarr", episodes=2)  # the default style: another run
+    with pytest.raises(ValueError, match=r"unknown style fields \['clearance'\].*left_clearance_m"):
+        GenerateSettings(task="transfer_cube", style=(("clearance", 0.005),))
+    with pytest.raises(ValueError, match="scripted"):
+        GenerateSettings(task="transfer_cube", source="human", style=(("speed", 1.1),))
+
+
 def test_human_config_from_toml(tmp_path):
     from aloha_bench.experts.human import load_human_config
 

@@ -221,3 +221,43 @@ def test_bf16_inference_copy_gives_autocast_actions_and_never_goes_stale():
     other = make_policy(config, fake_stats())
     policy.load_state_dict(other.state_dict())
     np.testing.assert_array_equal(policy.predict_chunk(obs), other.predict_chunk(obs))
+
+
+def test_random_shift_moves_each_image_by_at_most_pad_pixels():
+    import torch
+
+    from aloha_bench.policies.act.policy import random_shift
+
+    torch.manual_seed(0)
+    # A single bright pixel per image: after the shift it sits within 2 px of where it was.
+    images = torch.zeros(4, 2, 3, 16, 20)
+    images[..., 8, 10] = 1.0
+    shifted = random_shift(images, 2)
+    assert shifted.shape == images.shape
+    moves = set()
+    for b in range(4):
+        for n in range(2):
+            y, x = (shifted[b, n, 0] == 1.0).nonzero()[0].tolist()
+            assert abs(y - 8) <= 2 and abs(x - 10) <= 2
+            moves.add((y, x))
+    assert len(moves) > 1  # shifted independently, not one offset for the batch
+    torch.manual_seed(0)
+    assert torch.equal(random_shift(images, 2), shifted)  # torch's seed repeats it
+
+
+def test_random_shift_is_training_only_and_validated():
+    with pytest.raises(ValueError, match="image_shift_px"):
+        tiny_config(image_shift_px=-1)
+    with pytest.raises(ValueError, match="image_shift_px"):
+        tiny_config(image_shift_px=32, image_size=[64, 64])
+    config = tiny_config(image_shift_px=4)
+    policy = make_policy(config, fake_stats())
+    batch = _batch(config)
+    policy.train()
+    torch.manual_seed(0)
+    trained = policy.compute_loss(batch)[1]["l1"]
+    torch.manual_seed(0)
+    assert policy.compute_loss(batch)[1]["l1"] == trained  # seeded: the same shifts
+    policy.eval()
+    # Deterministic in eval mode: no shift (and no dropout) between two identical calls.
+    assert policy.compute_loss(batch)[1]["l1"] == policy.compute_loss(batch)[1]["l1"]

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from aloha_bench import keys, paths
+from aloha_bench.cli_types import parse_assignments
 
 POLICY_NAME = "act"
 OBS_MODES = ("pixels", "state")
@@ -55,6 +56,8 @@ class ACTConfig:
         image_size: (height, width) of every image; must match the dataset.
         image_norm: ``"imagenet"`` (fixed ImageNet mean/std, right for pretrained weights) or
             ``"dataset"`` (per-channel statistics of the training split).
+        image_shift_px: training augmentation: each image shifted by up to this many pixels
+            (DrQ's random shift; 0 = off, the paper's ACT has none). Not applied at inference.
         chunk_size: K, actions predicted per forward pass (paper: 100).
         n_action_steps: actions of each chunk executed before predicting again (1..K).
         temporal_ensemble_coeff: m of the paper's temporal ensembling (weights exp(-m * i), i = 0
@@ -102,6 +105,7 @@ class ACTConfig:
     cameras: tuple[str, ...] = ("top",)
     image_size: tuple[int, int] = (480, 640)
     image_norm: str = "imagenet"
+    image_shift_px: int = 0
     chunk_size: int = 100
     n_action_steps: int = 100
     temporal_ensemble_coeff: float | None = None
@@ -201,6 +205,14 @@ class ACTConfig:
             # The 2-D sine embedding gives half the width to each axis, in sin/cos pairs.
             _fail(
                 "dim_model", f"must be a multiple of 4 (2-D sine embedding), got {self.dim_model}"
+            )
+        if self.image_shift_px < 0 or (
+            self.obs_mode == "pixels" and self.image_shift_px * 4 > min(self.image_size)
+        ):
+            _fail(
+                "image_shift_px",
+                f"must be 0 (off) or a shift smaller than a quarter of the image, "
+                f"got {self.image_shift_px} for {tuple(self.image_size)}",
             )
         if not 0.0 <= self.dropout < 1.0:
             _fail("dropout", f"must be in [0, 1), got {self.dropout}")
@@ -364,20 +376,8 @@ def read_toml(path: str | Path) -> dict[str, Any]:
 
 
 def parse_overrides(overrides: Sequence[str] | Mapping[str, Any]) -> dict[str, Any]:
-    """``["key=value", ...]`` (values in TOML syntax, bare words as strings) to a dict."""
-    if isinstance(overrides, Mapping):
-        parsed = dict(overrides)
-    else:
-        parsed = {}
-        for item in overrides:
-            key, sep, text = item.partition("=")
-            if not sep or not key.strip():
-                raise ValueError(f"override {item!r} must look like key=value, e.g. lr=1e-4")
-            try:
-                value = tomllib.loads(f"v = {text.strip()}")["v"]
-            except tomllib.TOMLDecodeError:
-                value = text.strip()  # a bare word: a string such as obs_mode=state
-            parsed[key.strip()] = value
+    """Config overrides (``--set``) as a dict; unknown names suggest the closest field."""
+    parsed = dict(overrides) if isinstance(overrides, Mapping) else parse_assignments(overrides)
     _check_names(parsed, "--set")
     return parsed
 
