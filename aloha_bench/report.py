@@ -23,11 +23,13 @@ giving gripper still holds), which is how the paper scored: its numbers compare 
 from __future__ import annotations
 
 import math
+import os
 import textwrap
 import tomllib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -49,6 +51,7 @@ __all__ = [
     "plot_chunk_size",
     "plot_cvae",
     "plot_robustness",
+    "plot_stages",
     "plot_task_bars",
     "plot_temporal_ensembling",
     "pool",
@@ -59,6 +62,7 @@ __all__ = [
     "robustness_table",
     "success_table",
     "validate_summary",
+    "video_lines",
     "write_report",
 ]
 
@@ -188,12 +192,15 @@ class Artifact:
         note: the caption with the scale (episodes per point, seeds, obs mode, tasks) when written,
             else the reason nothing was written (e.g. the study has no rows in that group).
         metric: the success rule plotted, "end" or "any" (``METRICS``).
+        figure: the matplotlib ``Figure`` the PNG was saved from (None when nothing was drawn),
+            kept so what was drawn (bars, value labels) can be inspected without reading pixels.
     """
 
     name: str
     paths: tuple[Path, ...]
     note: str
     metric: str = "end"
+    figure: Any = field(default=None, compare=False, repr=False)
 
 
 # --- input ---------------------------------------------------------------------------------------
@@ -718,6 +725,11 @@ def _save(
     xlabel: str,
     draw,
     m: _Rule,
+    *,
+    grid: tuple[int, int] | None = None,
+    ylabel: str | None = None,
+    explain: str | None = None,
+    ytop: float = 1.05,
 ) -> Artifact:
     """Draw with ``draw(ax, sns)`` and write <name><suffix>.png/.md/.csv of ``data``.
 
@@ -725,6 +737,14 @@ def _save(
     A bare ``matplotlib.figure.Figure`` renders with the Agg canvas without pyplot, so no global
     backend or figure registry is touched and it works headless; seaborn's style is applied only
     inside this call (``axes_style`` context).
+
+    Args:
+        grid: (rows, columns) of panels sharing the y axis; ``draw`` then gets the flat list of
+            axes (row by row) instead of one, and titles the panels itself. None: one axes.
+        ylabel: the y axis label (default: the rule's success rate).
+        explain: what the .md says after the caption about the numbers (default: the rule's
+            Wilson interval and seed spread columns).
+        ytop: the top of the y axis; above 1 to leave room for value labels over 100% bars.
     """
     import seaborn as sns
     from matplotlib.figure import Figure
@@ -732,24 +752,40 @@ def _save(
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = f"{name}{m.suffix}"
     png, md, csv = (out_dir / f"{stem}.{ext}" for ext in ("png", "md", "csv"))
+    heading = f"{title}, success {m.rule}\n{textwrap.fill(caption, 110)}"
     with sns.axes_style("whitegrid"):
-        fig = Figure(figsize=(8, 4.8), layout="constrained")
-        ax = fig.subplots()
-        draw(ax, sns)
-        ax.set_ylim(0, 1.05)
-        ax.set_ylabel(f"success rate {m.rule}", fontsize=9)
-        ax.set_xlabel(xlabel)
-        ax.set_title(f"{title}, success {m.rule}\n{textwrap.fill(caption, 110)}", fontsize=9)
+        if grid is None:
+            fig = Figure(figsize=(8, 4.8), layout="constrained")
+            axes = [fig.subplots()]
+            draw(axes[0], sns)
+            axes[0].set_title(heading, fontsize=9)
+        else:
+            rows, cols = grid
+            # Panels about 4.6 x 3.4 in: wide enough for three stages of three bars each, with
+            # a value label over every bar.
+            fig = Figure(figsize=(max(8.0, 4.6 * cols), 1.6 + 3.4 * rows), layout="constrained")
+            axes = list(fig.subplots(rows, cols, sharey=True, squeeze=False).flat)
+            draw(axes, sns)
+            fig.suptitle(heading, fontsize=9)
+        for i, ax in enumerate(axes):
+            ax.set_ylim(0, ytop)
+            ax.set_xlabel(xlabel)
+            if i % (grid[1] if grid else 1) == 0:
+                ax.set_ylabel(ylabel or f"success rate {m.rule}", fontsize=9)
         fig.savefig(png, dpi=110)
     data.to_csv(csv, index=False)
+    if explain is None:
+        explain = (
+            f"Success {m.rule}: [{m.low}, {m.high}] = 95% Wilson interval on episodes pooled over "
+            f"training seeds (excludes seed-to-seed variance; {m.seed_std} is the std of "
+            "per-seed rates). Paper rows (who = paper) follow the paper's any-step rule "
+            "(rule = any)."
+        )
     md.write_text(
-        f"# {title}, success {m.rule}\n\n![{stem}]({png.name})\n\n{caption}. Success {m.rule}: "
-        f"[{m.low}, {m.high}] = 95% Wilson interval on episodes pooled over training seeds "
-        f"(excludes seed-to-seed variance; {m.seed_std} is the std of per-seed rates). "
-        "Paper rows (who = paper) follow the paper's any-step rule (rule = any).\n\n"
+        f"# {title}, success {m.rule}\n\n![{stem}]({png.name})\n\n{caption}. {explain}\n\n"
         f"{_frame_markdown(data)}\n"
     )
-    return Artifact(name, (png, md, csv), f"success {m.rule}; {caption}", m.metric)
+    return Artifact(name, (png, md, csv), f"success {m.rule}; {caption}", m.metric, fig)
 
 
 def _palette(sns, labels: Sequence[str]) -> dict[str, tuple]:
@@ -786,18 +822,37 @@ def _line_plot(ax, sns, ours: pd.DataFrame, x: str, m: _Rule) -> None:
 
 
 def _bar_plot(
-    ax, sns, ours: pd.DataFrame, x: str, hue: str, order: list, hue_order: list, m: _Rule
+    ax,
+    sns,
+    ours: pd.DataFrame,
+    x: str,
+    hue: str,
+    order: list,
+    hue_order: list,
+    m: _Rule,
+    *,
+    columns: tuple[str, str, str] | None = None,
+    palette: dict[str, tuple] | None = None,
+    value_labels: bool = False,
 ) -> dict[tuple, float]:
-    """Bars of the rule's success rate with asymmetric Wilson error bars; (x, hue) -> centre."""
+    """Bars of the rule's success rate with asymmetric Wilson error bars; (x, hue) -> centre.
+
+    Args:
+        columns: the (rate, low, high) columns drawn (default: the rule's success columns).
+        palette: hue level -> colour, to keep colours fixed across panels that lack some levels
+            (default: a palette over the levels present).
+        value_labels: write each bar's rate over it (``_value_labels``).
+    """
+    rate, low, high = columns or (m.rate, m.low, m.high)
     hue_order = [h for h in hue_order if h in set(ours[hue])]
     sns.barplot(
         data=ours,
         x=x,
-        y=m.rate,
+        y=rate,
         hue=hue,
         order=order,
         hue_order=hue_order,
-        palette=_palette(sns, hue_order),
+        palette=palette or _palette(sns, hue_order),
         errorbar=None,
         ax=ax,
     )
@@ -814,13 +869,44 @@ def _bar_plot(
             continue
         ax.errorbar(
             [centre],
-            [r[m.rate]],
-            yerr=[[r[m.rate] - r[m.low]], [r[m.high] - r[m.rate]]],
+            [r[rate]],
+            yerr=[[r[rate] - r[low]], [r[high] - r[rate]]],
             fmt="none",
             ecolor="black",
             capsize=3,
         )
+    if value_labels:
+        _value_labels(ax, ours, centres, x, hue, rate, high)
+    # The error bars re-autoscale x to the bars drawn: where the last category has only its
+    # first hue level, its centre (and tick label) fell outside the axes.
+    ax.set_xlim(-0.5, len(order) - 0.5)
     return centres
+
+
+def _value_labels(
+    ax, ours: pd.DataFrame, centres: dict, x: str, hue: str, rate: str, high: str
+) -> None:
+    """Each bar's rate as text ("0%", "95%") just above its Wilson interval.
+
+    A 0% bar has no height, so without its label it looks like a cell that was never run;
+    above the interval the text clears the error bar's cap.
+    """
+    for _, r in ours.iterrows():
+        centre = centres.get((r[x], r[hue]))
+        if centre is None:
+            continue
+        value = r[rate]
+        known = value is not None and np.isfinite(value)
+        top = max(value, r[high]) if known and np.isfinite(r[high]) else (value if known else 0)
+        ax.annotate(
+            f"{100 * value:.0f}%" if known else "n/a",
+            (centre, top),
+            xytext=(0, 2),
+            textcoords="offset points",
+            ha="center",
+            va="bottom",
+            fontsize=7,
+        )
 
 
 def _log_x(ax, values) -> None:
@@ -1044,14 +1130,11 @@ def plot_cameras(df: pd.DataFrame, out_dir: Path, *, metric: str = "end") -> Art
     )
 
 
-def plot_task_bars(df: pd.DataFrame, out_dir: Path, *, metric: str = "end") -> Artifact:
-    """Per-task success bars for each policy (and source) of the main group."""
-    m = _rule(metric)
-    rows = group_rows(df, "main")
-    if rows.empty:
-        return _skipped("task_bars", "main", m)
-    keys = list(MAIN_KEYS)
-    pooled = pool(rows, keys)
+def _main_pooled(rows: pd.DataFrame) -> pd.DataFrame:
+    """The main group's rows pooled per ``MAIN_KEYS``, in the paper's order (ACT first, scripted
+    first), with ``variant``: the policy / source / obs mode label of a bar, naming only what
+    varies."""
+    pooled = pool(rows, MAIN_KEYS)
     ranked = sorted(
         range(len(pooled)),
         key=lambda i: (
@@ -1059,21 +1142,175 @@ def plot_task_bars(df: pd.DataFrame, out_dir: Path, *, metric: str = "end") -> A
             _rank(pooled["source"].iloc[i], SOURCE_ORDER),
         ),
     )
-    pooled = pooled.iloc[ranked]
-    ours = _with_values(pooled, keys, m).assign(
-        variant=_label(pooled, ["policy", "source", "obs_mode"]).to_numpy()
-    )
+    pooled = pooled.iloc[ranked].reset_index(drop=True)
+    return pooled.assign(variant=_label(pooled, ["policy", "source", "obs_mode"]).to_numpy())
+
+
+def plot_task_bars(df: pd.DataFrame, out_dir: Path, *, metric: str = "end") -> Artifact:
+    """Per-task success bars for each policy (and source) of the main group, each bar labelled
+    with its rate."""
+    m = _rule(metric)
+    rows = group_rows(df, "main")
+    if rows.empty:
+        return _skipped("task_bars", "main", m)
+    keys = list(MAIN_KEYS)
+    pooled = _main_pooled(rows)
+    ours = _with_values(pooled, keys, m).assign(variant=pooled["variant"].to_numpy())
 
     def draw(ax, sns):
         order = _ordered(ours["task"], TASK_ORDER)
         variants = list(dict.fromkeys(ours["variant"]))
-        centres = _bar_plot(ax, sns, ours, "task", "variant", order, variants, m)
+        centres = _bar_plot(ax, sns, ours, "task", "variant", order, variants, m, value_labels=True)
         _seed_dots(ax, ours, centres, "task", "variant", m)
         ax.legend(fontsize=8)
 
     caption = f"main results: {_scale(pooled, rows)}; dots: one per training seed"
     return _save(
-        "task_bars", out_dir, ours, "Success per task and policy", caption, "task", draw, m
+        "task_bars",
+        out_dir,
+        ours,
+        "Success per task and policy",
+        caption,
+        "task",
+        draw,
+        m,
+        ytop=LABELLED_YTOP,
+    )
+
+
+# Room above 100% for a bar's value label over its error bar.
+LABELLED_YTOP = 1.14
+# Panels per row of the stage plot; more tasks wrap to further rows.
+STAGE_PANELS_PER_ROW = 3
+
+
+def _stages_frame(rows: pd.DataFrame, m: _Rule) -> pd.DataFrame:
+    """One row per (main cell, stage of its task): the rate, Wilson bounds and count drawn.
+
+    Earlier stages are the fraction of episodes that reached them at any step (``stage_i``);
+    the final stage is success by the rule ``m`` (its ``stage_i`` column is the any-step reach,
+    which on tasks with a let-go check is not success).
+    """
+    pooled = _main_pooled(rows)
+    records = []
+    for _, r in pooled.iterrows():
+        # A summary without stage names still has its success rate: one bar for it.
+        names = _stage_names(rows[rows["task"] == r["task"]]) or ["success"]
+        for i, stage in enumerate(names):
+            final = i == len(names) - 1
+            if final:
+                rate, low, high, rule = r[m.rate], r[m.low], r[m.high], m.metric
+            elif i < len(STAGE_COLUMNS):
+                c = STAGE_COLUMNS[i]
+                rate, low, high, rule = r[c], r[f"{c}_low"], r[f"{c}_high"], "any"
+            else:  # more stages than the summary has columns for: not measured
+                rate, low, high, rule = math.nan, math.nan, math.nan, "any"
+            records.append(
+                {
+                    **{k: r[k] for k in MAIN_KEYS},
+                    "variant": r["variant"],
+                    "who": "ours",
+                    "stage_index": i + 1,
+                    "stage": stage,
+                    "final": final,
+                    "rule": rule,
+                    "rate": rate,
+                    "ci_low": low,
+                    "ci_high": high,
+                    # Earlier stages are stored as rates: their counts are rate x episodes.
+                    "reached": round(rate * r["episodes"]) if np.isfinite(rate) else math.nan,
+                    "episodes": r["episodes"],
+                    "n_seeds": r["n_seeds"],
+                }
+            )
+    return pd.DataFrame.from_records(records)
+
+
+def _stage_tick(stage: str, final: bool, m: _Rule) -> str:
+    if not final:
+        return f"{stage}\n(reached, any step)"
+    return f"{stage}\n(final: {'end of episode' if m.metric == 'end' else 'any step'})"
+
+
+def plot_stages(df: pd.DataFrame, out_dir: Path, *, metric: str = "end") -> Artifact:
+    """Every stage's rate per task and policy of the main group, each bar labelled with its rate.
+
+    One panel per task (tasks name their stages differently), one bar per policy / source per
+    stage, with Wilson error bars. Earlier stages are the fraction of episodes that reached them
+    at any step; the final stage is success by ``metric``. A final stage at 0% still shows its
+    "0%" label and its interval, so it reads as a measured zero, not a missing bar; the earlier
+    stages say how far a policy that never succeeds gets.
+    """
+    m = _rule(metric)
+    rows = group_rows(df, "main")
+    if rows.empty:
+        return _skipped("stages", "main", m)
+    data = _stages_frame(rows, m)
+    tasks = _ordered(data["task"], TASK_ORDER)
+    variants = list(dict.fromkeys(data["variant"]))
+    cols = min(len(tasks), STAGE_PANELS_PER_ROW)
+    grid = (math.ceil(len(tasks) / cols), cols)
+
+    def draw(axes, sns):
+        from matplotlib.patches import Patch
+
+        palette = _palette(sns, variants)
+        for ax, task in zip(axes, tasks, strict=False):
+            sub = data[data["task"] == task]
+            order = list(dict.fromkeys(sub.sort_values("stage_index")["stage"]))
+            finals = set(sub.loc[sub["final"], "stage"])
+            _bar_plot(
+                ax,
+                sns,
+                sub,
+                "stage",
+                "variant",
+                order,
+                variants,
+                m,
+                columns=("rate", "ci_low", "ci_high"),
+                palette=palette,
+                value_labels=True,
+            )
+            ax.set_xticks(range(len(order)), [_stage_tick(s, s in finals, m) for s in order])
+            ax.tick_params(axis="x", labelsize=8)
+            ax.set_title(task, fontsize=9)
+            if ax.get_legend() is not None:
+                ax.get_legend().remove()
+        for ax in axes[len(tasks) :]:
+            ax.set_visible(False)
+        # One legend for all panels, below them: inside a panel it would cover the bars that
+        # reach 100%, and the colours are the same in every panel.
+        axes[0].figure.legend(
+            handles=[Patch(color=palette[v], label=v) for v in variants],
+            loc="outside lower center",
+            ncols=min(len(variants), 4),
+            fontsize=8,
+        )
+
+    caption = (
+        f"every stage of the main results, the final one by this rule, earlier ones reached at "
+        f"any step: {_scale(data, rows, 'bar')}"
+    )
+    explain = (
+        f"Earlier stages (rule = any): fraction of episodes that reached the stage at any step; "
+        f"final stage (final = True, rule = {m.metric}): success {m.rule}. [ci_low, ci_high] = "
+        "95% Wilson interval on episodes pooled over training seeds (earlier stages: on "
+        "reached = round(rate x episodes)); it excludes seed-to-seed variance."
+    )
+    return _save(
+        "stages",
+        out_dir,
+        data,
+        "Every stage per task and policy",
+        caption,
+        "stage",
+        draw,
+        m,
+        grid=grid,
+        ylabel="fraction of episodes",
+        explain=explain,
+        ytop=LABELLED_YTOP,
     )
 
 
@@ -1158,6 +1395,7 @@ def report_markdown(df: pd.DataFrame, paper: dict | None = None) -> str:
 
 _PLOTS = (
     plot_task_bars,
+    plot_stages,
     plot_chunk_size,
     plot_temporal_ensembling,
     plot_cvae,
@@ -1165,6 +1403,81 @@ _PLOTS = (
     plot_cameras,
     plot_robustness,
 )
+
+
+def _md_link(text: str, target: str) -> str:
+    # Angle brackets keep a target with spaces or parentheses one link (CommonMark).
+    if any(c in target for c in " ()<>"):
+        target = f"<{target}>"
+    return f"[{text}]({target})"
+
+
+def video_lines(df: pd.DataFrame, summary_dir: Path, out_dir: Path) -> list[str]:
+    """Markdown list items: per main cell, a link to its success video and to its failure video.
+
+    The videos are the ones the results browser shows (``report_html.example_videos``: the
+    summary's ``video_success`` / ``video_failure`` columns, relative to ``summary_dir``, else
+    the records' ``video`` fields). Links are relative to ``out_dir``, where REPORT.md is
+    written, so they keep working when the results and work folders are copied together. A cell
+    without one of the two says why: no failure (every episode succeeded), no success (none
+    did), or not filmed; a linked file missing on this machine is flagged.
+
+    Args:
+        df: the summary.
+        summary_dir: the folder of its summary.csv.
+        out_dir: the folder of the REPORT.md the lines go into.
+
+    Returns:
+        One line per main cell, or one line saying that the summary has no videos (the study
+        file does not set ``example_videos = true``) or no main cells.
+    """
+    from aloha_bench.report_html import CELL_KEYS, example_videos
+
+    rows = group_rows(df, "main")
+    if rows.empty:
+        return ["- No rows in group `main`: no example videos."]
+    videos = example_videos(df, Path(summary_dir).resolve())
+    if not any(path for cell in videos.values() for path in cell.values()):
+        return [
+            "- No example videos in this summary: a study file with `example_videos = true` "
+            "films one success and one failure per evaluated cell."
+        ]
+    counts = pool(rows, CELL_KEYS).set_index(list(CELL_KEYS))
+    out_dir = Path(out_dir).resolve()
+    lines = []
+    keys = sorted(
+        videos,
+        key=lambda k: (
+            _rank(k[0], POLICY_ORDER),
+            _rank(k[1], SOURCE_ORDER),
+            str(k[2]),
+            _rank(k[3], TASK_ORDER),
+        ),
+    )
+    for key in keys:
+        episodes, successes = (int(counts.loc[key, c]) for c in ("episodes", "successes"))
+        links = []
+        for outcome in ("success", "failure"):
+            path = videos[key][outcome]
+            if path is None:
+                # Films are of end-of-episode outcomes (outcome_videos.pick_outcomes), so the
+                # end-rule counts say whether there was any such episode to film.
+                if outcome == "failure" and successes == episodes:
+                    links.append(f"no failure (all {episodes} episodes succeeded)")
+                elif outcome == "success" and successes == 0:
+                    links.append(f"no success (0 of {episodes} episodes succeeded)")
+                else:
+                    links.append(f"{outcome}: not filmed")
+                continue
+            link = _md_link(f"{outcome} video", os.path.relpath(path, out_dir))
+            absent = "" if Path(path).is_file() else " (file not on this machine)"
+            links.append(link + absent)
+        label = " / ".join(str(k) for k in key)
+        lines.append(
+            f"- {label} ({successes}/{episodes} successes at the end of the episode): "
+            + " · ".join(links)
+        )
+    return lines
 
 
 def write_report(summary_csv: Path, out_dir: Path) -> list[Path]:
@@ -1175,6 +1488,9 @@ def write_report(summary_csv: Path, out_dir: Path) -> list[Path]:
     each plot with its .md/.csv twice, ``<plot>.*`` at the end of the episode and ``<plot>_any.*``
     at any step (the paper's rule), and REPORT.md linking them with a line of scale each and the
     rule each uses. Groups without rows are listed in REPORT.md as skipped, with the reason.
+    The plots include ``stages``: every stage of every main cell, not only the final one.
+    REPORT.md ends with links to each main cell's example success and failure videos
+    (``video_lines``), relative to ``out_dir``.
 
     Also writes ``index.html`` (``aloha_bench.report_html``): the main table, every plot and
     example rollout videos, for a browser.
@@ -1280,6 +1596,14 @@ def write_report(summary_csv: Path, out_dir: Path) -> list[Path]:
 
     main_md = main_table(df, paper) if not main.empty else "No rows in group `main`."
     written.append(write_index(df, out_dir, main_md, figures, summary_dir=summary_csv.parent))
+    lines += ["", "## Example rollouts", ""]
+    lines += [
+        "Per main cell, one filmed success and one filmed failure (at the end of the episode) "
+        "from its evaluations; the counts are pooled over training seeds. All four cameras side "
+        "by side, 25 fps.",
+        "",
+    ]
+    lines += video_lines(df, summary_csv.parent, out_dir)
     lines += ["", f"Results browser: [{INDEX_FILE}]({INDEX_FILE}) (table, plots, example videos)."]
     text("REPORT.md", "\n".join(lines))
     return written

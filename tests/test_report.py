@@ -374,7 +374,7 @@ def test_write_report_links_everything(tmp_path):
     assert {"robustness.md", "robustness.csv", "chunk_size.png", "cvae.csv"} <= names
     assert "robustness_stages.md" in names
     assert {"robustness_any.md", "chunk_size_any.png", "cvae_any.csv"} <= names
-    for name in PLOTS:
+    for name in [*PLOTS, "stages"]:
         for suffix in ("", "_any"):
             assert {f"{name}{suffix}.{e}" for e in ("png", "md", "csv")} <= names
     assert written[-1].name == "REPORT.md"
@@ -431,3 +431,143 @@ def test_main_cells_show_the_spread_across_training_seeds(tmp_path):
     assert "one per training seed" in artifact.note
     # One seed: no range to show.
     assert "(seeds 50-50)" not in report.main_table(frame(row()))
+
+
+def _bar_labels(ax) -> list[str]:
+    """The value labels drawn over the bars of ``ax`` (its texts ending in "%")."""
+    return [t.get_text() for t in ax.texts if t.get_text().endswith("%")]
+
+
+def test_stage_plot_shows_a_zero_final_stage_as_a_measured_zero(tmp_path):
+    """ACT reaches every earlier stage but never holds the cube at the end: the final stage is a
+    0% bar with its Wilson interval and a "0%" label, not an empty plot."""
+    df = frame(
+        row(successes=0, successes_any=49, stage_1=1.0, stage_2=0.98, stage_3=0.98),
+        row(policy="single_step", successes=0, successes_any=0, stage_1=0.7, stage_2=0.1),
+    )
+    artifact = report.plot_stages(df, tmp_path)
+    assert [p.name for p in artifact.paths] == ["stages.png", "stages.md", "stages.csv"]
+    data = pd.read_csv(artifact.paths[2])
+    act = data[data["policy"] == "act"].set_index("stage")
+    assert list(act.index) == ["touched", "lifted", "transferred"]
+    final = act.loc["transferred"]
+    # The final stage is end-of-episode success (0/50), not its any-step reach (stage_3 = 98%).
+    assert bool(final["final"]) and final["rule"] == "end"
+    assert (final["rate"], final["reached"], final["episodes"]) == (0, 0, 50)
+    assert (final["ci_low"], final["ci_high"]) == pytest.approx(wilson_interval(0, 50))
+    assert act.loc["lifted", "rate"] == pytest.approx(0.98) and act.loc["lifted", "rule"] == "any"
+    assert (act.loc["lifted", "ci_low"], act.loc["lifted", "ci_high"]) == pytest.approx(
+        wilson_interval(49, 50)
+    )
+    # Six bars, each with its value written over it, the two zeros included.
+    (ax,) = artifact.figure.axes
+    assert sorted(_bar_labels(ax)) == sorted(["100%", "98%", "0%", "70%", "10%", "0%"])
+    ticks = [t.get_text() for t in ax.get_xticklabels()]
+    assert ticks[-1].startswith("transferred") and "end of episode" in ticks[-1]
+    assert "0%" in _bar_labels(ax) and "episodes per bar" in artifact.note
+    # On the any-step rule the final bar is the any-step success.
+    any_step = pd.read_csv(report.plot_stages(df, tmp_path, metric="any").paths[2])
+    final_any = any_step[(any_step["policy"] == "act") & any_step["final"]].iloc[0]
+    assert (final_any["rate"], final_any["rule"]) == (pytest.approx(0.98), "any")
+    assert (tmp_path / "stages_any.png").stat().st_size > 0
+
+
+def test_stage_plot_has_a_panel_per_task_with_its_own_stages(tmp_path):
+    df = frame(
+        row(successes=40),
+        row(task="insertion", successes=10),
+        row(task="insertion", policy="single_step", successes=0, stage_2=0.0, stage_3=0.0),
+    )
+    artifact = report.plot_stages(df, tmp_path)
+    panels = [ax for ax in artifact.figure.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in panels] == ["transfer_cube", "insertion"]
+    insertion_ticks = [t.get_text().split("\n")[0] for t in panels[1].get_xticklabels()]
+    assert insertion_ticks == ["grasp", "contact", "inserted"]
+    # transfer_cube ran one policy (3 bars), insertion two (6 bars); every bar is labelled.
+    assert _bar_labels(panels[0]) == ["90%", "80%", "80%"]
+    assert sorted(_bar_labels(panels[1])) == sorted(["90%", "80%", "20%", "90%", "0%", "0%"])
+
+
+def test_stage_plot_of_an_absent_main_group_writes_nothing(tmp_path):
+    artifact = report.plot_stages(frame(row(groups="chunk_size")), tmp_path)
+    assert artifact.paths == () and "main" in artifact.note
+    assert not any(tmp_path.iterdir())
+
+
+def test_task_bars_label_every_bar_with_its_rate(tmp_path):
+    df = frame(row(successes=0), row(policy="single_step", successes=47))
+    (ax,) = report.plot_task_bars(df, tmp_path).figure.axes
+    assert sorted(_bar_labels(ax)) == ["0%", "94%"]
+    # Labels sit above the Wilson interval, inside the axes.
+    top = max(t.xy[1] for t in ax.texts)
+    assert top == pytest.approx(wilson_interval(47, 50)[1]) and ax.get_ylim()[1] > 1
+
+
+def _with_videos(results, tmp_path):
+    """A summary in ``results`` whose cells were filmed into ``tmp_path/work`` the way
+    ``study.run_eval_cell`` records it (paths relative to the results folder)."""
+    videos = tmp_path / "work" / "videos"
+    videos.mkdir(parents=True)
+    paths = {}
+    for name in ("act_success", "act_failure", "all_success", "none_failure"):
+        paths[name] = videos / f"{name}.mp4"
+        paths[name].write_bytes(b"mp4")
+    df = frame(
+        row(successes=30),
+        row(policy="single_step", successes=50),
+        row(policy="no_cvae", successes=0),
+        row(task="insertion", successes=20),
+    )
+    rel = {k: str(p.relative_to(tmp_path).as_posix()) for k, p in paths.items()}
+    df["video_success"] = [f"../{rel['act_success']}", f"../{rel['all_success']}", "", ""]
+    df["video_failure"] = [f"../{rel['act_failure']}", "", f"../{rel['none_failure']}", ""]
+    results.mkdir(parents=True, exist_ok=True)
+    df.to_csv(results / "summary.csv", index=False)
+    return paths
+
+
+def test_report_links_each_cell_to_its_success_and_failure_videos(tmp_path):
+    results = tmp_path / "results"
+    paths = _with_videos(results, tmp_path)
+    report.write_report(results / "summary.csv", results)
+    text = (results / "REPORT.md").read_text()
+    section = text.split("## Example rollouts")[1]
+    lines = {line.split(" (")[0][2:]: line for line in section.splitlines() if line[:2] == "- "}
+    act = lines["act / scripted / state / transfer_cube"]
+    assert "[success video](../work/videos/act_success.mp4)" in act
+    assert "[failure video](../work/videos/act_failure.mp4)" in act
+    assert "(30/50 successes" in act
+    every = lines["single_step / scripted / state / transfer_cube"]
+    assert "[success video](../work/videos/all_success.mp4)" in every
+    assert "no failure (all 50 episodes succeeded)" in every and "failure video" not in every
+    none = lines["no_cvae / scripted / state / transfer_cube"]
+    assert "no success (0 of 50 episodes succeeded)" in none
+    assert "[failure video](../work/videos/none_failure.mp4)" in none
+    # 20/50 with neither film: not filmed, neither "no success" nor "no failure".
+    unfilmed = lines["act / scripted / state / insertion"]
+    assert "success: not filmed" in unfilmed and "failure: not filmed" in unfilmed
+    assert "(stages.png)" in text and "(stages_any.png)" in text
+    # Written elsewhere (report --out), each link still reaches its file from REPORT.md's folder.
+    site = tmp_path / "site" / "deep"
+    report.write_report(results / "summary.csv", site)
+    text = (site / "REPORT.md").read_text()
+    assert "[success video](../../work/videos/act_success.mp4)" in text
+    assert (site / "../../work/videos/act_success.mp4").resolve() == paths["act_success"]
+    # A film that is gone is still linked (copied folders may lack it) but flagged.
+    paths["act_failure"].unlink()
+    report.write_report(results / "summary.csv", results)
+    act = next(
+        line
+        for line in (results / "REPORT.md").read_text().splitlines()
+        if line.startswith("- act / scripted / state / transfer_cube")
+    )
+    assert "act_failure.mp4) (file not on this machine)" in act
+
+
+def test_report_without_videos_says_how_to_get_them(tmp_path):
+    csv = tmp_path / "summary.csv"
+    frame(row()).to_csv(csv, index=False)
+    report.write_report(csv, tmp_path)
+    section = (tmp_path / "REPORT.md").read_text().split("## Example rollouts")[1]
+    assert "No example videos" in section and "example_videos = true" in section
+    assert "video](" not in section

@@ -334,3 +334,7 @@ def test_a_study_films_example_outcomes_for_the_browser(tmp_path):
     assert film.is_file() and film.suffix == ".mp4" and work.resolve() in film.parents
     page = (results / "index.html").read_text()
     assert f'src="{row["video_failure"]}"' in page and "no success filmed" in page
+    # REPORT.md links the same film, and says why there is no success video.
+    text = (results / "REPORT.md").read_text()
+    assert f"[failure video]({row['video_failure']})" in text
+    assert f"no success (0 of {row['episodes']} episodes succeeded)" in text
