@@ -4,13 +4,16 @@ fails when a jaw is driven onto the cube."""
 import pytest
 
 from aloha_bench import diagnose
+from aloha_bench.experts.transfer_cube import LEFT_GRASP_CLEARANCE_M
 
 
 def test_grasp_tolerance_holds_at_the_nominal_grasp_and_not_on_the_cube():
     # -24 mm: the fixed jaw stays clear and the moving jaw comes down on the cube's top.
     rows = diagnose.grasp_tolerance([0.0, -24.0], axis="jaw", episodes=1)
     assert [r["offset_mm"] for r in rows] == [0.0, -24.0]
-    assert rows[0]["success_end"] == 1.0 and rows[0]["left_clearance_mm"] == pytest.approx(8.5)
+    assert rows[0]["success_end"] == 1.0 and rows[0]["left_clearance_mm"] == pytest.approx(
+        1000 * LEFT_GRASP_CLEARANCE_M
+    )
     assert rows[1]["success_end"] == 0.0
 
 
