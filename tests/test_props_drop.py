@@ -107,21 +107,7 @@ def _drop(task: str, top: str, bottom: str, height_m: float, pose: str) -> dict:
         env.close()
 
 
-# Known defect (issue 16, item 11), measured: the socket's 5 mm walls let a peg dropped from
-# 10-40 cm end 6-14 mm inside them. Stiffer peg-socket contacts (solref 0.004) fix the drops
-# (< 0.2 mm) but stop the scripted insertion at its contact stage (0/5 episodes), and softer
-# impedance ramps or a 2 mm margin leave 13 mm: the fix needs the socket re-modelled together
-# with its expert. Strict: this test fails loudly once the drops stop tunnelling.
-_TUNNELS = pytest.mark.xfail(strict=True, reason="insertion socket walls tunnel (issue 16.11)")
-
-
-def _cases():
-    for task, top, bottom in _pairs():
-        tunnels = task == "insertion" and bottom != "table"
-        yield pytest.param(task, top, bottom, marks=[_TUNNELS] if tunnels else [])
-
-
-@pytest.mark.parametrize(("task", "top", "bottom"), list(_cases()))
+@pytest.mark.parametrize(("task", "top", "bottom"), list(_pairs()))
 def test_dropped_props_rest_without_penetrating(task, top, bottom):
     for height_m, pose in itertools.product(HEIGHTS_M, POSES):
         rest = _drop(task, top, bottom, height_m, pose)

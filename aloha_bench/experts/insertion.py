@@ -38,7 +38,11 @@ class InsertionStyle:
         speed: time scale of the whole script.
         pause_s: hesitation before closing the grippers.
         meet_x_m: x where the socket is held for the insertion.
-        meet_z_m: height of the insertion.
+        meet_z_m: height of the left tool (about that of the right one) during the insertion.
+            At 6-8 cm the right arm can point its tool straight down from 5 cm before the mouth
+            all the way in. At the former 9-11 cm its wrist flex hit its limit there, the tool
+            tilted by up to 14 degrees and the peg's tip, 8 cm from the tool, met the mouth up
+            to ~12 mm low (5 mm clearance): only soft walls had let it push through.
         approach_m: gap between peg tip and socket mouth before the final push.
         peg_approach: how the peg arrives behind the socket's mouth: ``"level"`` (straight in at
             the meeting height) or ``"above"`` (2 cm higher, then down onto the bore's line).
@@ -47,7 +51,7 @@ class InsertionStyle:
     speed: float = 1.0
     pause_s: float = 0.0
     meet_x_m: float = -0.08
-    meet_z_m: float = 0.10
+    meet_z_m: float = 0.07
     approach_m: float = 0.04
     peg_approach: str = "level"
 
@@ -64,7 +68,7 @@ class InsertionStyle:
             speed=float(rng.uniform(0.85, 1.2)),
             pause_s=float(rng.choice([0.0, rng.uniform(0.1, 0.4)])),
             meet_x_m=float(rng.uniform(-0.09, -0.07)),
-            meet_z_m=float(rng.uniform(0.09, 0.11)),
+            meet_z_m=float(rng.uniform(0.06, 0.08)),
             approach_m=float(rng.uniform(0.03, 0.06)),
             peg_approach=str(rng.choice(list(PEG_WAIT_OFFSET_M))),
         )
@@ -85,10 +89,14 @@ class InsertionExpert(ScriptedExpert):
         peg = env.data.xpos[env.model.body("peg").id].copy()
         socket = env.data.xpos[env.model.body("socket").id].copy()
         # Grasp points: peg 3 cm behind its centre (+x), socket 3 cm in from its closed end (-x).
-        # The fixed jaw is on the tool's -y side; its face lands 3 mm clear of the object's side.
+        # The fixed jaw is on the tool's -y side; its face lands 3 mm clear of the peg's side.
         # Jaw tips end 18 mm below the tool centre: grasp high enough to keep them off the table.
         peg_grasp = grasp_point(peg + [0.03, 0.0, 0.01], RIGHT_JAW, 0.01)
-        socket_grasp = grasp_point(socket + [-0.02, 0.0, 0.01], LEFT_JAW, 0.02)
+        # The 40 mm socket is near the jaws' widest grip: the hinged jaw meets its top edge at
+        # ~46 degrees, pressing it into the table about as hard as towards the fixed jaw, so on
+        # stiff contacts it often cannot slide 3 mm across before the lift and is held by the
+        # edge alone (9 of 200 varied episodes lost it). 1 mm clear leaves almost nothing to slide.
+        socket_grasp = grasp_point(socket + [-0.02, 0.0, 0.01], LEFT_JAW, 0.02, clearance_m=0.001)
         lift = 0.08
         t_above, t_down = 1.0 * k, 1.6 * k
         t_closed = t_down + st.pause_s + 0.4
