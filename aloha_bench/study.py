@@ -195,18 +195,17 @@ class DataCell:
             parts += ["+".join(self.cameras), f"{self.image_size[0]}x{self.image_size[1]}"]
         if self.randomize != "none":
             parts.append(f"rand-{self.randomize}")
+        from aloha_bench.experts import expert_version
+
         if self.source == "human":
             from aloha_bench.experts.human import OPERATOR_VERSION
 
             # Demos of an older operator model (e.g. before its named strategies) are not reused.
             if OPERATOR_VERSION > 1:
                 parts.append(f"op{OPERATOR_VERSION}")
-        elif self.source == "scripted":
-            from aloha_bench.experts import expert_version
-
-            # Likewise demos of an older scripted plan (transfer_cube before its reachable one).
-            if expert_version(self.task) > 1:
-                parts.append(f"x{expert_version(self.task)}")
+        # Nor demos of an older scripted plan, which the operator model follows too.
+        if expert_version(self.task) > 1:
+            parts.append(f"x{expert_version(self.task)}")
         return "_".join(parts)
 
 

@@ -17,10 +17,11 @@ EXPERTS: dict[str, str] = {
     "battery": "aloha_bench.experts.battery:BatteryExpert",
     "cup_lid": "aloha_bench.experts.cup_lid:CupLidExpert",
 }
-# Bumped when a task's scripted plan changes the demonstrations it records, so that a study never
-# trains on demos of an older plan (transfer_cube 2: every keyframe within reach, no 3.5 rad jump
-# in the right arm's retreat).
-EXPERT_VERSIONS: dict[str, int] = {"transfer_cube": 2}
+# Bumped when a task's scripted plan (which the human operator model also follows) changes the
+# demonstrations it records, so that a study never trains on demos of an older plan
+# (transfer_cube 2: every keyframe within reach, no 3.5 rad jump in the right arm's retreat;
+# insertion 2: stiff prop contacts, the peg lined up straight down at 7 cm).
+EXPERT_VERSIONS: dict[str, int] = {"transfer_cube": 2, "insertion": 2}
 
 
 def expert_version(task_id: str) -> int:
