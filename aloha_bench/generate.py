@@ -29,7 +29,7 @@ import numpy as np
 from aloha_bench import __version__, envs, keys
 from aloha_bench.data.store import EpisodeStore
 from aloha_bench.envs.latency import LatencyConfig
-from aloha_bench.experts import expert_class, make_expert
+from aloha_bench.experts import expert_class, expert_version, make_expert
 from aloha_bench.experts.base import strategy_of, style_from
 from aloha_bench.experts.human import HumanOperator, HumanOperatorConfig
 from aloha_bench.sim.randomize import RandomizationConfig
@@ -211,8 +211,6 @@ def generator_attrs(settings: GenerateSettings, seed: int, keep_failed: bool) ->
     if settings.source == "human":
         attrs["human_operator"] = dataclasses.asdict(settings.human)
     else:
-        from aloha_bench.experts import expert_version
-
         attrs["expert_style"] = dict(settings.style) if settings.style else "default"
         attrs["expert_version"] = expert_version(settings.task)
     return attrs

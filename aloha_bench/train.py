@@ -58,6 +58,7 @@ from aloha_bench.checkpoint import (
 from aloha_bench.data.dataset import WindowDataset, compute_stats, train_val_split
 from aloha_bench.data.store import DatasetError, EpisodeStore
 from aloha_bench.policies import ACTConfig, ACTPolicy, make_policy
+from aloha_bench.policies.act.config import LR_SCHEDULES
 from aloha_bench.policies.act.policy import CONFIG_FILE, MODEL_FILE
 from aloha_bench.train_checks import TrainingWarning, load_training_state, training_warnings
 
@@ -134,7 +135,7 @@ def learning_rate(
     if schedule == "constant":
         return base_lr
     if schedule != "cosine":
-        raise ValueError(f"unknown lr_schedule {schedule!r}; use 'constant' or 'cosine'")
+        raise ValueError(f"unknown lr_schedule {schedule!r}; use one of {LR_SCHEDULES}")
     span = max(total_steps - warmup_steps, 1)
     progress = min(max(step - warmup_steps, 0) / span, 1.0)
     return base_lr * (
@@ -542,8 +543,8 @@ def train(
                 if board is not None:
                     for name, value in row.items():
                         if name != "step" and isinstance(value, int | float):
-                            group = "val" if name.startswith("val_") else "train"
-                            board.add_scalar(f"{group}/{name}", value, row["step"])
+                            tag = "val" if name.startswith("val_") else "train"
+                            board.add_scalar(f"{tag}/{name}", value, row["step"])
                 if progress is not None:
                     progress({**row, "steps": config.steps})
     finally:

@@ -224,8 +224,9 @@ def test_environment_state_width_is_the_specs(task_id):
 
 @pytest.mark.parametrize("style", ["default", "varied"])
 def test_transfer_cube_plan_is_within_reach(style):
-    """Every keyframe of the transfer_cube expert is reachable: the IK lands within 5 mm of each
-    target (the first plan's hover, lift and retreat were 2-19 cm out of reach)."""
+    """The transfer_cube expert's targets are reachable on seeds 0 and 1: the IK lands within 5 mm
+    of each (the first plan's hover, lift and retreat were 2-19 cm out of reach). Varied styles
+    still miss the retreat by 5-24 mm on other seeds (e.g. 4, 6, 8): more seeds once fixed."""
     env = envs.make("transfer_cube", obs_mode="state")
     sim = env.unwrapped
     for seed in (0, 1):

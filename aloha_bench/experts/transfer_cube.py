@@ -27,7 +27,7 @@ CUBE_HALF_M = 0.0125
 # policies dropped the cube. 8.5 mm centred the expert's own window, but a trained ACT lost the
 # cube after the hand-off whenever its fixed jaw ended further out than planned (the moving jaw
 # then shoves the cube across the gap while the right jaws still hold it). 6.5 mm measured best
-# for the policy: 93% end-of-episode success vs 60% at 8.5 mm and 90% at 5 mm (same recipe,
+# for the policy: 92% end-of-episode success vs 60% at 8.5 mm and 90% at 5 mm (same recipe,
 # 50 demos, 2500 steps, 40 episodes; results/handover/README.md).
 LEFT_GRASP_CLEARANCE_M = 0.0065
 # A 5-DOF arm reaches straight down only up to ~9 cm above the table near the handover point
