@@ -15,6 +15,9 @@ import numpy as np
 from aloha_bench import embodiment, envs, keys
 from aloha_bench.experts import make_expert
 
+# The ten arm joints of the two followers: grippers open and close in a step by design.
+ARM_JOINTS = [i for i in range(len(embodiment.STATE_NAMES)) if i not in embodiment.GRIPPER_INDICES]
+
 
 @dataclasses.dataclass(frozen=True)
 class EpisodeRecord:
@@ -31,6 +34,10 @@ class EpisodeRecord:
     steps: int
     style: dict
     success_lenient: bool = False
+    # How well the plan fits the arm: the IK's largest miss of a planned tool position (m) and
+    # the largest change of an arm joint's target in one control step (rad, grippers excluded).
+    ik_miss_m: float = 0.0
+    joint_step_rad: float = 0.0
 
     @classmethod
     def from_info(
@@ -93,21 +100,25 @@ class ExpertReport:
             "success_rate_lenient": self.success_rate_lenient,
             "stage_rates": self.stage_rates,
             "failed_seeds": [r.seed for r in self.records if not r.success_end],
+            "ik_miss_mm_max": 1000.0 * max(r.ik_miss_m for r in self.records),
+            "joint_step_rad_max": max(r.joint_step_rad for r in self.records),
         }
 
 
 def _play(
     env, seed: int, style: str, render: bool
 ) -> Iterator[tuple[dict, np.ndarray | None, Any]]:
-    """Reset ``env`` to ``seed`` and play its expert; yields (info, frame or None, style)."""
+    """Reset ``env`` to ``seed`` and play its expert; yields (info, frame or None, expert,
+    action)."""
     sim = env.unwrapped
     env.reset(seed=seed)
     expert = make_expert(sim.task.task_id, style, rng=np.random.default_rng(seed))
     expert.reset(sim)
     truncated = False
     while not truncated:
-        _, _, _, truncated, info = env.step(expert.act(sim))
-        yield info, (env.render() if render else None), expert.style
+        action = expert.act(sim)
+        _, _, _, truncated, info = env.step(action)
+        yield info, (env.render() if render else None), expert, action
 
 
 def run_expert(
@@ -133,11 +144,18 @@ def run_expert(
     records = []
     try:
         for i in range(episodes):
-            steps = 0
-            for info, _, episode_style in _play(env, seed + i, style, render=False):  # noqa: B007
+            steps, jump, previous = 0, 0.0, None
+            for info, _, expert, action in _play(env, seed + i, style, render=False):  # noqa: B007
                 steps += 1
-            record = EpisodeRecord.from_info(
-                seed + i, info, len(stage_names), steps, dataclasses.asdict(episode_style)
+                if previous is not None:
+                    jump = max(jump, float(np.abs(action - previous)[ARM_JOINTS].max()))
+                previous = action
+            record = dataclasses.replace(
+                EpisodeRecord.from_info(
+                    seed + i, info, len(stage_names), steps, dataclasses.asdict(expert.style)
+                ),
+                ik_miss_m=expert.ik_miss_m,
+                joint_step_rad=jump,
             )
             records.append(record)
             if progress is not None:
@@ -168,7 +186,7 @@ def write_expert_video(task: str, out: Path, seed: int = 0, style: str = "defaul
     names = env.unwrapped.stage_names
     try:
         with imageio.get_writer(out, fps=VIDEO_FPS, macro_block_size=1) as writer:
-            for step, (info, frame, _) in enumerate(_play(env, seed, style, render=True), 1):
+            for step, (info, frame, *_) in enumerate(_play(env, seed, style, render=True), 1):
                 if step % FRAME_STRIDE == 0:
                     panels = np.split(frame, len(keys.CAMERAS), axis=1)  # render()'s order
                     caption = f"{task} expert seed {seed}  step {step}  " + stage_text(

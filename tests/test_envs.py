@@ -8,12 +8,11 @@ from gymnasium.utils.env_checker import check_env
 import aloha_bench  # noqa: F401  (registers the Gymnasium ids)
 from aloha_bench import embodiment, envs, keys
 from aloha_bench.experts import EXPERTS, make_expert
+from aloha_bench.rollout import ARM_JOINTS
 from aloha_bench.sim import rig
 from aloha_bench.sim.task_spec import available_tasks, load_task_spec
 
 TASKS = available_tasks()
-# The ten arm joints of the two followers (grippers excluded: they open and close in a step).
-ARM_JOINTS = [i for i in range(12) if i % 6 != 5]
 
 
 def _gym_id(task_id):

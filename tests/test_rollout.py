@@ -31,3 +31,13 @@ def test_table_has_one_row_per_task_with_both_styles():
     rows = expert_table(reports).splitlines()
     assert rows[2] == "| t0 | 200 | 100.0% (60.0%) | not run | a 100.0% / b 50.0% |"
     assert rows[3] == "| t1 | 200 | 50.0% (60.0%) | 25.0% (60.0%) | a 100.0% / b 50.0% |"
+
+
+def test_expert_run_reports_how_well_the_plan_fits_the_arm():
+    from aloha_bench.rollout import run_expert
+
+    summary = run_expert("transfer_cube", 1).to_dict()
+    # Plan v2 in its default style: every target within reach, no leap of a joint target
+    # (plan v1 missed its retreat by 19 cm and leapt 3.5 rad there).
+    assert 0.0 < summary["ik_miss_mm_max"] < 5.0
+    assert 0.0 < summary["joint_step_rad_max"] < 0.3
