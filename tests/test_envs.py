@@ -222,15 +222,26 @@ def test_environment_state_width_is_the_specs(task_id):
     env.close()
 
 
+# Insertion's plan is being re-modelled with its socket (issue 16, item 11); its keyframes are
+# still missed by ~20 mm, so it is left out of the reach test until then.
+_REACH_SKIP = pytest.mark.skip(reason="insertion is being re-modelled (issue 16, item 11)")
+
+
+@pytest.mark.parametrize(
+    "task_id",
+    [pytest.param(t, marks=_REACH_SKIP) if t == "insertion" else t for t in sorted(EXPERTS)],
+)
 @pytest.mark.parametrize("style", ["default", "varied"])
-def test_transfer_cube_plan_is_within_reach(style):
-    """Every keyframe of the transfer_cube expert is reachable: the IK lands within 5 mm of each
-    target (the first plan's hover, lift and retreat were 2-19 cm out of reach)."""
-    env = envs.make("transfer_cube", obs_mode="state")
+def test_expert_plan_is_within_reach(task_id, style):
+    """Every keyframe of an expert, and the straight paths between them, are reachable: the IK
+    lands within 5 mm of each target on every control step. The first plans were missed by up to
+    19 cm (transfer_cube), 42 mm (ziplock) and 12 mm (cup_lid); the reachable ones stay under
+    4.2 mm (transfer_cube) or at the IK's 0.1 mm tolerance."""
+    env = envs.make(task_id, obs_mode="state")
     sim = env.unwrapped
     for seed in (0, 1):
         env.reset(seed=seed)
-        expert = make_expert("transfer_cube", style, rng=np.random.default_rng(seed))
+        expert = make_expert(task_id, style, rng=np.random.default_rng(seed))
         expert.reset(sim)
         truncated = False
         while not truncated:
