@@ -42,7 +42,7 @@ _REACH_MARGIN_M = 0.004
 # The right arm hovers LIFT_M above the tab (10-11 cm high, 11-22 cm from its base) and lifts off
 # it with its tool tilted to this pitch: straight down reaches only 6-10 cm there, and the tab's
 # top is at 44.5 mm, so a hover capped to the top-down reach would leave the jaw tips beside the
-# tab for the farthest ones (22 cm out). Pitch 1.35 reaches 12-13 cm over that span. The tool
+# tab for the farthest ones (22 cm out). Pitch 1.35 reaches 11.7-13.3 cm there. The tool
 # comes upright on the way down: the jaw tips, 18 mm out along the approach axis, are 1.4 mm off
 # plumb as they pass the tab's top.
 RIGHT_HOVER_PITCH = 1.35
