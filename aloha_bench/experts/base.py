@@ -23,6 +23,23 @@ from aloha_bench.sim.ik import ArmIK
 GRIPPER_CLOSED_RAD = -0.17  # squeeze past contact, as a servo does when it grips
 # The fixed jaw's inner face is this far on the tool's -y side of the tool centre (so101.xml).
 FIXED_JAW_OFFSET_M = 0.0125
+# Highest tool centre (m above the table) an SO-101 reaches pointing straight down, against the
+# tool's horizontal distance from its arm's base (m). Measured with ArmIK (either arm, any
+# heading: the same figures), 1 mm steps, IK miss < 0.5 mm. The top is ~10 cm at 12-15 cm out;
+# at every distance checked (6-23 cm) what stops it is the wrist flex at its +95 degree limit.
+# Tilting the tool reaches higher (pitch 1.35: 11.7-13.3 cm over 10-22 cm).
+_TOP_DOWN_R_M = np.linspace(0.05, 0.24, 20)
+_TOP_DOWN_Z_M = 0.001 * np.array(
+    [64, 74, 81, 87, 92, 96, 98, 100, 101, 101, 100, 98, 95, 91, 87, 80, 73, 63, 50, 33]
+)
+
+
+def top_down_ceiling_m(r_m: float) -> float:
+    """Highest tool height reachable pointing straight down at ``r_m`` from the arm's base.
+
+    Outside the measured 5-24 cm the nearest end's value is returned, an overestimate there.
+    """
+    return float(np.interp(r_m, _TOP_DOWN_R_M, _TOP_DOWN_Z_M))
 
 
 def grasp_point(

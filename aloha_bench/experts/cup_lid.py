@@ -1,6 +1,6 @@
 """Scripted expert for cup_lid: the left arm holds the cup, the right arm pulls its lid off.
 
-Both grippers work straight down. The left jaws close across the cup's handle bar and keep the cup
+Both grippers grasp straight down. The left jaws close across the cup's handle bar and keep the cup
 on the table while the right arm waits back from the cup. Once the cup is held (pinching the tab
 earlier would only turn or drag the unheld cup), the right jaws close across the lid's pull tab,
 slowly at the end so the lid is not shoved sideways, then pull the tab up: the press-fit weld
@@ -20,6 +20,7 @@ from aloha_bench.experts.base import (
     ScriptedExpert,
     check_pace,
     grasp_point,
+    top_down_ceiling_m,
 )
 
 DOWN = np.pi / 2
@@ -34,6 +35,18 @@ CLEARANCE_M = 0.001
 # The jaw tips are 18 mm below the tool centre; keep them this far above the lid's top face.
 TIP_M = 0.018
 TIP_CLEARANCE_M = 0.003
+# The right arm waits 10-16 cm from its base with its tool centre 107 mm up, where straight down
+# reaches only 96-101 mm (base.top_down_ceiling_m): plan v1 waited there with the tool upright and
+# the IK missed by 7-12 mm for two seconds. Tilted to this pitch the arm reaches 115-133 mm there;
+# it comes upright on its way to the tab.
+WAIT_PITCH = 1.35
+# The tool comes down onto the tab from this high straight above it, or lower where the arm cannot
+# reach that high pointing down (tabs beyond ~17 cm from the right base), keeping this margin under
+# the ceiling. Plan v1's 20 mm put the farthest tab of 300 seeds (18.7 cm out) 4 mm above the
+# ceiling; a tab 17.8 cm out was missed by 1.2 mm (seed 11). At 18.7 cm 12 mm remain, the jaw
+# tips level with the tab's top, reached from higher up and 3 cm back.
+ABOVE_TAB_M = 0.02
+REACH_MARGIN_M = 0.004
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,7 +139,9 @@ class CupLidExpert(ScriptedExpert):
             return grasp
 
         def above_tab(env) -> np.ndarray:
-            return tab_grasp(env) + [0.0, 0.0, 0.02]
+            grasp = tab_grasp(env)
+            top = top_down_ceiling_m(np.linalg.norm((grasp - RIGHT_BASE_M)[:2])) - REACH_MARGIN_M
+            return grasp + [0.0, 0.0, max(min(ABOVE_TAB_M, top - grasp[2]), 0.0)]
 
         def pulled(env) -> np.ndarray:
             # Up, and back along the line to the right arm's base by peel_m.
@@ -149,13 +164,13 @@ class CupLidExpert(ScriptedExpert):
             Keyframe(t_down + st.pause_s, handle_grasp, DOWN, left_jaw, open_left),
             Keyframe(t_left_closed, handle_grasp, DOWN, left_jaw, GRIPPER_CLOSED_RAD),
         ]
-        # While the left arm takes the cup, the right waits higher and nearer its own base (a
-        # vertical gripper cannot reach as high farther out), clear of a cup nudged by the grasp.
+        # While the left arm takes the cup, the right waits higher and nearer its own base, its
+        # tool tilted (WAIT_PITCH), clear of a cup nudged by the grasp.
         start = tab_grasp(env)
         wait = start + _back(start) * 0.03 + [0.0, 0.0, 0.035]
         right = [
-            Keyframe(t_above, wait, DOWN, right_jaw, open_right),
-            Keyframe(t_left_closed, wait, DOWN, right_jaw, open_right),
+            Keyframe(t_above, wait, WAIT_PITCH, right_jaw, open_right),
+            Keyframe(t_left_closed, wait, WAIT_PITCH, right_jaw, open_right),
             Keyframe(t_right_above, above_tab, DOWN, right_jaw, open_right),
             Keyframe(t_right_down, tab_grasp, DOWN, right_jaw, open_right),
             Keyframe(t_right_down + st.pause_s, tab_grasp, DOWN, right_jaw, open_right),

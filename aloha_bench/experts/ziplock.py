@@ -20,6 +20,7 @@ from aloha_bench.experts.base import (
     ScriptedExpert,
     check_pace,
     grasp_point,
+    top_down_ceiling_m,
 )
 
 DOWN = np.pi / 2
@@ -34,9 +35,17 @@ TRACK_LENGTH_M = 0.14  # the zipper joint's range
 # them clear of the slider block (top at 18.5 mm).
 GRIP_Z_M = 0.026
 LIFT_M = 0.06
-# Top-down reach of an SO-101 (measured): a tool target at horizontal distance r from its arm's
-# base is reachable pointing straight down only up to z = -0.027 + sqrt(0.251^2 - r^2).
-_REACH_M, _REACH_DROP_M, _REACH_MARGIN_M = 0.251, 0.027, 0.012
+# Kept below the measured top-down ceiling (base.top_down_ceiling_m, IK miss < 0.5 mm there).
+# Plan v1 capped the approach with a formula that overestimated the reach by 4-7 cm: the
+# right arm's hover over the tab was missed by up to 42 mm (seed 11, 21 cm from its base).
+_REACH_MARGIN_M = 0.004
+# The right arm hovers LIFT_M above the tab (10-11 cm high, 11-22 cm from its base) and lifts off
+# it with its tool tilted to this pitch: straight down reaches only 6-10 cm there, and the tab's
+# top is at 44.5 mm, so a hover capped to the top-down reach would leave the jaw tips beside the
+# tab for the farthest ones (22 cm out). Pitch 1.35 reaches 11.7-13.3 cm there. The tool
+# comes upright on the way down: the jaw tips, 18 mm out along the approach axis, are 1.4 mm off
+# plumb as they pass the tab's top.
+RIGHT_HOVER_PITCH = 1.35
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,7 +122,7 @@ def _zipper(env) -> float:
 def _above(env, arm: str, point: np.ndarray) -> np.ndarray:
     """``point`` raised by LIFT_M, or less where the arm could not reach that high top-down."""
     r = np.linalg.norm(point[:2] - env.data.xpos[env.model.body(f"{arm}/base").id][:2])
-    top = -_REACH_DROP_M + np.sqrt(max(_REACH_M**2 - r**2, 0.0)) - _REACH_MARGIN_M
+    top = top_down_ceiling_m(r) - _REACH_MARGIN_M
     return point + [0.0, 0.0, max(min(LIFT_M, top - point[2]), 0.0)]
 
 
@@ -176,7 +185,7 @@ class ZiplockExpert(ScriptedExpert):
             return tcp + (goal_m - _zipper(now)) * direction
 
         right = [
-            Keyframe(r_above, _above(env, "right", pinch), DOWN, right_jaw, 0.75),
+            Keyframe(r_above, pinch + [0.0, 0.0, LIFT_M], RIGHT_HOVER_PITCH, right_jaw, 0.75),
             Keyframe(r_down, pinch, DOWN, right_jaw, 0.75),
             Keyframe(r_down + st.pause_s, pinch, DOWN, right_jaw, 0.75),
             Keyframe(r_closed, pinch, DOWN, right_jaw, GRIPPER_CLOSED_RAD),
@@ -191,10 +200,14 @@ class ZiplockExpert(ScriptedExpert):
                 "speed or pull_speed_mps, or shorten the pauses"
             )
         if st.release_tab:
-            # Open the jaws where the tool is, then rise straight up off the tab.
+            # Open the jaws where the tool is, then rise straight up off the tab, tilting as at
+            # the hover (straight down, plan v1's rise ended 13-18 cm out and up to 15 mm out of
+            # reach).
             t_released = t_open + 0.3
             right += [
                 Keyframe(t_released, _tcp_offset(0.0), DOWN, right_jaw, 0.5),
-                Keyframe(t_released + 0.6 * k, _tcp_offset(LIFT_M), DOWN, right_jaw, 0.5),
+                Keyframe(
+                    t_released + 0.6 * k, _tcp_offset(LIFT_M), RIGHT_HOVER_PITCH, right_jaw, 0.5
+                ),
             ]
         return {"left": left, "right": right}
