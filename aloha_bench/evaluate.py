@@ -277,6 +277,8 @@ POLICY_KEYS = (
     "use_vae",
     "kl_weight",
     "temporal_ensemble_coeff",
+    # > 0: trained with the auxiliary object-pose loss, an extension beyond the paper's ACT
+    "aux_state_weight",
 )
 
 
@@ -291,6 +293,7 @@ def _policy_summary(config) -> dict[str, Any]:
         "use_vae": config.use_vae,
         "kl_weight": config.kl_weight,
         "temporal_ensemble_coeff": config.temporal_ensemble_coeff,
+        "aux_state_weight": config.aux_state_weight,
     }
 
 

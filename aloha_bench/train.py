@@ -77,6 +77,9 @@ CSV_COLUMNS = (
     "val_l1",
     "val_kl",
     "val_l1_prior",
+    # aux_state_weight > 0 (an extension): L1 of the objects' poses read from the image features
+    "aux_state_l1",
+    "val_aux_state_l1",
 )
 # Config fields a resumed run may change: only how long it runs.
 RESUMABLE_CHANGES = ("steps",)
@@ -152,6 +155,15 @@ def check_dataset(config: ACTConfig, store: EpisodeStore) -> None:
             f"{store.path} ({attrs['obs_mode']} mode, cameras {attrs['cameras']}) lacks "
             f"{missing} that this {config.obs_mode}-mode config reads; set cameras/obs_mode to "
             "match (e.g. --set obs_mode=state) or generate a matching dataset"
+        )
+    if config.aux_state_weight > 0 and not (
+        keys.ENVIRONMENT_STATE in store.data_keys
+        and store.array_info(keys.ENVIRONMENT_STATE)["shape"] != [0]
+    ):
+        raise DatasetError(
+            f"{store.path} records no {keys.ENVIRONMENT_STATE} (object poses exist only in "
+            "simulated datasets), which aux_state_weight > 0 learns to predict; train on a "
+            "simulated dataset or set aux_state_weight=0"
         )
     if config.obs_mode == "pixels" and tuple(attrs["image_size"]) != config.image_size:
         height, width = attrs["image_size"]
@@ -415,16 +427,18 @@ def train(
     for note in training_warnings(config, store.attrs, str(dataset_path)) if is_main else ():
         warnings.warn(note, TrainingWarning, stacklevel=2)
     train_ids, val_ids = _split(config, store.n_episodes)
-    train_data = WindowDataset(store, config.chunk_size, episodes=train_ids, keys=config.input_keys)
+    train_data = WindowDataset(
+        store, config.chunk_size, episodes=train_ids, keys=config.training_keys
+    )
     val_data = (
-        WindowDataset(store, config.chunk_size, episodes=val_ids, keys=config.input_keys)
+        WindowDataset(store, config.chunk_size, episodes=val_ids, keys=config.training_keys)
         if len(val_ids)
         else None
     )
     stats_keys = [keys.ACTION, keys.STATE]
-    if config.obs_mode == "state":
+    if keys.ENVIRONMENT_STATE in config.training_keys:
         stats_keys.append(keys.ENVIRONMENT_STATE)
-    elif config.image_norm == "dataset":
+    if config.obs_mode == "pixels" and config.image_norm == "dataset":
         stats_keys.extend(config.image_keys)
     stats = compute_stats(store, stats_keys, train_ids)
 

@@ -99,6 +99,12 @@ class ACTConfig:
         val_every: validate and write ``last/`` (and ``best/``) every this many steps.
         val_batches: batches of held-out windows per validation (the same ones every time).
         log_every: report training metrics every this many steps.
+        aux_state_weight: an EXTENSION beyond the paper (0 = off, the paper's ACT): the weight of
+            an auxiliary L1 loss that predicts the normalized ``observation.environment_state``
+            (the objects' poses, which the simulator records) from the image features during
+            training, so that the backbone learns where the objects are. Pixels mode only;
+            inference never reads the environment state, so a policy trained with it runs
+            on the real rig as any other.
     """
 
     obs_mode: str = "pixels"
@@ -137,6 +143,7 @@ class ACTConfig:
     val_every: int = 1000
     val_batches: int = 8
     log_every: int = 100
+    aux_state_weight: float = 0.0
 
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(type(self))
@@ -227,6 +234,14 @@ class ACTConfig:
             _fail("lr_schedule", f"must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             _fail("min_lr_ratio", f"must be in [0, 1], got {self.min_lr_ratio}")
+        if not 0.0 <= self.aux_state_weight < math.inf:
+            _fail("aux_state_weight", f"must be a finite number >= 0, got {self.aux_state_weight}")
+        if self.aux_state_weight and self.obs_mode != "pixels":
+            _fail(
+                "aux_state_weight",
+                "predicts the environment state from images: it needs obs_mode = 'pixels' "
+                "(in state mode the policy reads that state directly); set it to 0",
+            )
         for name in ("kl_weight", "weight_decay", "warmup_steps"):
             if getattr(self, name) < 0:
                 _fail(name, f"must be >= 0, got {getattr(self, name)}")
@@ -251,6 +266,14 @@ class ACTConfig:
         if self.obs_mode == "pixels":
             return (keys.STATE, *self.image_keys)
         return (keys.STATE, keys.ENVIRONMENT_STATE)
+
+    @property
+    def training_keys(self) -> tuple[str, ...]:
+        """Observation keys a training batch needs: ``input_keys``, plus the environment state
+        as the target of the auxiliary loss when ``aux_state_weight`` > 0."""
+        if self.aux_state_weight > 0:
+            return (*self.input_keys, keys.ENVIRONMENT_STATE)
+        return self.input_keys
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields plus ``policy: "act"`` (what :func:`policies.load` dispatches on)."""

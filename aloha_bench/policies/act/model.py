@@ -317,7 +317,9 @@ class ACT(nn.Module):
 
     Args:
         config: architecture (``dim_model``, layers, chunk size, cameras, image size...).
-        environment_state_dim: size of ``observation.environment_state`` (state mode; else 0).
+        environment_state_dim: size of ``observation.environment_state``: the input in state
+            mode, the auxiliary head's output in pixels mode with ``aux_state_weight`` > 0;
+            else 0.
     """
 
     def __init__(self, config: ACTConfig, environment_state_dim: int = 0) -> None:
@@ -353,6 +355,16 @@ class ACT(nn.Module):
                 sine_embedding_2d(height, width, dim).repeat(len(config.cameras), 1)[None],
                 persistent=False,
             )  # (1, N*h*w, D): every camera shares one 2-D embedding, as in ACT
+            if config.aux_state_weight > 0:
+                if environment_state_dim < 1:
+                    raise ValueError("aux_state_weight > 0 needs environment_state_dim >= 1")
+                # EXTENSION (not in the paper): a linear read-out of the objects' poses from the
+                # flattened feature maps. Flattened, not pooled: the tokens' values carry no
+                # position (positions enter only queries and keys), so a pooled read-out could
+                # not say where the cube is; one weight per map cell can.
+                self.aux_state_head = nn.Linear(
+                    len(config.cameras) * height * width * dim, environment_state_dim
+                )
         else:
             if environment_state_dim < 1:
                 raise ValueError("state mode needs environment_state_dim >= 1")
@@ -403,7 +415,8 @@ class ACT(nn.Module):
         latent: torch.Tensor,
         images: torch.Tensor | None = None,
         environment_state: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+        predict_environment_state: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Predict a chunk of normalized actions.
 
         Args:
@@ -411,10 +424,17 @@ class ACT(nn.Module):
             latent: z (B, L): a posterior sample in training, zeros at inference.
             images: normalized images (B, N, 3, H, W) (pixels mode).
             environment_state: normalized object state (B, E) (state mode).
+            predict_environment_state: also return the auxiliary head's normalized object
+                state (B, E) read from the image features (needs ``aux_state_weight`` > 0).
 
         Returns:
-            Normalized actions (B, K, 12).
+            Normalized actions (B, K, 12), or (actions, object state (B, E)).
         """
+        if predict_environment_state and not hasattr(self, "aux_state_head"):
+            raise ValueError(
+                "predict_environment_state needs the auxiliary head: obs_mode = 'pixels' and "
+                "aux_state_weight > 0"
+            )
         batch, dim = state.shape[0], self.config.dim_model
         tokens = [self.latent_proj(latent), self.state_proj(state)]  # 2 x (B, D)
         if self.config.obs_mode == "state":
@@ -431,6 +451,9 @@ class ACT(nn.Module):
             features = self.image_proj(self.backbone(images.flatten(0, 1)))  # (B*N, D, h, w)
             # NHWC memory makes this permute free.
             features = features.permute(0, 2, 3, 1).reshape(batch, -1, dim)  # (B, N*h*w, D)
+            if predict_environment_state:
+                with torch.autocast(device_type=features.device.type, enabled=False):
+                    predicted_state = self.aux_state_head(features.flatten(1).float())  # (B, E)
             memory = torch.cat((memory, features), dim=1)  # (B, S, D)
             pos = torch.cat((pos, self.image_pos), dim=1)  # (1, S, D)
         for layer in self.encoder:
@@ -445,4 +468,7 @@ class ACT(nn.Module):
         # The head runs in fp32 even under bf16 autocast: its output is the action itself, and
         # bf16's 8-bit mantissa would quantize joint targets to ~0.4 % of their spread.
         with torch.autocast(device_type=x.device.type, enabled=False):
-            return self.action_head(self.decoder_norm(x.float()))  # (B, K, 12)
+            actions = self.action_head(self.decoder_norm(x.float()))  # (B, K, 12)
+        if predict_environment_state:
+            return actions, predicted_state
+        return actions

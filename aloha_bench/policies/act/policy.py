@@ -126,9 +126,9 @@ class ACTPolicy(nn.Module):
         stats = dict(stats)
         if config.obs_mode == "pixels" and config.image_norm == "imagenet":
             stats |= {key: imagenet_stats() for key in config.image_keys}
-        self.normalizer = Normalizer(stats, (keys.ACTION, *config.input_keys))
+        self.normalizer = Normalizer(stats, (keys.ACTION, *config.training_keys))
         env_dim = 0
-        if config.obs_mode == "state":
+        if keys.ENVIRONMENT_STATE in config.training_keys:
             env_dim = int(np.asarray(stats[keys.ENVIRONMENT_STATE]["mean"]).size)
         self.model = ACT(config, environment_state_dim=env_dim)
         self._executor: ChunkExecutor | None = None
@@ -213,9 +213,22 @@ class ACTPolicy(nn.Module):
                 latent = mu + (0.5 * log_var).exp() * torch.randn_like(mu)
         else:
             latent = self.zero_latent(batch_size)
-        predicted = self.model(latent=latent, **inputs)
+        aux_weight = self.config.aux_state_weight
+        if aux_weight > 0:
+            # EXTENSION (not in the paper): the image features must also tell the objects' poses.
+            predicted, predicted_state = self.model(
+                latent=latent, predict_environment_state=True, **inputs
+            )
+        else:
+            predicted = self.model(latent=latent, **inputs)
         loss, parts = act_loss(predicted, target, is_pad, mu, log_var, self.config.kl_weight)
-        metrics = {"loss": loss.item(), "l1": parts["l1"].item(), "kl": parts["kl"].item()}
+        metrics = {"loss": 0.0, "l1": parts["l1"].item(), "kl": parts["kl"].item()}
+        if aux_weight > 0:
+            env = batch[keys.ENVIRONMENT_STATE].float()
+            aux = (predicted_state - self.normalizer.normalize(keys.ENVIRONMENT_STATE, env)).abs()
+            loss = loss + aux_weight * aux.mean()
+            metrics["aux_state_l1"] = aux.mean().item()
+        metrics["loss"] = loss.item()
         if not self.training:
             if self.config.use_vae:
                 prior = self.model(latent=self.zero_latent(batch_size), **inputs)
@@ -364,7 +377,7 @@ class ACTPolicy(nn.Module):
                 "again or load the run's other checkpoint (best/ or last/)"
             ) from None
         try:
-            stats = Normalizer.stats_from_state_dict(state, (keys.ACTION, *config.input_keys))
+            stats = Normalizer.stats_from_state_dict(state, (keys.ACTION, *config.training_keys))
             policy = cls(config, stats)
             policy.load_state_dict(state)
         except (KeyError, RuntimeError) as err:
