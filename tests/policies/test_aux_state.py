@@ -33,9 +33,7 @@ def test_the_named_config_is_act_plus_the_extension():
     act = load_config("act", profile="cpu")
     aux = load_config("act_aux_state", profile="cpu")
     assert act.aux_state_weight == 0.0 and aux.aux_state_weight == 1.0
-    differing = {
-        name for name, value in act.to_dict().items() if aux.to_dict()[name] != value
-    }
+    differing = {name for name, value in act.to_dict().items() if aux.to_dict()[name] != value}
     assert differing == {"aux_state_weight"}
     # Training reads the object poses as the loss's target; acting never does.
     assert keys.ENVIRONMENT_STATE in aux.training_keys
