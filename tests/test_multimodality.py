@@ -111,7 +111,7 @@ def test_human_datasets_of_an_older_operator_model_are_not_reused():
 
     human = study.DataCell("transfer_cube", "human", "state", (), (96, 128), 50)
     scripted = study.DataCell("transfer_cube", "scripted", "state", (), (96, 128), 50)
-    assert human.id == f"transfer_cube_human_state_op{OPERATOR_VERSION}_x2"
-    assert scripted.id == "transfer_cube_scripted_state_x2"  # the reachable plan (EXPERT_VERSIONS)
+    assert human.id == f"transfer_cube_human_state_op{OPERATOR_VERSION}_x3"
+    assert scripted.id == "transfer_cube_scripted_state_x3"  # plan 3 (EXPERT_VERSIONS)
     battery = study.DataCell("battery", "scripted", "state", (), (96, 128), 50)
     assert battery.id == "battery_scripted_state"  # plan 1: no suffix

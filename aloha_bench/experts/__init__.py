@@ -22,8 +22,11 @@ EXPERTS: dict[str, str] = {
 # (transfer_cube 2: every keyframe within reach, no 3.5 rad jump in the right arm's retreat;
 # insertion 2: stiff prop contacts, the peg lined up straight down at 7 cm; ziplock 2 and
 # cup_lid 2: the right arm's hover, wait and lift within reach, where plan v1 was missed by up to
-# 42 mm and 12 mm).
-EXPERT_VERSIONS: dict[str, int] = {"transfer_cube": 2, "insertion": 2, "ziplock": 2, "cup_lid": 2}
+# 42 mm and 12 mm; transfer_cube 3: varied styles hover tilted over far cubes, tilt the right
+# tool as it backs away from the handover and hand over no nearer than 1.5 cm left of centre,
+# default demonstrations unchanged; insertion 3: both hovers and the peg's wait kept under the
+# top-down reach, where plan v2 hovered up to 22 mm out of it).
+EXPERT_VERSIONS: dict[str, int] = {"transfer_cube": 3, "insertion": 3, "ziplock": 2, "cup_lid": 2}
 
 
 def expert_version(task_id: str) -> int:

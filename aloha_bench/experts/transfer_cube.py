@@ -37,6 +37,20 @@ HOVER_PITCH = 1.2
 ABOVE_LEFT_M = 0.03
 ABOVE_LEFT_PITCH = 1.4
 RETREAT_SLIDE_M = np.array([0.025, 0.0, 0.0])
+# With the tool horizontal, the right arm comes no closer to its base than ~21.5 cm at 6.5 cm
+# high and ~19 cm at 8.5 cm (IK within 0.5 mm; closer in, the wrist flex is at its -95 degree
+# limit). The default handover's slide ends 20.5 cm out at 7 cm, missed by 4.2 mm: kept, so the
+# default demonstrations stay as published. Varied handovers slid to 18.5-21.5 cm out and were
+# missed by up to 24 mm (9 of seeds 0-19); tilting the tool down this far by the end of the slide
+# reaches ~18 cm at 6 cm high. The fixed jaw, under the cube, tilts away from it.
+VARIED_RETREAT_PITCH = 0.15
+# Straight down, the right arm reaches the hover 7 cm over the cube (8.6 cm high) only up to ~19
+# cm from its base. Cubes farther out (up to 21 cm) are missed there by up to 16 mm: the default
+# style on 26 of seeds 0-199 (kept, so its demonstrations stay as published), top-down varied
+# styles on 5 of seeds 0-99 (up to 13 mm). Varied styles hover tilted no steeper than this
+# (reach 11.7-13.3 cm over 10-22 cm) and come upright on the way down; the jaws still close
+# along y, so the tilt swings the jaw tips along x only, 4 mm at the hover.
+VARIED_HOVER_MAX_PITCH = 1.35
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +66,11 @@ class TransferCubeStyle:
         handover_z_m: height of the handover.
         left_clearance_m: gap between the left fixed jaw and the cube as the left arm comes
             down (``LEFT_GRASP_CLEARANCE_M``; the first demonstrations used 0.003).
+        hover_max_pitch_rad: steepest approach pitch of the right tool at the hover above the
+            cube (it reaches ``approach_pitch_rad`` on the way down; varied styles:
+            ``VARIED_HOVER_MAX_PITCH``).
+        retreat_pitch_rad: approach pitch of the right tool where its retreat slide ends
+            (0: horizontal, as at the handover; varied styles: ``VARIED_RETREAT_PITCH``).
     """
 
     speed: float = 1.0
@@ -61,6 +80,8 @@ class TransferCubeStyle:
     handover_x_m: float = -0.03
     handover_z_m: float = 0.07
     left_clearance_m: float = LEFT_GRASP_CLEARANCE_M
+    hover_max_pitch_rad: float = DOWN
+    retreat_pitch_rad: float = 0.0
 
     def __post_init__(self) -> None:
         check_pace(self.speed, self.pause_s)
@@ -77,11 +98,18 @@ class TransferCubeStyle:
             pause_s=float(rng.choice([0.0, rng.uniform(0.1, 0.4)])),
             approach_pitch_rad=float(rng.choice([DOWN, 1.15])),
             lift_height_m=float(rng.uniform(0.10, 0.14)),
-            handover_x_m=float(rng.uniform(-0.04, -0.01)),
+            # Not out to -0.01: there, below ~6.8 cm, the horizontal tool is out of reach
+            # at the handover itself (missed by up to 4.6 mm at 6.5 cm).
+            handover_x_m=float(rng.uniform(-0.04, -0.015)),
             handover_z_m=float(rng.uniform(0.065, 0.085)),
             # Varied handover places tilt the window of tolerance: with the first plan 8.5 mm
             # lost the cube on 2 of 20 varied seeds (0 and 6), 6 mm on none of them.
             left_clearance_m=0.006,
+            # Not drawn (the other fields' draws stay as they were): far cubes need the tilted
+            # hover, handovers closer to the right arm's base or lower than the default's the
+            # tilt to back away.
+            hover_max_pitch_rad=VARIED_HOVER_MAX_PITCH,
+            retreat_pitch_rad=VARIED_RETREAT_PITCH,
         )
 
 
@@ -111,7 +139,9 @@ class TransferCubeExpert(ScriptedExpert):
         t_hand = t_lifted + 0.8 * k
         open_r = 0.75
         right = [
-            Keyframe(1.0 * k, above, st.approach_pitch_rad, jaw_y, open_r),
+            Keyframe(
+                1.0 * k, above, min(st.approach_pitch_rad, st.hover_max_pitch_rad), jaw_y, open_r
+            ),
             Keyframe(t_grasp, grasp, st.approach_pitch_rad, jaw_y, open_r),
             Keyframe(t_grasp + st.pause_s, grasp, st.approach_pitch_rad, jaw_y, open_r),
             Keyframe(t_closed, grasp, st.approach_pitch_rad, jaw_y, GRIPPER_CLOSED_RAD),
@@ -163,6 +193,8 @@ class TransferCubeExpert(ScriptedExpert):
             # straight back with the tool horizontal, out of reach 15 cm from the base: the IK
             # missed it by 19 cm and its answer jumped 3.5 rad in one step; backing up the way
             # the cube came flips the elbow at 13 rad/s.)
-            Keyframe(t_release + 0.5 * k, handover + RETREAT_SLIDE_M, 0.0, jaw_z, open_r),
+            Keyframe(
+                t_release + 0.5 * k, handover + RETREAT_SLIDE_M, st.retreat_pitch_rad, jaw_z, open_r
+            ),
         ]
         return {"right": right, "left": left}
