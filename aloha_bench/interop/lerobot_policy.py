@@ -139,6 +139,10 @@ def _to_lerobot_weights(ours: Mapping[str, torch.Tensor]) -> dict[str, torch.Ten
     for name, value in ours.items():
         if not name.startswith("model."):
             continue  # normalization statistics go to the processor files
+        if name.startswith("model.aux_state_head."):
+            # The auxiliary pose head (aux_state_weight, an extension) serves training only;
+            # LeRobot's ACT has no place for it and acts the same without it.
+            continue
         match = re.fullmatch(r"(.*)\.([qkv])_proj\.(weight|bias)", name)
         if match:
             key = f"{_to_lerobot_name(match[1] + '.x')[:-2]}.in_proj_{match[3]}"

@@ -103,8 +103,16 @@ def test_lerobot_trained_act_imports_and_predicts_lerobots_chunk(tmp_path):
         ),
         ({"backbone_norm": "frozen_batchnorm", "cameras": ["top", "front"]}, "degrees"),
         ({"backbone_norm": "frozen_batchnorm", "image_norm": "imagenet"}, "radians"),
+        # The training-only pose head of act_aux_state (an extension) is left behind.
+        ({"backbone_norm": "frozen_batchnorm", "aux_state_weight": 1.0}, "radians"),
     ],
-    ids=["state", "first-decoder-layer-range", "pixels-2cams-degrees", "pixels-imagenet"],
+    ids=[
+        "state",
+        "first-decoder-layer-range",
+        "pixels-2cams-degrees",
+        "pixels-imagenet",
+        "pixels-aux-state",
+    ],
 )
 def test_export_then_import_predicts_the_same_chunk(tmp_path, overrides, units):
     run = saved_policy(tmp_path, **overrides)
