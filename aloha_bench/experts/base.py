@@ -42,6 +42,12 @@ def top_down_ceiling_m(r_m: float) -> float:
     return float(np.interp(r_m, _TOP_DOWN_R_M, _TOP_DOWN_Z_M))
 
 
+def top_down_ceiling_over(env, arm: str, point: np.ndarray) -> float:
+    """``top_down_ceiling_m`` at ``point``'s horizontal distance from ``arm``'s base (m)."""
+    base = env.data.xpos[env.model.body(f"{arm}/base").id]
+    return top_down_ceiling_m(float(np.linalg.norm(point[:2] - base[:2])))
+
+
 def grasp_point(
     center_m: np.ndarray, jaw_axis: np.ndarray, half_width_m: float, clearance_m: float = 0.003
 ) -> np.ndarray:

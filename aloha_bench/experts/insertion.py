@@ -18,7 +18,7 @@ from aloha_bench.experts.base import (
     ScriptedExpert,
     check_pace,
     grasp_point,
-    top_down_ceiling_m,
+    top_down_ceiling_over,
 )
 
 DOWN = np.pi / 2
@@ -88,8 +88,7 @@ def _site(env, name: str) -> np.ndarray:
 
 def _within_reach(env, arm: str, point: np.ndarray) -> np.ndarray:
     """``point``, lowered where ``arm`` could not reach that high pointing straight down."""
-    r = np.linalg.norm(point[:2] - env.data.xpos[env.model.body(f"{arm}/base").id][:2])
-    top = top_down_ceiling_m(r) - _REACH_MARGIN_M
+    top = top_down_ceiling_over(env, arm, point) - _REACH_MARGIN_M
     return np.array([point[0], point[1], min(point[2], top)])
 
 

@@ -20,7 +20,7 @@ from aloha_bench.experts.base import (
     ScriptedExpert,
     check_pace,
     grasp_point,
-    top_down_ceiling_m,
+    top_down_ceiling_over,
 )
 
 DOWN = np.pi / 2
@@ -121,8 +121,7 @@ def _zipper(env) -> float:
 
 def _above(env, arm: str, point: np.ndarray) -> np.ndarray:
     """``point`` raised by LIFT_M, or less where the arm could not reach that high top-down."""
-    r = np.linalg.norm(point[:2] - env.data.xpos[env.model.body(f"{arm}/base").id][:2])
-    top = top_down_ceiling_m(r) - _REACH_MARGIN_M
+    top = top_down_ceiling_over(env, arm, point) - _REACH_MARGIN_M
     return point + [0.0, 0.0, max(min(LIFT_M, top - point[2]), 0.0)]
 
 

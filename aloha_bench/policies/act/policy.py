@@ -222,13 +222,12 @@ class ACTPolicy(nn.Module):
         else:
             predicted = self.model(latent=latent, **inputs)
         loss, parts = act_loss(predicted, target, is_pad, mu, log_var, self.config.kl_weight)
-        metrics = {"loss": 0.0, "l1": parts["l1"].item(), "kl": parts["kl"].item()}
         if aux_weight > 0:
             env = batch[keys.ENVIRONMENT_STATE].float()
-            aux = (predicted_state - self.normalizer.normalize(keys.ENVIRONMENT_STATE, env)).abs()
-            loss = loss + aux_weight * aux.mean()
-            metrics["aux_state_l1"] = aux.mean().item()
-        metrics["loss"] = loss.item()
+            target_state = self.normalizer.normalize(keys.ENVIRONMENT_STATE, env)
+            parts["aux_state_l1"] = (predicted_state - target_state).abs().mean()
+            loss = loss + aux_weight * parts["aux_state_l1"]
+        metrics = {"loss": loss.item(), **{name: value.item() for name, value in parts.items()}}
         if not self.training:
             if self.config.use_vae:
                 prior = self.model(latent=self.zero_latent(batch_size), **inputs)
