@@ -46,6 +46,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from safetensors.torch import load_file
+from torch.optim.swa_utils import AveragedModel
 
 from aloha_bench import keys
 from aloha_bench.checkpoint import (
@@ -225,6 +226,32 @@ def make_optimizer(policy: ACTPolicy, config: ACTConfig) -> torch.optim.AdamW:
         weight_decay=config.weight_decay,
         fused=True,
     )
+
+
+def weight_average(policy: ACTPolicy, decay: float) -> AveragedModel | None:
+    """An exponential moving average of ``policy``'s weights and buffers (``ema_decay``), or None
+    when ``decay`` is 0.
+
+    torch's ``AveragedModel`` holds the average (a copy of the policy, so checkpoints and
+    validation use it as they use the policy); its first update copies the weights, later ones
+    move each averaged tensor towards the live one by 1 - d with d = min(decay, (1 + n) / (10 + n))
+    after n updates (the warm-up of Tarvainen & Valpola 2017's mean teacher, used by Diffusion
+    Policy's EMA), so the random initialization fades within the first hundred steps.
+    """
+    if decay == 0.0:
+        return None
+
+    @torch.no_grad()
+    def update(averaged: list, current: list, n_averaged: torch.Tensor) -> None:
+        n = int(n_averaged)
+        rate = 1.0 - min(decay, (1 + n) / (10 + n))
+        if torch.is_floating_point(averaged[0]):
+            torch._foreach_lerp_(averaged, current, rate)
+        else:  # integer buffers (none in ACT today) follow the live model
+            for a, c in zip(averaged, current, strict=True):
+                a.copy_(c)
+
+    return AveragedModel(policy, multi_avg_fn=update, use_buffers=True)
 
 
 def train_step(
@@ -445,6 +472,10 @@ def train(
     torch.manual_seed(config.seed)
     policy = make_policy(config, stats).to(torch_device)
     optimizer = make_optimizer(policy, config)
+    # With ema_decay > 0 the average is the policy a run produces: checkpoints and validation
+    # use it; the live weights train (and are kept in the training state for resuming).
+    ema = weight_average(policy, config.ema_decay)
+    produced = policy if ema is None else ema.module
     # Each rank samples its own windows; a single process keeps the plain seed (bit-for-bit
     # resume is defined, and tested, for single-process runs).
     rng = np.random.default_rng(config.seed if world == 1 else [config.seed, rank])
@@ -468,7 +499,11 @@ def train(
     start_step, best = 0, {"step": None, "val_l1_prior": float("inf")}
     if resume:
         state = load_training_state(run_dir / "last" / TRAINING_STATE_FILE)
-        policy.load_state_dict(load_file(run_dir / "last" / MODEL_FILE))
+        if ema is None:
+            policy.load_state_dict(load_file(run_dir / "last" / MODEL_FILE))
+        else:
+            policy.load_state_dict(state["live_model"])
+            ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"])
         if torch_device.type == "cuda" and state.get("cuda_rng") is not None:
@@ -517,6 +552,8 @@ def train(
                     m, done, optimizer.param_groups[0]["lr"]
                 ),
             )
+            if ema is not None:
+                ema.update_parameters(policy)
             window_samples += config.batch_size * world
             done = step + 1
             row: dict[str, Any] = {}
@@ -531,14 +568,14 @@ def train(
                 }
                 window_start, window_samples = now, 0
             if is_main and (done % config.val_every == 0 or done == config.steps):
-                val = _validate(policy, val_data, val_indices, config, torch_device)
+                val = _validate(produced, val_data, val_indices, config, torch_device)
                 row = {"step": done, **row, **val}
                 improved = val.get("val_l1_prior", metrics["l1"]) < best["val_l1_prior"]
                 if improved:
                     best = {"step": done, "val_l1_prior": val.get("val_l1_prior", metrics["l1"])}
-                    _atomic_checkpoint(policy, run_dir / "best", None)
+                    _atomic_checkpoint(produced, run_dir / "best", None)
                 _atomic_checkpoint(
-                    policy,
+                    produced,
                     run_dir / "last",
                     {
                         "step": done,
@@ -549,6 +586,11 @@ def train(
                         else None,
                         "numpy_rng": json.dumps(rng.bit_generator.state),
                         "best": json.dumps(best),
+                        **(
+                            {}
+                            if ema is None
+                            else {"live_model": policy.state_dict(), "ema": ema.state_dict()}
+                        ),
                     },
                 )
             if row and is_main:

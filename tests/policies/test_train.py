@@ -148,3 +148,58 @@ def test_tensorboard_gets_the_same_rows_and_a_resume_purges_the_lost_ones(tmp_pa
     csv_l1 = [float(r["l1"]) for r in _rows(tmp_path / "run")]
     assert [value for _, value in l1] == pytest.approx(csv_l1)
     assert [e.step for e in events.Scalars("val/val_l1_prior")] == [2, 4]
+
+
+def test_weight_average_copies_first_then_warms_its_decay_up():
+    import torch
+
+    from aloha_bench.train import weight_average
+
+    live = torch.nn.Linear(1, 1, bias=False)
+    average = weight_average(live, 0.9)
+    assert weight_average(live, 0.0) is None
+    expected = []
+    for n, value in enumerate([0.0, 1.0, 1.0, 1.0]):
+        with torch.no_grad():
+            live.weight.fill_(value)
+        average.update_parameters(live)
+        if n == 0:
+            expected.append(value)  # the first update copies
+        else:  # decay d = min(0.9, (1 + n) / (10 + n)) after n updates
+            d = min(0.9, (1 + n) / (10 + n))
+            expected.append(d * expected[-1] + (1 - d) * value)
+        assert float(average.module.weight.detach()) == pytest.approx(expected[-1])
+    assert expected[1] == pytest.approx(1 - 2 / 11)  # not 0.1: the init fades fast
+
+
+def test_ema_run_saves_the_average_and_resumes_bit_for_bit(tmp_path, state_store):
+    import torch
+
+    config = tiny_config(obs_mode="state", dropout=0.1, val_every=3, ema_decay=0.9)
+    train(config, state_store, tmp_path / "straight", steps=6)
+    train(config, state_store, tmp_path / "split", steps=3)
+    train(config, state_store, tmp_path / "split", steps=6, resume=True)
+    for run in ("straight", "split"):
+        assert [r["step"] for r in _rows(tmp_path / run)][-1] == "6"
+    runs = ("straight", "split")
+    saved = [load_file(tmp_path / run / "last" / "model.safetensors") for run in runs]
+    states = [
+        torch.load(tmp_path / run / "last" / "training_state.pt", weights_only=True) for run in runs
+    ]
+    for name, tensor in saved[0].items():
+        assert tensor.equal(saved[1][name]), name
+        assert states[0]["live_model"][name].equal(states[1]["live_model"][name]), name
+    # The checkpoint holds the average, not the live weights: they differ after 6 steps.
+    assert any(not saved[0][n].equal(states[0]["live_model"][n]) for n in saved[0])
+    # and it is the average the run's training state carries (what a resume continues)
+    for name, tensor in saved[0].items():
+        assert tensor.equal(states[0]["ema"][f"module.{name}"]), name
+    # The policy a run produces loads and acts like any other.
+    assert load(tmp_path / "straight").config.ema_decay == 0.9
+
+
+def test_ema_decay_outside_zero_to_one_is_refused():
+    with pytest.raises(ValueError, match="ema_decay"):
+        tiny_config(obs_mode="state", ema_decay=1.0)
+    with pytest.raises(ValueError, match="ema_decay"):
+        tiny_config(obs_mode="state", ema_decay=float("nan"))

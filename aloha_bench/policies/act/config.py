@@ -105,6 +105,13 @@ class ACTConfig:
             training, so that the backbone learns where the objects are. Pixels mode only;
             inference never reads the environment state, so a policy trained with it runs
             on the real rig as any other.
+        ema_decay: exponential moving average of the weights (Polyak averaging), 0 = off (the
+            paper's ACT and LeRobot's train without it). A training-recipe lever, as in
+            Diffusion Policy (Chi et al. 2023): the averaged weights are what ``best/`` and
+            ``last/`` hold, what validation scores and what evaluation runs; the raw weights
+            live on in ``last/training_state.pt`` for resuming. The decay ramps up as
+            min(ema_decay, (1 + n) / (10 + n)) over the first updates, so early checkpoints
+            are not dominated by the random initialization. Typical: 0.999.
     """
 
     obs_mode: str = "pixels"
@@ -144,6 +151,7 @@ class ACTConfig:
     val_batches: int = 8
     log_every: int = 100
     aux_state_weight: float = 0.0
+    ema_decay: float = 0.0
 
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(type(self))
@@ -236,6 +244,11 @@ class ACTConfig:
             _fail("min_lr_ratio", f"must be in [0, 1], got {self.min_lr_ratio}")
         if not 0.0 <= self.aux_state_weight < math.inf:
             _fail("aux_state_weight", f"must be a finite number >= 0, got {self.aux_state_weight}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            _fail(
+                "ema_decay",
+                f"must be in [0, 1) (0 = off; e.g. 0.999), got {self.ema_decay}",
+            )
         if self.aux_state_weight and self.obs_mode != "pixels":
             _fail(
                 "aux_state_weight",
