@@ -68,12 +68,21 @@ def _configs() -> dict[str, ACTConfig]:
 
 def matmul_peak_gflops(size: int = 2048, dtype: torch.dtype = torch.float32, n: int = 5) -> float:
     """GFLOP/s of a square matrix product, the practical peak of this machine and dtype."""
-    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    return matmul_gflops(size, size, size, dtype, n)
+
+
+def matmul_gflops(
+    m: int, k: int, n: int, dtype: torch.dtype = torch.float32, repeats: int = 5
+) -> float:
+    """GFLOP/s of an (m, k) x (k, n) matrix product in ``dtype`` (median of ``repeats``)."""
+    a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
     a @ b
-    started = time.perf_counter()
-    for _ in range(n):
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
         a @ b
-    return 2 * size**3 * n / (time.perf_counter() - started) / 1e9
+        times.append(time.perf_counter() - started)
+    return 2 * m * k * n / statistics.median(times) / 1e9
 
 
 def _synthetic_batch(
@@ -190,7 +199,8 @@ def bench_config(name: str, config: ACTConfig, train_steps: int = 5, inferences:
         train_step(policy, optimizer, batch, config)
 
     policy.train()
-    step_s = statistics.median(_timed(step, warmup=2, n=train_steps))
+    step_times = _timed(step, warmup=2, n=train_steps)
+    step_s = statistics.median(step_times)
     train_flops = _flops(step)
     loop_samples_per_s = _train_loop_samples_per_s(config, train_steps)
 
@@ -210,6 +220,16 @@ def bench_config(name: str, config: ACTConfig, train_steps: int = 5, inferences:
     ensembled.load_state_dict(policy.state_dict())
     ensembled.reset()
     step_latency_s = statistics.median(_timed(lambda: ensembled.select_action(obs), 3, inferences))
+    # The model's largest matrix product, the feed-forward's (batch x chunk, d_model) x
+    # (d_model, dim_feedforward), in its precision: the rate the arithmetic can reach at this size,
+    # a ceiling to read train_achieved_gflops against (the 2048^2 peak is not reachable here).
+    ffn_gflops = matmul_gflops(
+        config.batch_size * config.chunk_size,
+        config.dim_model,
+        config.dim_feedforward,
+        torch.bfloat16 if config.precision == "bf16" else torch.float32,
+        repeats=20,
+    )
     return {
         "name": name,
         "precision": config.precision,
@@ -223,9 +243,13 @@ def bench_config(name: str, config: ACTConfig, train_steps: int = 5, inferences:
         "train_step_ms": 1e3 * step_s,
         # train(): the same step fed by the data path, logging and the schedule.
         "train_loop_samples_per_s": loop_samples_per_s,
-        "train_loop_vs_bare": loop_samples_per_s * step_s / config.batch_size,
+        # Mean against mean: the loop's rate covers every step of its window, outliers included,
+        # so it is set against the mean of as many consecutive bare steps, not their median.
+        "train_step_mean_ms": 1e3 * statistics.fmean(step_times),
+        "train_loop_vs_bare": loop_samples_per_s * statistics.fmean(step_times) / config.batch_size,
         "train_gflops_per_step": train_flops / 1e9,
         "train_achieved_gflops": train_flops / step_s / 1e9,
+        "matmul_ffn_shape_gflops": ffn_gflops,
         "chunk_inference_ms": 1e3 * chunk_s,
         "chunk_inference_achieved_gflops": chunk_flops / chunk_s / 1e9,
         "ensembled_step_ms": 1e3 * step_latency_s,
@@ -316,7 +340,7 @@ def bench_lerobot_train(python: str, threads: int, n: int = 10) -> dict[str, Any
 
 def bench_train(
     names: Sequence[str] | None = None,
-    train_steps: int = 5,
+    train_steps: int = 20,
     threads: int | None = None,
     lerobot_python: str | None = None,
 ) -> list[dict]:
@@ -331,7 +355,9 @@ def bench_train(
 
     Args:
         names: configurations to run (default all).
-        train_steps: timed training steps per configuration (the median is reported).
+        train_steps: timed training steps per configuration: ``train_samples_per_s`` is their
+            median; ``train_loop_vs_bare`` sets ``train()``'s rate over as many steps against
+            their mean.
         threads: torch threads during the run (default: torch's, one per core). On a machine
             whose cores are busy with other work, one thread avoids OpenMP threads spin-waiting
             on each other; ``load_avg_1min`` in each row tells how busy the machine was.
