@@ -20,7 +20,7 @@ from aloha_bench.experts.base import (
     ScriptedExpert,
     check_pace,
     grasp_point,
-    top_down_ceiling_m,
+    top_down_ceiling_over,
 )
 
 DOWN = np.pi / 2
@@ -28,7 +28,6 @@ HANDLE_HALF_M = 0.008  # half width of the handle bar across the jaws (scene.xml
 HANDLE_TOP_M = 0.01  # handle top above its centre site
 TAB_HALF_M = 0.003  # half thickness of the pull tab across the jaws
 LID_TOP_BELOW_TAB_SITE_M = 0.0075  # the tab site sits 7.5 mm above the lid's top face
-RIGHT_BASE_M = np.array([0.2, 0.0, 0.0])  # assets/rig.xml
 # The fixed jaw lands this close beside each fin: a wider gap lets the moving jaw shove the
 # cup or twist the lid before the fin meets the fixed jaw.
 CLEARANCE_M = 0.001
@@ -104,9 +103,9 @@ def _toward(axis: np.ndarray, preferred: np.ndarray) -> np.ndarray:
     return flat if flat @ preferred >= 0 else -flat
 
 
-def _back(point: np.ndarray) -> np.ndarray:
-    """Horizontal unit vector from ``point`` towards the right arm's base."""
-    back = RIGHT_BASE_M - point
+def _back(env, point: np.ndarray) -> np.ndarray:
+    """Horizontal unit vector from ``point`` towards the right arm's base (as the rig places it)."""
+    back = env.data.xpos[env.model.body("right/base").id] - point
     back[2] = 0.0
     return back / np.linalg.norm(back)
 
@@ -140,13 +139,13 @@ class CupLidExpert(ScriptedExpert):
 
         def above_tab(env) -> np.ndarray:
             grasp = tab_grasp(env)
-            top = top_down_ceiling_m(np.linalg.norm((grasp - RIGHT_BASE_M)[:2])) - REACH_MARGIN_M
+            top = top_down_ceiling_over(env, "right", grasp) - REACH_MARGIN_M
             return grasp + [0.0, 0.0, max(min(ABOVE_TAB_M, top - grasp[2]), 0.0)]
 
         def pulled(env) -> np.ndarray:
             # Up, and back along the line to the right arm's base by peel_m.
             tcp = env.data.site_xpos[env.index.tcp_sites["right"]].copy()
-            return tcp + _back(tcp) * st.peel_m + [0.0, 0.0, st.lift_m]
+            return tcp + _back(env, tcp) * st.peel_m + [0.0, 0.0, st.lift_m]
 
         t_above, t_down = 1.0 * k, 1.6 * k
         t_left_closed = t_down + st.pause_s + 0.4
@@ -167,7 +166,7 @@ class CupLidExpert(ScriptedExpert):
         # While the left arm takes the cup, the right waits higher and nearer its own base, its
         # tool tilted (WAIT_PITCH), clear of a cup nudged by the grasp.
         start = tab_grasp(env)
-        wait = start + _back(start) * 0.03 + [0.0, 0.0, 0.035]
+        wait = start + _back(env, start) * 0.03 + [0.0, 0.0, 0.035]
         right = [
             Keyframe(t_above, wait, WAIT_PITCH, right_jaw, open_right),
             Keyframe(t_left_closed, wait, WAIT_PITCH, right_jaw, open_right),
