@@ -44,8 +44,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
-import sys
 import threading
 import time
 from collections import deque
@@ -182,37 +180,17 @@ class SimulatedInference:
         self._job = None
 
 
-def lower_thread_priority(niceness: int) -> None:
-    """Raise the calling thread's nice value by ``niceness`` (Linux: nice is per thread; elsewhere
-    a no-op). Lowering one's own priority needs no privilege."""
-    if niceness <= 0 or not hasattr(os, "setpriority") or not sys.platform.startswith("linux"):
-        return
-    tid = threading.get_native_id()
-    try:
-        os.setpriority(
-            os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + niceness)
-        )
-    except OSError:  # a sandbox that forbids it: run at the loop's priority
-        pass
-
-
 class ThreadedInference:
     """Inference on a background thread, timed by a wall clock (the real rig).
 
     torch and ONNX Runtime release the GIL while they compute, so the control loop keeps its
-    50 Hz ticks while a chunk is predicted. The inference thread runs ``niceness`` below the
-    loop's priority: on a 2-core laptop the chunk's arithmetic takes a whole core while servo I/O
-    and cameras share the other, and when the loop wakes for its deadline the scheduler must hand
-    it a core at once rather than after the inference thread's time slice (the 1-3 ms late ticks
-    ``bench control`` measured at equal priority). With one inference thread torch and ONNX
-    Runtime compute on that thread, so its priority is the arithmetic's.
+    50 Hz ticks while a chunk is predicted.
 
     Args:
         predict: observation -> chunk (K, A).
         clock: the clock latencies are measured with.
         extra_delay_s: sleep this long in the thread after predicting (a slower computer).
         history: latencies remembered for :attr:`expected_latency_s` (their maximum).
-        niceness: how much lower the inference thread's priority is (0 = the same; Linux).
     """
 
     blocking = True
@@ -223,17 +201,11 @@ class ThreadedInference:
         clock: Clock | None = None,
         extra_delay_s: float = 0.0,
         history: int = 10,
-        niceness: int = 10,
     ) -> None:
         self._predict = predict
         self._clock = clock or WallClock()
         self.extra_delay_s = float(extra_delay_s)
-        self._pool = ThreadPoolExecutor(
-            max_workers=1,
-            thread_name_prefix="chunk-inference",
-            initializer=lower_thread_priority,
-            initargs=(niceness,),
-        )
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chunk-inference")
         self._future: Future[Prediction] | None = None
         self._latencies_s: deque[float] = deque(maxlen=history)
         self._lock = threading.Lock()

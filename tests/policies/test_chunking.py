@@ -1,8 +1,6 @@
 """Chunk execution: sync stalls, async alignment (elapsed actions skipped), seam blending."""
 
 import math
-import os
-import sys
 import threading
 
 import numpy as np
@@ -196,24 +194,6 @@ def test_threaded_inference_in_async_mode_uses_the_clock_it_is_given():
         assert action == 16.0 and executor.skipped == [0, 6]
     finally:
         executor.close()
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice is Linux's")
-def test_inference_thread_runs_below_the_control_loops_priority():
-    # The loop must get a core the moment it wakes for its deadline, not after a time slice of
-    # the chunk's arithmetic (bench control's late ticks at equal priority).
-    def own_niceness(obs):
-        return np.full((4, 12), os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
-
-    loop_niceness = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-    for niceness, expected in ((10, min(19, loop_niceness + 10)), (0, loop_niceness)):
-        inference = ThreadedInference(own_niceness, SimClock(), niceness=niceness)
-        try:
-            inference.submit(_obs(0), 0.0)
-            assert inference.wait().chunk[0, 0] == expected
-        finally:
-            inference.close()
-    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == loop_niceness
 
 
 def test_bad_execution_settings_are_refused_with_the_fix():
