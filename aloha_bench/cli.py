@@ -589,9 +589,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     import os
 
     rank = int(os.environ.get("RANK", "0"))  # under torchrun only rank 0 reports
-    bar = tqdm(total=total, desc=f"train {Path(args.out).name}", unit="step", disable=rank != 0)
+    # Drawn at train()'s first report, once its checks passed: a refused input shows its error
+    # alone, not under an empty bar.
+    bars: list = []
 
     def progress(row: dict) -> None:
+        if not bars:
+            name = f"train {Path(args.out).name}"
+            bars.append(tqdm(total=total, desc=name, unit="step", disable=rank != 0))
+        bar = bars[0]
         bar.n = row["step"]
         shown = {k: f"{row[k]:.3g}" for k in ("loss", "kl", "lr", "samples_per_s") if k in row}
         if "val_l1" in row:
@@ -607,7 +613,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if converted and rank == 0:
         print(f"{args.dataset}: LeRobot dataset converted to {dataset}", file=sys.stderr)
     start = time.perf_counter()
-    with bar:
+    try:
         summary = train(
             config,
             dataset,
@@ -618,6 +624,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             progress=progress,
             tensorboard="tensorboard" in (args.log or ()),
         )
+    finally:
+        for bar in bars:
+            bar.close()
     if rank != 0:
         return 0
     if args.json:

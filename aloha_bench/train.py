@@ -419,7 +419,9 @@ def train(
         steps: gradient steps in total; overrides ``config.steps``.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
         resume: continue the run in ``out_dir`` from its ``last/`` checkpoint, bit-for-bit.
-        progress: called every ``log_every`` steps and after each validation with a dict of
+        progress: called once when the first step starts (after every check of the dataset and
+            the folder passed) with ``step`` and ``steps`` only, then every ``log_every`` steps
+            and after each validation with a dict of
             ``step``, ``steps``, ``loss``, ``l1``, ``kl``, ``grad_norm``, ``lr``,
             ``samples_per_s`` (and ``val_*`` entries after a validation).
         tensorboard: also write the same rows as TensorBoard scalars to ``<out_dir>/tensorboard``
@@ -524,6 +526,8 @@ def train(
     board = _tensorboard_writer(run_dir, start_step) if tensorboard and is_main else None
 
     policy.train()
+    if progress is not None and is_main:
+        progress({"step": start_step, "steps": config.steps})
     started = time.perf_counter()
     window_start, window_samples = started, 0
     metrics: dict[str, Any] = {}

@@ -315,3 +315,17 @@ def test_the_quick_study_output_is_ignored_by_git():
         ["git", "check-ignore", "-q", "results/quick/summary.csv"], cwd=REPO, capture_output=True
     )
     assert result.returncode == 0
+
+
+def test_a_missing_dataset_is_named_with_the_command_that_records_one_and_no_progress_bar(
+    capsys, tmp_path
+):
+    missing = tmp_path / "nowhere.zarr"
+    status, err = _main(
+        capsys, "train", "--config", "act", "--profile", "cpu", "--dataset", str(missing),
+        "--out", str(tmp_path / "run"),
+    )  # fmt: skip
+    assert status == 2
+    assert f"{missing}: no Zarr store here" in err and "aloha-bench generate" in err
+    assert "step/s" not in err  # the bar starts with training, after the checks
+    assert not (tmp_path / "run").exists()

@@ -290,8 +290,9 @@ class EpisodeStore:
     def _open(cls, path: Path, mode: str, validate: bool) -> EpisodeStore:
         if not (path / "zarr.json").is_file():
             raise DatasetError(
-                f"{path}: no Zarr store here (zarr.json missing); check the path, or create one "
-                "with EpisodeStore.create"
+                f"{path}: no Zarr store here (zarr.json missing); check the path, or record one "
+                "with `aloha-bench generate --task TASK --out PATH` (EpisodeStore.create from "
+                "Python)"
             )
         try:
             root = zarr.open_group(path, mode="r" if mode == "r" else "r+", zarr_format=3)

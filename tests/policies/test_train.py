@@ -40,9 +40,10 @@ def test_run_folder_and_loading_without_the_dataset(tmp_path, pixels_store):
     assert (run / "last" / "training_state.pt").is_file()
     assert not (run / "best" / "training_state.pt").exists()
     assert summary["val_episodes"] and summary["train_episodes"]
-    assert [p["step"] for p in seen] == [1, 2, 3, 4]
-    assert {"loss", "kl", "lr", "samples_per_s", "steps"} <= set(seen[0])
-    assert "val_l1_prior" in seen[1] and "val_l1_prior" not in seen[0]
+    # The first report marks the start (after the checks), then one per logged step.
+    assert [p["step"] for p in seen] == [0, 1, 2, 3, 4] and seen[0] == {"step": 0, "steps": 4}
+    assert {"loss", "kl", "lr", "samples_per_s", "steps"} <= set(seen[1])
+    assert "val_l1_prior" in seen[2] and "val_l1_prior" not in seen[1]
     assert _rows(run)[1]["val_loss"] != "" and _rows(run)[0]["val_loss"] == ""
     policy = load(run)
     obs = {
