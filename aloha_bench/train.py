@@ -235,8 +235,8 @@ def weight_average(policy: ACTPolicy, decay: float) -> AveragedModel | None:
     torch's ``AveragedModel`` holds the average (a copy of the policy, so checkpoints and
     validation use it as they use the policy); its first update copies the weights, later ones
     move each averaged tensor towards the live one by 1 - d with d = min(decay, (1 + n) / (10 + n))
-    after n updates (the warm-up of Tarvainen & Valpola 2017's mean teacher, used by Diffusion
-    Policy's EMA), so the random initialization fades within the first hundred steps.
+    after n updates (the ``num_updates`` warm-up of TensorFlow's ``ExponentialMovingAverage``), so
+    the random initialization fades within the first hundred steps.
     """
     if decay == 0.0:
         return None
