@@ -34,6 +34,10 @@ import numpy as np
 PHASES = 50
 SMOOTH_STEPS = 25  # 0.5 s at 50 Hz
 SETTLED_RAD = 0.03  # a smoothed action this close to its final value has arrived
+# One count of the STS3215's 12-bit encoder (4096 per turn): distances below it cannot be told
+# apart on the rig, so the averaging gap's denominator never falls below it. Where demos coincide
+# (every episode starts from the same rest pose) the gap is then ~0 instead of noise over ~0.
+RESOLUTION_RAD = 2 * math.pi / 4096
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,7 +134,7 @@ def phase_measures(aligned: np.ndarray) -> dict[str, np.ndarray]:
         "pairwise_rad": pairwise,
         "mean_to_nearest_rad": to_nearest,
         "nearest_neighbour_rad": nn,
-        "averaging_gap": to_nearest / np.maximum(nn, 1e-9),
+        "averaging_gap": to_nearest / np.maximum(nn, RESOLUTION_RAD),
     }
 
 
@@ -138,7 +142,7 @@ def measure(demos: Sequence[Demo]) -> dict[str, Any]:
     """The multimodality of a set of demos (see the module docstring), JSON-able."""
     counts = Counter(d.strategy for d in demos)
     total = sum(counts.values())
-    entropy = -sum(c / total * math.log2(c / total) for c in counts.values())
+    entropy = max(0.0, -sum(c / total * math.log2(c / total) for c in counts.values()))
     aligned = np.stack([phase_resample(d.actions) for d in demos])
     per_phase = phase_measures(aligned)
     lengths = np.array([len(phase_resample_end(d.actions)) for d in demos])

@@ -115,3 +115,14 @@ def test_human_datasets_of_an_older_operator_model_are_not_reused():
     assert scripted.id == "transfer_cube_scripted_state_x3"  # plan 3 (EXPERT_VERSIONS)
     battery = study.DataCell("battery", "scripted", "state", (), (96, 128), 50)
     assert battery.id == "battery_scripted_state"  # plan 1: no suffix
+
+
+def test_the_gap_stays_finite_where_every_demo_coincides():
+    # All demos start from the same rest pose: there the nearest-demo distance is ~0, and the
+    # gap must not become float noise divided by ~0 (it read 873,091 on human transfer_cube).
+    rng = np.random.default_rng(0)
+    aligned = rng.normal(0.0, 0.2, (6, 5, 12))
+    aligned[:, 0] = 0.1  # phase 0: identical
+    aligned[:3, 0, 0] += 1e-7  # and float noise
+    gap = mm.phase_measures(aligned)["averaging_gap"]
+    assert gap[0] < 1e-3 and np.all(np.isfinite(gap)) and gap[1:].max() < 10

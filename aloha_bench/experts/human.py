@@ -124,7 +124,9 @@ OPERATOR_VERSION = 2
 DOWN = np.pi / 2
 # Named strategies per task: style fields of the task's expert that a person picks once and keeps
 # for the episode. Each pair is a discrete choice (two valid, clearly separated motions), not a
-# jitter; every one succeeds with the expert (README: per-strategy success).
+# jitter. Per-strategy success: results/multimodality/ (`aloha-bench modes`); since the experts'
+# reach fixes the insertion and battery strategies succeed in only 35-65% of seeds (generate
+# drops the failures, so their mix in a dataset is skewed): they are to be re-tuned.
 OPERATOR_STRATEGIES: dict[str, dict[str, dict[str, Any]]] = {
     "transfer_cube": {
         # Straight down and a high hand-off near the left arm vs an angled pick and a low
