@@ -504,8 +504,11 @@ def train(
         if ema is None:
             policy.load_state_dict(load_file(run_dir / "last" / MODEL_FILE))
         else:
+            # last/ holds the average itself; the training state, the live weights and the
+            # number of updates behind the average (its decay's warm-up).
             policy.load_state_dict(state["live_model"])
-            ema.load_state_dict(state["ema"])
+            ema.module.load_state_dict(load_file(run_dir / "last" / MODEL_FILE))
+            ema.n_averaged.fill_(int(state["ema_updates"]))
         optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"])
         if torch_device.type == "cuda" and state.get("cuda_rng") is not None:
@@ -593,7 +596,10 @@ def train(
                         **(
                             {}
                             if ema is None
-                            else {"live_model": policy.state_dict(), "ema": ema.state_dict()}
+                            else {
+                                "live_model": policy.state_dict(),
+                                "ema_updates": int(ema.n_averaged),
+                            }
                         ),
                     },
                 )
