@@ -54,6 +54,7 @@ __all__ = [
     "plot_stages",
     "plot_task_bars",
     "plot_temporal_ensembling",
+    "plot_train_steps",
     "pool",
     "read_summary",
     "report_markdown",
@@ -109,8 +110,20 @@ OPTIONAL_COLUMNS = (
     "ci_low_lenient",
     "ci_high_lenient",
     "task_version",
+    "val_l1_best",
+    "val_best_step",
+    "val_l1_last",
 )
-GROUPS = ("main", "chunk_size", "temporal_ensembling", "cvae", "beta", "cameras", "robustness")
+GROUPS = (
+    "main",
+    "chunk_size",
+    "temporal_ensembling",
+    "cvae",
+    "beta",
+    "cameras",
+    "robustness",
+    "train_steps",
+)
 STAGE_COLUMNS = ("stage_1", "stage_2", "stage_3")
 # Display orders; values not listed sort after these, alphabetically.
 TASK_ORDER = ("transfer_cube", "insertion", "ziplock", "battery", "cup_lid")
@@ -1073,6 +1086,7 @@ def _line_ablation(
     xlabel: str,
     log: bool,
     m: _Rule,
+    means: Sequence[str] = (),
 ) -> Artifact:
     rows = group_rows(df, name)
     if rows.empty:
@@ -1080,6 +1094,10 @@ def _line_ablation(
     keys = ["task", "source", "policy", "obs_mode", x]
     pooled = pool(rows, keys).sort_values(x, kind="stable")
     ours = _with_values(pooled, keys, m).assign(series=_label(pooled, keys[:-1]).to_numpy())
+    if means:
+        # Per-point means over seeds of run-level figures (e.g. validation L1) for the CSV.
+        averaged = rows.groupby(keys, sort=False, dropna=False)[list(means)].mean().reset_index()
+        ours = ours.merge(averaged, on=keys, how="left")
 
     def draw(ax, sns):
         _line_plot(ax, sns, ours, x, m)
@@ -1098,6 +1116,24 @@ def plot_beta(df: pd.DataFrame, out_dir: Path, *, metric: str = "end") -> Artifa
     title = "Success vs KL weight beta"
     return _line_ablation(
         df, out_dir, "beta", "kl_weight", title, "kl_weight", log=True, m=_rule(metric)
+    )
+
+
+def plot_train_steps(df: pd.DataFrame, out_dir: Path, *, metric: str = "end") -> Artifact:
+    """Success vs the training budget, one line per task: each point is its own run with its own
+    cosine schedule, so a line that stops rising says the study's budget converged. The CSV also
+    carries each run's validation L1 (best and last), the open-loop view of the same question."""
+    title = "Success vs training steps"
+    return _line_ablation(
+        df,
+        out_dir,
+        "train_steps",
+        "train_steps",
+        title,
+        "training steps",
+        log=False,
+        m=_rule(metric),
+        means=("val_l1_best", "val_l1_last"),
     )
 
 
@@ -1400,6 +1436,7 @@ _PLOTS = (
     plot_temporal_ensembling,
     plot_cvae,
     plot_beta,
+    plot_train_steps,
     plot_cameras,
     plot_robustness,
 )

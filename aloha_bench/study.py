@@ -50,6 +50,7 @@ GROUPS = (
     "cameras",
     "robustness",
     "pixels",
+    "train_steps",
 )
 POLICIES = ("act", "no_cvae", "single_step")
 SOURCES = ("scripted", "human")
@@ -141,6 +142,18 @@ def _validate_profile(profile: Mapping[str, Any], path: Path) -> None:
             )
     if "robustness" in profile.get("groups", {}):
         _validate_robustness(profile["groups"]["robustness"], path)
+    budgets = profile.get("groups", {}).get("train_steps")
+    if budgets is not None:
+        values = budgets.get("values")
+        if (
+            not isinstance(values, list)
+            or not values
+            or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values)
+        ):
+            raise ValueError(
+                f"{path}: [groups.train_steps] values must be a list of step counts >= 1, "
+                f"e.g. values = [3000, 8000]; got {values!r}"
+            )
 
 
 def _validate_steps(value: Any, tasks: Sequence[str], where: str) -> None:
@@ -500,6 +513,11 @@ def plan(
                     for k in group["values"]:
                         chunk = {"chunk_size": k, "n_action_steps": k}
                         add(task, source, "act", chunk, name, **own)
+                elif name == "train_steps":
+                    # Is the budget long enough? The same act run at several step counts (each
+                    # its own cosine schedule): where success stops rising, the cell converged.
+                    for steps in group["values"]:
+                        add(task, source, "act", {}, name, **{**own, "train_steps": int(steps)})
                 elif name == "beta":
                     for beta in group["values"]:
                         add(task, source, "act", {"kl_weight": float(beta)}, name, **own)
@@ -588,6 +606,23 @@ def plan_size(the_plan: Plan) -> dict[str, Any]:
     else:
         size["hours"] = None
     return size
+
+
+def job_seconds(
+    profile: Mapping[str, Any],
+    train: TrainCell,
+    evals: Sequence[EvalCell] = (),
+    trained: bool = False,
+) -> float:
+    """Estimated seconds of one training job (its run, unless finished, and ``evals``) at the
+    profile's ``[cost]`` rates; without them, a pixel step costs 2.5x a state step (the ratio
+    measured on 2 cores). Only orders the jobs: nothing is timed against it."""
+    cost = profile.get("cost", {})
+    mode = train.data.obs_mode
+    steps_per_s = cost.get(f"{mode}_steps_per_s", 5.0 if mode == "state" else 2.0)
+    episodes_per_min = cost.get(f"{mode}_episodes_per_min", 50.0 if mode == "state" else 25.0)
+    episodes = sum(e.episodes for e in evals)
+    return (0 if trained else train.steps / steps_per_s) + 60 * episodes / episodes_per_min
 
 
 # ---------------------------------------------------------------------------------------------
@@ -847,6 +882,32 @@ def _atomic_write(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
+def validation_l1(run_dir: Path) -> dict[str, Any]:
+    """The run's validation L1 with z = 0 (what the policy executes), from its ``losses.csv``:
+    the lowest (``val_l1_best``, at ``val_best_step``) and the last (``val_l1_last``). A flat
+    curve (last close to best, and close to a longer run's) says the budget sufficed. NaN where
+    the run logged no validation."""
+    import csv
+
+    rows = []
+    path = Path(run_dir) / "losses.csv"
+    if path.is_file():
+        with path.open(newline="") as f:
+            rows = [
+                (int(r["step"]), float(r["val_l1_prior"]))
+                for r in csv.DictReader(f)
+                if r.get("val_l1_prior")
+            ]
+    if not rows:
+        return {
+            "val_l1_best": float("nan"),
+            "val_best_step": float("nan"),
+            "val_l1_last": float("nan"),
+        }
+    best = min(rows, key=lambda r: r[1])
+    return {"val_l1_best": best[1], "val_best_step": best[0], "val_l1_last": rows[-1][1]}
+
+
 def summary_row(cell: EvalCell, summary: Mapping[str, Any], layout: Layout) -> dict[str, Any]:
     """One row of ``summary.csv``: the cell's labels and the evaluation's rates."""
     stage_rates = [v["rate"] for v in summary["stages"].values()]
@@ -873,6 +934,7 @@ def summary_row(cell: EvalCell, summary: Mapping[str, Any], layout: Layout) -> d
         "mean_return": summary["mean_return"],
         "run": str(layout.run(cell.train)),
         "records": str(layout.records(cell).relative_to(layout.results)),
+        **validation_l1(layout.run(cell.train)),
     }
     for i in range(3):
         row[f"stage_{i + 1}"] = stage_rates[i] if i < len(stage_rates) else float("nan")
@@ -981,6 +1043,13 @@ def run_study(
             skipped += 1
         if evals or not train_done(train, layout):
             jobs.append((train, evals, layout, threads))
+    # Longest first: with several workers, a long run started last would leave the others idle
+    # while it finishes (longest-processing-time order bounds that tail by the shortest runs).
+    jobs.sort(
+        key=lambda job: (
+            -job_seconds(the_plan.profile, job[0], job[1], trained=train_done(job[0], layout))
+        )
+    )
     printer = _StatusPrinter(layout, n_cells, log, status_every_s)
     printer.finished = skipped
     if status_every_s > 0 and (todo_data or jobs):

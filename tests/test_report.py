@@ -60,8 +60,9 @@ def row(**overrides) -> dict:
 
 def frame(*rows: dict) -> pd.DataFrame:
     df = pd.DataFrame([{**r, "cell": f"c{i}"} for i, r in enumerate(rows)])
-    # The lenient rule's columns (optional in old summaries) are kept; train_steps is not.
-    optional = [c for c in report.OPTIONAL_COLUMNS if c in df.columns and "lenient" in c]
+    # Optional columns (absent from old summaries) are kept where a row sets them: the lenient
+    # rule's, and the training budget's (train_steps, validation L1) for its ablation.
+    optional = [c for c in report.OPTIONAL_COLUMNS if c in df.columns]
     return df[list(report.SUMMARY_COLUMNS) + optional]
 
 
@@ -179,6 +180,10 @@ def _ablation_rows() -> pd.DataFrame:
         row(groups="beta", kl_weight=b, successes=s) for b, s in ((0.0, 5), (1.0, 15), (10, 25))
     ]
     rows += [
+        row(groups="train_steps", train_steps=n, successes=s, val_l1_best=v, val_l1_last=v)
+        for n, s, v in ((3000, 20, 0.05), (8000, 40, 0.03))
+    ]
+    rows += [
         row(groups="cameras", obs_mode="pixels", cameras=c, n_cameras=n, successes=s)
         for c, n, s in (("top", 1, 12), ("top+left_wrist", 2, 18))
     ]
@@ -206,6 +211,7 @@ PLOTS = {
     "cvae": (report.plot_cvae, "cvae"),
     "beta": (report.plot_beta, "beta"),
     "cameras": (report.plot_cameras, "cameras"),
+    "train_steps": (report.plot_train_steps, "train_steps"),
     "task_bars": (report.plot_task_bars, "main"),
     "robustness_bars": (report.plot_robustness, "robustness"),
 }
@@ -228,6 +234,15 @@ def test_plot_writes_png_md_csv_with_the_input_numbers(name, tmp_path):
     assert sorted(ours["ci_low"]) == pytest.approx(sorted(rows["ci_low"]))
     assert sorted(ours["ci_high"]) == pytest.approx(sorted(rows["ci_high"]))
     assert f"{ours['success_rate'].iloc[0]:.4g}" in artifact.paths[1].read_text()
+
+
+def test_training_budget_plot_carries_the_runs_validation_l1(tmp_path):
+    """The train_steps ablation's CSV keeps each budget's validation L1 beside its success, the
+    open-loop half of the convergence question."""
+    data = pd.read_csv(report.plot_train_steps(_ablation_rows(), tmp_path).paths[2])
+    assert list(data["train_steps"]) == [3000, 8000]
+    assert list(data["val_l1_best"]) == pytest.approx([0.05, 0.03])
+    assert list(data["success_rate"]) == pytest.approx([0.4, 0.8])
 
 
 def test_paper_overlays_are_in_the_csv(tmp_path):
@@ -338,7 +353,7 @@ def test_robustness_table_has_a_row_per_arm():
     assert body[1].endswith("| — |")  # the state arm has no camera cell
     assert body[2].startswith("| transfer_cube | state | 10000 | strong | 60% [")
     # A summary written before train_steps existed still tabulates, the steps unknown.
-    old = frame(row(**rob, perturbation="none"))
+    old = frame(row(**rob, perturbation="none")).drop(columns="train_steps")
     assert "| transfer_cube | state | ? | none |" in report.robustness_table(old)
 
 

@@ -1,5 +1,6 @@
 """`reproduce`: profiles, the plan's cells, a tiny study end to end, resume, and Ray."""
 
+import dataclasses
 import subprocess
 import sys
 
@@ -310,6 +311,8 @@ def test_steps_seeds_and_episodes_per_task_and_group(tmp_path):
         ({"train_steps": {"insertoin": 3}}, "unknown keys \\['insertoin'\\]"),
         ({"train_steps": {"default": 0}}, "must be an integer >= 1"),
         ({"groups": {"beta": {"values": [1], "seeds": 0}}}, "seeds must be an integer"),
+        ({"groups": {"train_steps": {"values": [3000, 0]}}}, "list of step counts"),
+        ({"groups": {"train_steps": {}}}, "list of step counts"),
     ):
         path = tmp_path / "bad.toml"
         text = (tmp_path / "tiny.toml").read_text()
@@ -338,3 +341,47 @@ def test_a_study_films_example_outcomes_for_the_browser(tmp_path):
     text = (results / "REPORT.md").read_text()
     assert f"[failure video]({row['video_failure']})" in text
     assert f"no success (0 of {row['episodes']} episodes succeeded)" in text
+
+
+def test_the_training_budget_group_trains_act_at_each_step_count(tmp_path):
+    """[groups.train_steps]: act on scripted demos at every listed budget; the budget equal to the
+    main cells' is the main run itself (one run, two groups)."""
+    profile = _tiny(
+        tmp_path,
+        tasks=["transfer_cube"],
+        train_steps=5,
+        groups={"train_steps": {"values": [5, 9]}},
+    )
+    cells = study.plan(profile)
+    budget = [e for e in cells.evals if "train_steps" in e.groups]
+    assert sorted(e.train.steps for e in budget) == [5, 9]
+    assert all(e.label["policy"] == "act" and e.label["source"] == "scripted" for e in budget)
+    shared = next(e for e in budget if e.train.steps == 5)
+    assert "main" in shared.groups
+
+
+def test_validation_l1_reads_the_runs_loss_log(tmp_path):
+    (tmp_path / "losses.csv").write_text(
+        "step,loss,val_l1_prior\n100,1.0,\n500,0.5,0.20\n1000,0.4,0.10\n1500,0.3,0.12\n"
+    )
+    assert study.validation_l1(tmp_path) == {
+        "val_l1_best": 0.10,
+        "val_best_step": 1000,
+        "val_l1_last": 0.12,
+    }
+    empty = study.validation_l1(tmp_path / "missing")
+    assert all(v != v for v in empty.values())  # NaN: no validation logged
+
+
+def test_jobs_are_ordered_longest_first():
+    """Longest-processing-time order: the estimate grows with steps, pixels cost more per step,
+    and a finished run counts only its evaluations."""
+    cpu = study.load_profile("cpu")
+    cells = study.plan(cpu, tasks=["transfer_cube"], groups=["main", "pixels"], seeds=1)
+    state = next(t for t in cells.train if t.data.obs_mode == "state")
+    pixels = next(t for t in cells.train if t.data.obs_mode == "pixels")
+    evals = cells.evals_of(state)
+    assert study.job_seconds(cpu, pixels) > study.job_seconds(cpu, state)
+    assert study.job_seconds(cpu, state, evals, trained=True) < study.job_seconds(cpu, state, evals)
+    longer = dataclasses.replace(state, steps=2 * state.steps)
+    assert study.job_seconds(cpu, longer) == pytest.approx(2 * study.job_seconds(cpu, state))
