@@ -48,6 +48,25 @@ def top_down_ceiling_over(env, arm: str, point: np.ndarray) -> float:
     return top_down_ceiling_m(float(np.linalg.norm(point[:2] - base[:2])))
 
 
+# Plan targets stay this far below the measured ceiling: the table's IK miss is < 0.5 mm, and 4 mm
+# keeps the wrist off its limit where the ceiling's interpolation between 1 cm samples errs high.
+REACH_MARGIN_M = 0.004
+
+
+def capped_at_reach(env, arm: str, point: np.ndarray) -> np.ndarray:
+    """``point``, lowered to ``REACH_MARGIN_M`` under the height ``arm`` reaches pointing straight
+    down at its distance (``top_down_ceiling_over``); unchanged where it is already below."""
+    top = top_down_ceiling_over(env, arm, point) - REACH_MARGIN_M
+    return np.array([point[0], point[1], min(point[2], top)])
+
+
+def raised_within_reach(env, arm: str, point: np.ndarray, rise_m: float) -> np.ndarray:
+    """``point`` raised by ``rise_m``, or less where ``arm`` could not reach that high pointing
+    straight down (``REACH_MARGIN_M`` under its ceiling), and never lowered below ``point``."""
+    top = top_down_ceiling_over(env, arm, point) - REACH_MARGIN_M
+    return point + [0.0, 0.0, max(min(rise_m, top - point[2]), 0.0)]
+
+
 def grasp_point(
     center_m: np.ndarray, jaw_axis: np.ndarray, half_width_m: float, clearance_m: float = 0.003
 ) -> np.ndarray:

@@ -20,7 +20,7 @@ from aloha_bench.experts.base import (
     ScriptedExpert,
     check_pace,
     grasp_point,
-    top_down_ceiling_over,
+    raised_within_reach,
 )
 
 DOWN = np.pi / 2
@@ -41,11 +41,10 @@ TIP_CLEARANCE_M = 0.003
 WAIT_PITCH = 1.35
 # The tool comes down onto the tab from this high straight above it, or lower where the arm cannot
 # reach that high pointing down (tabs beyond ~17 cm from the right base), keeping this margin under
-# the ceiling. Plan v1's 20 mm put the farthest tab of 300 seeds (18.7 cm out) 4 mm above the
-# ceiling; a tab 17.8 cm out was missed by 1.2 mm (seed 11). At 18.7 cm 12 mm remain, the jaw
-# tips level with the tab's top, reached from higher up and 3 cm back.
+# the ceiling (base.raised_within_reach). Plan v1's 20 mm put the farthest tab of 300 seeds
+# (18.7 cm out) 4 mm above the ceiling; a tab 17.8 cm out was missed by 1.2 mm (seed 11). At
+# 18.7 cm 12 mm remain, the jaw tips level with the tab's top, reached from higher up and 3 cm back.
 ABOVE_TAB_M = 0.02
-REACH_MARGIN_M = 0.004
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,9 +137,7 @@ class CupLidExpert(ScriptedExpert):
             return grasp
 
         def above_tab(env) -> np.ndarray:
-            grasp = tab_grasp(env)
-            top = top_down_ceiling_over(env, "right", grasp) - REACH_MARGIN_M
-            return grasp + [0.0, 0.0, max(min(ABOVE_TAB_M, top - grasp[2]), 0.0)]
+            return raised_within_reach(env, "right", tab_grasp(env), ABOVE_TAB_M)
 
         def pulled(env) -> np.ndarray:
             # Up, and back along the line to the right arm's base by peel_m.

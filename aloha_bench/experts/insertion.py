@@ -16,9 +16,9 @@ from aloha_bench.experts.base import (
     GRIPPER_CLOSED_RAD,
     Keyframe,
     ScriptedExpert,
+    capped_at_reach,
     check_pace,
     grasp_point,
-    top_down_ceiling_over,
 )
 
 DOWN = np.pi / 2
@@ -26,13 +26,12 @@ DOWN = np.pi / 2
 # point (m): level and 21 cm to the right, or 2 cm higher and 18 cm to the right (closer in, so
 # the raised wrist stays inside its flex range near the right arm's base).
 PEG_WAIT_OFFSET_M = {"level": (0.21, 0.0, 0.0), "above": (0.18, 0.0, 0.02)}
-# Targets the plan places itself (the hovers over both grasps, the right tool's wait) stay this
-# far below the measured top-down ceiling (base.top_down_ceiling_m). Plan v2 hovered 8 cm over
+# Targets the plan places itself (the hovers over both grasps, the right tool's wait) stay
+# below the measured top-down ceiling (base.capped_at_reach). Plan v2 hovered 8 cm over
 # the grasps, 10-11 cm high and 7-13 cm from each arm's base where straight down reaches only
 # 8-10 cm: missed by up to 22 mm (every episode, seeds 0-99). The right tool's wait was out of
 # reach too for some varied meeting points: 2 cm above 8 cm at 9 cm out, or level at 8 cm only
 # 6 cm out.
-_REACH_MARGIN_M = 0.004
 # Each arm's unrolled tool +y, top-down: the fixed jaws land on the far (+y / -y) sides.
 LEFT_JAW = (0.0, 1.0, 0.0)
 RIGHT_JAW = (0.0, -1.0, 0.0)
@@ -86,12 +85,6 @@ def _site(env, name: str) -> np.ndarray:
     return env.data.site_xpos[env.model.site(name).id].copy()
 
 
-def _within_reach(env, arm: str, point: np.ndarray) -> np.ndarray:
-    """``point``, lowered where ``arm`` could not reach that high pointing straight down."""
-    top = top_down_ceiling_over(env, arm, point) - _REACH_MARGIN_M
-    return np.array([point[0], point[1], min(point[2], top)])
-
-
 class InsertionExpert(ScriptedExpert):
     """Grasp both, lift, align the peg with the socket's mouth, push in."""
 
@@ -113,8 +106,8 @@ class InsertionExpert(ScriptedExpert):
         socket_grasp = grasp_point(socket + [-0.02, 0.0, 0.01], LEFT_JAW, 0.02, clearance_m=0.001)
         # Up to 8 cm above the grasps, as high as the arms reach straight down (5.3-7.6 cm).
         lift = 0.08
-        socket_above = _within_reach(env, "left", socket_grasp + [0, 0, lift])
-        peg_above = _within_reach(env, "right", peg_grasp + [0, 0, lift])
+        socket_above = capped_at_reach(env, "left", socket_grasp + [0, 0, lift])
+        peg_above = capped_at_reach(env, "right", peg_grasp + [0, 0, lift])
         t_above, t_down = 1.0 * k, 1.6 * k
         t_closed = t_down + st.pause_s + 0.4
         t_lifted = t_closed + 0.6 * k
@@ -155,7 +148,7 @@ class InsertionExpert(ScriptedExpert):
             # to 7 mm; 46 of 103 above, by up to 9 mm).
             Keyframe(
                 t_meet,
-                _within_reach(env, "right", meet + PEG_WAIT_OFFSET_M[st.peg_approach]),
+                capped_at_reach(env, "right", meet + PEG_WAIT_OFFSET_M[st.peg_approach]),
                 DOWN,
                 RIGHT_JAW,
                 GRIPPER_CLOSED_RAD,

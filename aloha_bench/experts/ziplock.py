@@ -20,7 +20,7 @@ from aloha_bench.experts.base import (
     ScriptedExpert,
     check_pace,
     grasp_point,
-    top_down_ceiling_over,
+    raised_within_reach,
 )
 
 DOWN = np.pi / 2
@@ -35,10 +35,9 @@ TRACK_LENGTH_M = 0.14  # the zipper joint's range
 # them clear of the slider block (top at 18.5 mm).
 GRIP_Z_M = 0.026
 LIFT_M = 0.06
-# Kept below the measured top-down ceiling (base.top_down_ceiling_m, IK miss < 0.5 mm there).
-# Plan v1 capped the approach with a formula that overestimated the reach by 4-7 cm: the
-# right arm's hover over the tab was missed by up to 42 mm (seed 11, 21 cm from its base).
-_REACH_MARGIN_M = 0.004
+# Hovers stay below the measured top-down ceiling (base.raised_within_reach). Plan v1 capped the
+# approach with a formula that overestimated the reach by 4-7 cm: the right arm's hover over the
+# tab was missed by up to 42 mm (seed 11, 21 cm from its base).
 # The right arm hovers LIFT_M above the tab (10-11 cm high, 11-22 cm from its base) and lifts off
 # it with its tool tilted to this pitch: straight down reaches only 6-10 cm there, and the tab's
 # top is at 44.5 mm, so a hover capped to the top-down reach would leave the jaw tips beside the
@@ -121,8 +120,7 @@ def _zipper(env) -> float:
 
 def _above(env, arm: str, point: np.ndarray) -> np.ndarray:
     """``point`` raised by LIFT_M, or less where the arm could not reach that high top-down."""
-    top = top_down_ceiling_over(env, arm, point) - _REACH_MARGIN_M
-    return point + [0.0, 0.0, max(min(LIFT_M, top - point[2]), 0.0)]
+    return raised_within_reach(env, arm, point, LIFT_M)
 
 
 def _tcp_offset(height_m: float):
