@@ -265,7 +265,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     profile = study.load_profile(args.profile)
     work = Path(args.work_dir or f"runs/{profile['name']}")
     results = Path(args.out or f"results/{profile['name']}")
-    the_plan = study.plan(profile, args.tasks, args.seeds, args.groups)
+    the_plan = study.plan(profile, args.tasks, args.seeds, args.groups, args.sources, args.policies)
     if args.dry_run:
         layout = study.Layout(work, results)
         for kind, cells, done in (
@@ -305,6 +305,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         tasks=args.tasks,
         seeds=args.seeds,
         groups=args.groups,
+        sources=args.sources,
+        policies=args.policies,
         executor=args.executor,
         workers=args.workers,
         address=args.address,
@@ -1013,6 +1015,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tasks", nargs="+", help="a subset of the profile's tasks")
     p.add_argument("--seeds", type=T.positive_int, help="training seeds (default: the profile's)")
     p.add_argument("--groups", nargs="+", help="a subset: main chunk_size beta cameras ...")
+    p.add_argument("--sources", nargs="+", help="a subset of the data sources: scripted human")
+    p.add_argument("--policies", nargs="+", help="a subset: act no_cvae single_step")
     p.add_argument("--executor", default="local", choices=["local", "ray"], help="where cells run")
     p.add_argument("--address", help="Ray cluster address (--executor ray)")
     p.add_argument(

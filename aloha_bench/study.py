@@ -393,9 +393,25 @@ def plan(
     tasks: Sequence[str] | None = None,
     seeds: int | None = None,
     groups: Sequence[str] | None = None,
+    sources: Sequence[str] | None = None,
+    policies: Sequence[str] | None = None,
 ) -> Plan:
-    """Expand a study profile into cells (optionally fewer tasks, seeds or groups)."""
+    """Expand a study profile into cells (optionally fewer tasks, seeds, groups, data sources or
+    policies: a long study can run in slices, e.g. the scripted cells before the human ones).
+
+    Raises:
+        ValueError: a group, task, source or policy the profile does not have.
+    """
     profile = dict(profile)
+    for name, subset, allowed in (
+        ("sources", sources, profile["sources"]),
+        ("policies", policies, profile["policies"]),
+    ):
+        bad = sorted(set(subset or ()) - set(allowed))
+        if bad:
+            raise ValueError(
+                f"{name} {bad} are not in study {profile['name']!r} (its {name}: {allowed})"
+            )
     spec_groups: dict[str, Any] = dict(profile.get("groups", {}))
     wanted = set(groups) if groups else {"main", *spec_groups}
     unknown = sorted(wanted - set(GROUPS))
@@ -446,6 +462,8 @@ def plan(
         n_train_seeds: int = n_seeds,
         n_eval_episodes: int = eval_episodes,
     ) -> None:
+        if (sources and source not in sources) or (policies and baseline not in policies):
+            return
         if train_steps is None:
             train_steps = group_setting(spec_groups.get("main", {}), task)["train_steps"]
         overrides = {**overrides, "obs_mode": cell_obs_mode}
@@ -990,6 +1008,8 @@ def run_study(
     tasks: Sequence[str] | None = None,
     seeds: int | None = None,
     groups: Sequence[str] | None = None,
+    sources: Sequence[str] | None = None,
+    policies: Sequence[str] | None = None,
     executor: str = "local",
     workers: int = 1,
     address: str | None = None,
@@ -1003,7 +1023,7 @@ def run_study(
         profile: a loaded study profile (``load_profile``).
         work_dir: datasets and run folders (large; not for git).
         results_dir: records, summary.csv, tables and plots.
-        tasks, seeds, groups: a subset of the profile's.
+        tasks, seeds, groups, sources, policies: a subset of the profile's.
         executor: ``"local"`` (process pool of ``workers``) or ``"ray"``.
         workers: parallel jobs for the local executor (each gets cpu_count / workers threads).
         address: Ray cluster address (``ray``; None starts Ray on this machine).
@@ -1020,7 +1040,7 @@ def run_study(
         raise ValueError(f"unknown executor {executor!r}; expected one of {EXECUTORS}")
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    the_plan = plan(profile, tasks, seeds, groups)
+    the_plan = plan(profile, tasks, seeds, groups, sources, policies)
     layout = Layout(Path(work_dir), Path(results_dir))
     threads = threads or _threads_per_worker(workers)
 

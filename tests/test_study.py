@@ -385,3 +385,19 @@ def test_jobs_are_ordered_longest_first():
     assert study.job_seconds(cpu, state, evals, trained=True) < study.job_seconds(cpu, state, evals)
     longer = dataclasses.replace(state, steps=2 * state.steps)
     assert study.job_seconds(cpu, longer) == pytest.approx(2 * study.job_seconds(cpu, state))
+
+
+def test_a_study_runs_in_slices_of_sources_and_policies():
+    """--sources / --policies: the scripted cells can run before the human ones; every group's
+    cells obey the slice, and a name the profile lacks is refused with the valid ones."""
+    cpu = study.load_profile("cpu")
+    scripted = study.plan(cpu, sources=["scripted"])
+    assert {e.label["source"] for e in scripted.evals} == {"scripted"}
+    assert {d.source for d in scripted.data} == {"scripted"}
+    act = study.plan(cpu, groups=["main"], policies=["act"], seeds=1)
+    assert {e.label["policy"] for e in act.evals} == {"act"}
+    assert len(act.train) == len(cpu["tasks"]) * len(cpu["sources"])  # pixels: its own group
+    with pytest.raises(ValueError, match="sources \\['teleop'\\] are not in study"):
+        study.plan(cpu, sources=["teleop"])
+    with pytest.raises(ValueError, match="policies \\['diffusion'\\] are not in study"):
+        study.plan(cpu, policies=["diffusion"])
