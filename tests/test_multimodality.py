@@ -126,3 +126,21 @@ def test_the_gap_stays_finite_where_every_demo_coincides():
     aligned[:3, 0, 0] += 1e-7  # and float noise
     gap = mm.phase_measures(aligned)["averaging_gap"]
     assert gap[0] < 1e-3 and np.all(np.isfinite(gap)) and gap[1:].max() < 10
+
+
+def test_demos_of_the_same_seed_are_not_each_others_nearest_demo():
+    # `modes --per-strategy` plays every seed once per strategy: the two demos of a seed share the
+    # props and the operator's draws, so they coincide until the strategies part. As each other's
+    # nearest demo they made the typical nearest-demo distance ~0 there (human insertion: gap 138).
+    rng = np.random.default_rng(0)
+    base = rng.normal(0.0, 0.2, (8, 1, 12)) * np.linspace(0.0, 1.0, 10)[None, :, None]
+    part = np.clip(np.linspace(-1.0, 1.0, 10), 0.0, None)[None, :, None]  # they part halfway
+    aligned = np.concatenate([base - 0.5 * part, base + 0.5 * part])  # 8 seeds x 2 strategies
+    seeds = list(range(8)) * 2
+    paired = mm.phase_measures(aligned, seeds)
+    assert paired["averaging_gap"].max() < 3
+    assert mm.phase_measures(aligned)["averaging_gap"].max() > 20  # twins as neighbours
+    demos = [_demo(s, "a" if i < 8 else "b", np.zeros((3, 12))) for i, s in enumerate(seeds)]
+    assert mm.measure(demos)["averaging_gap_max"] == 0.0
+    with pytest.raises(ValueError, match="at least 2 seeds"):
+        mm.phase_measures(aligned[:2], [3, 3])
