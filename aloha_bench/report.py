@@ -827,7 +827,7 @@ def _line_plot(ax, sns, ours: pd.DataFrame, x: str, m: _Rule) -> None:
         ax.errorbar(
             s[x],
             s[m.rate],
-            yerr=[s[m.rate] - s[m.low], s[m.high] - s[m.rate]],
+            yerr=[(s[m.rate] - s[m.low]).clip(lower=0), (s[m.high] - s[m.rate]).clip(lower=0)],
             fmt="none",
             ecolor=palette[label],
             capsize=3,
@@ -883,7 +883,7 @@ def _bar_plot(
         ax.errorbar(
             [centre],
             [r[rate]],
-            yerr=[[r[rate] - r[low]], [r[high] - r[rate]]],
+            yerr=[[max(r[rate] - r[low], 0.0)], [max(r[high] - r[rate], 0.0)]],
             fmt="none",
             ecolor="black",
             capsize=3,

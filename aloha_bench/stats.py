@@ -41,5 +41,6 @@ def wilson_interval(successes: int, trials: int, confidence: float = 0.95) -> tu
     z2n = z * z / trials
     centre = (p + z2n / 2.0) / (1.0 + z2n)
     half = z / (1.0 + z2n) * math.sqrt(p * (1.0 - p) / trials + z2n / (4.0 * trials))
-    # Clamp the rounding residue at the ends (e.g. -1e-17 at 0 successes).
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # The interval contains p; rounding can put an end a hair past it (300 of 300 gave a high of
+    # 1 - 2e-16, below the rate itself, and a negative error bar) or outside [0, 1].
+    return min(p, max(0.0, centre - half)), max(p, min(1.0, centre + half))

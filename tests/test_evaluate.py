@@ -44,6 +44,13 @@ def test_wilson_interval_edges_and_errors():
     narrow = wilson_interval(500, 1000)
     wide = wilson_interval(5, 10)
     assert narrow[1] - narrow[0] < wide[1] - wide[0]
+    # The interval holds the rate itself at every count: 300 of 300 once gave a high of
+    # 1 - 2e-16, under the rate, and the report's error bar went negative.
+    for trials in range(1, 401):
+        for successes in range(trials + 1):
+            low, high = wilson_interval(successes, trials)
+            assert 0.0 <= low <= successes / trials <= high <= 1.0, (successes, trials)
+    assert wilson_interval(300, 300)[1] == 1.0 and wilson_interval(0, 300)[0] == 0.0
     with pytest.raises(ValueError, match="successes <= trials"):
         wilson_interval(3, 2)
     with pytest.raises(ValueError, match="confidence"):
