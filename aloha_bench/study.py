@@ -152,7 +152,7 @@ def _validate_profile(profile: Mapping[str, Any], path: Path) -> None:
         ):
             raise ValueError(
                 f"{path}: [groups.train_steps] values must be a list of step counts >= 1, "
-                f"e.g. values = [3000, 8000]; got {values!r}"
+                f"e.g. values = [3000, 10000]; got {values!r}"
             )
 
 
@@ -633,8 +633,8 @@ def job_seconds(
     trained: bool = False,
 ) -> float:
     """Estimated seconds of one training job (its run, unless finished, and ``evals``) at the
-    profile's ``[cost]`` rates; without them, a pixel step costs 2.5x a state step (the ratio
-    measured on 2 cores). Only orders the jobs: nothing is timed against it."""
+    profile's ``[cost]`` rates (without them: 5 state or 2 pixel steps/s, 50 or 25 episodes/min).
+    Only orders the jobs: nothing is timed against it."""
     cost = profile.get("cost", {})
     mode = train.data.obs_mode
     steps_per_s = cost.get(f"{mode}_steps_per_s", 5.0 if mode == "state" else 2.0)
