@@ -10,6 +10,7 @@ from aloha_bench.experts.human import (
     TEMPOS,
     HumanOperator,
     HumanOperatorConfig,
+    slowest_speed,
     strategies,
 )
 
@@ -74,6 +75,29 @@ def test_the_operator_draws_every_strategy_and_tempo_and_can_be_forced(task):
     assert low <= style.speed <= high
     with pytest.raises(ValueError, match="unknown strategy"):
         HumanOperator(task, config, np.random.default_rng(0), strategy="juggle")
+
+
+def test_the_operator_never_drives_a_script_below_its_slowest_speed():
+    """Tempo floor: speed x pace stays at or above the expert's slowest varied speed (battery:
+    0.9, above the steady tempo's 0.85), or the 400-step episode ends before the script does."""
+    assert slowest_speed("battery") == pytest.approx(0.9)
+    assert slowest_speed("insertion") == pytest.approx(0.85)
+    # The slowest operator the config allows: the lowest pace, steady tempo.
+    config = HumanOperatorConfig(pace=(0.85, 0.85))
+    effective = {"steady": [], "brisk": []}
+    for s in range(40):
+        op = HumanOperator("battery", config, np.random.default_rng(s))
+        effective[op.strategy.split("/")[1]].append(op.expert.style.speed * op.traits.pace)
+    assert min(effective["steady"]) >= 0.9 - 1e-9
+    assert min(effective["steady"]) < 0.9 + 1e-9  # lifted to the floor, not beyond
+    # The brisk tempo is untouched by the floor, and the tempos stay apart.
+    assert min(effective["brisk"]) == pytest.approx(1.1 * 0.85, abs=0.02)
+    assert max(effective["steady"]) < min(effective["brisk"])
+    # With the default config the draws stay in the pace range wherever the floor allows.
+    for s in range(40):
+        op = HumanOperator("battery", HumanOperatorConfig(), np.random.default_rng(s))
+        assert op.expert.style.speed * op.traits.pace >= 0.9 - 1e-9
+        assert op.traits.pace <= 1.1
 
 
 def test_transfer_cube_strategies_differ_in_the_pick():
