@@ -15,6 +15,7 @@ inside its joint range all the way, checked through IK before anything moves.
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import numpy as np
 
@@ -59,6 +60,9 @@ class BatteryStyle:
     """
 
     speed: float = 1.0
+    # What `varied` draws the speed from: the plan is made for these paces (the human operator
+    # never drives it slower than the low end, experts.human.slowest_speed).
+    SPEED_RANGE: ClassVar[tuple[float, float]] = (0.9, 1.2)
     pause_s: float = 0.0
     lift_height_m: float = 0.07
     hover_m: float = 0.015
@@ -84,7 +88,7 @@ class BatteryStyle:
     def varied(rng: np.random.Generator) -> BatteryStyle:
         """A random style: speed, pause, carry height, hover gap, when to turn, where to hold."""
         return BatteryStyle(
-            speed=float(rng.uniform(0.9, 1.2)),
+            speed=float(rng.uniform(*BatteryStyle.SPEED_RANGE)),
             pause_s=float(rng.choice([0.0, rng.uniform(0.1, 0.3)])),
             lift_height_m=float(rng.uniform(0.06, 0.08)),
             hover_m=float(rng.uniform(0.01, 0.025)),

@@ -11,6 +11,7 @@ towards the right arm.
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import numpy as np
 
@@ -63,6 +64,9 @@ class CupLidStyle:
     """
 
     speed: float = 1.0
+    # What `varied` draws the speed from: the plan is made for these paces (the human operator
+    # never drives it slower than the low end, experts.human.slowest_speed).
+    SPEED_RANGE: ClassVar[tuple[float, float]] = (0.85, 1.2)
     pause_s: float = 0.0
     lift_m: float = 0.035
     peel_m: float = 0.015
@@ -86,7 +90,7 @@ class CupLidStyle:
         height, grip height on the handle and wrist tilt during the pull."""
         peel = rng.uniform() < 0.5
         return CupLidStyle(
-            speed=float(rng.uniform(0.85, 1.2)),
+            speed=float(rng.uniform(*CupLidStyle.SPEED_RANGE)),
             pause_s=float(rng.choice([0.0, rng.uniform(0.1, 0.4)])),
             lift_m=float(rng.uniform(0.03, 0.04)),
             peel_m=float(rng.uniform(0.025, 0.04)) if peel else float(rng.uniform(0.01, 0.015)),

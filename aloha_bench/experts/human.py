@@ -24,7 +24,6 @@ All of it is seeded, and its parameters (``HumanOperatorConfig``) are recorded i
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 import tomllib
 from collections import deque
@@ -196,28 +195,11 @@ OPERATOR_STRATEGIES: dict[str, dict[str, dict[str, Any]]] = {
 TEMPOS: dict[str, tuple[float, float]] = {"steady": (0.85, 0.95), "brisk": (1.1, 1.2)}
 
 
-class _LowestDraws:
-    """Stands in for a ``np.random.Generator``: every draw at the low end of its range."""
-
-    def uniform(self, low: float = 0.0, high: float = 1.0, size: None = None) -> float:
-        return low
-
-    def choice(self, a: Any, *args: Any, **kwargs: Any) -> Any:
-        return a[0]
-
-    def integers(self, low: int, high: int | None = None, *args: Any, **kwargs: Any) -> int:
-        return 0 if high is None else low
-
-
-@functools.cache
 def slowest_speed(task_id: str) -> float:
-    """The slowest ``speed`` the task's expert draws for its own ``varied`` style.
-
-    Read from the expert (its ``varied`` drawn with every draw at its low end), not kept here:
-    it is the slowest pace its plan is made for (battery 0.9, the others 0.85), where the
-    shared ``check_pace`` bound (0.5) only says what a style may be given.
-    """
-    return float(expert_class(task_id).style_cls.varied(_LowestDraws()).speed)
+    """The slowest ``speed`` the task's expert draws for its own ``varied`` style (the low end of
+    its style's ``SPEED_RANGE``: battery 0.9, the others 0.85): the slowest pace its plan is made
+    for, where the shared ``check_pace`` bound (0.5) only says what a style may be given."""
+    return float(expert_class(task_id).style_cls.SPEED_RANGE[0])
 
 
 def strategies(task_id: str) -> tuple[str, ...]:

@@ -9,6 +9,7 @@ from where both objects actually sit in the grippers, then pushes it in until it
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import numpy as np
 
@@ -56,6 +57,9 @@ class InsertionStyle:
     """
 
     speed: float = 1.0
+    # What `varied` draws the speed from: the plan is made for these paces (the human operator
+    # never drives it slower than the low end, experts.human.slowest_speed).
+    SPEED_RANGE: ClassVar[tuple[float, float]] = (0.85, 1.2)
     pause_s: float = 0.0
     meet_x_m: float = -0.08
     meet_z_m: float = 0.07
@@ -72,7 +76,7 @@ class InsertionStyle:
     @staticmethod
     def varied(rng: np.random.Generator) -> InsertionStyle:
         return InsertionStyle(
-            speed=float(rng.uniform(0.85, 1.2)),
+            speed=float(rng.uniform(*InsertionStyle.SPEED_RANGE)),
             pause_s=float(rng.choice([0.0, rng.uniform(0.1, 0.4)])),
             meet_x_m=float(rng.uniform(-0.09, -0.07)),
             meet_z_m=float(rng.uniform(0.06, 0.08)),

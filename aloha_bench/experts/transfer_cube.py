@@ -9,6 +9,7 @@ closes, the right arm opens and retreats, the left arm lifts the cube away.
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import numpy as np
 
@@ -74,6 +75,9 @@ class TransferCubeStyle:
     """
 
     speed: float = 1.0
+    # What `varied` draws the speed from: the plan is made for these paces (the human operator
+    # never drives it slower than the low end, experts.human.slowest_speed).
+    SPEED_RANGE: ClassVar[tuple[float, float]] = (0.85, 1.2)
     pause_s: float = 0.0
     approach_pitch_rad: float = DOWN
     lift_height_m: float = 0.12
@@ -94,7 +98,7 @@ class TransferCubeStyle:
     def varied(rng: np.random.Generator) -> TransferCubeStyle:
         """A random style: speed, pause, top-down or angled approach, handover place."""
         return TransferCubeStyle(
-            speed=float(rng.uniform(0.85, 1.2)),
+            speed=float(rng.uniform(*TransferCubeStyle.SPEED_RANGE)),
             pause_s=float(rng.choice([0.0, rng.uniform(0.1, 0.4)])),
             approach_pitch_rad=float(rng.choice([DOWN, 1.15])),
             lift_height_m=float(rng.uniform(0.10, 0.14)),

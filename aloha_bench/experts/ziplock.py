@@ -10,6 +10,7 @@ hold still so the final state lasts to the end of the episode.
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import numpy as np
 
@@ -67,6 +68,9 @@ class ZiplockStyle:
     """
 
     speed: float = 1.0
+    # What `varied` draws the speed from: the plan is made for these paces (the human operator
+    # never drives it slower than the low end, experts.human.slowest_speed).
+    SPEED_RANGE: ClassVar[tuple[float, float]] = (0.85, 1.2)
     pause_s: float = 0.0
     grip_offset_m: float = 0.0
     grip_fixed_jaw_outside: bool = True
@@ -102,7 +106,7 @@ class ZiplockStyle:
     def varied(rng: np.random.Generator) -> ZiplockStyle:
         """A random style: pace, pauses, where and from which side each gripper takes hold."""
         return ZiplockStyle(
-            speed=float(rng.uniform(0.85, 1.2)),
+            speed=float(rng.uniform(*ZiplockStyle.SPEED_RANGE)),
             pause_s=float(rng.choice([0.0, rng.uniform(0.1, 0.4)])),
             grip_offset_m=float(rng.choice([-0.02, 0.0, 0.02]) + rng.uniform(-0.005, 0.005)),
             grip_fixed_jaw_outside=bool(rng.uniform() < 0.5),
