@@ -37,7 +37,6 @@ import pandas as pd
 from aloha_bench.stats import wilson_interval
 
 __all__ = [
-    "GROUPS",
     "METRICS",
     "SUMMARY_COLUMNS",
     "Artifact",
@@ -113,16 +112,6 @@ OPTIONAL_COLUMNS = (
     "val_l1_best",
     "val_best_step",
     "val_l1_last",
-)
-GROUPS = (
-    "main",
-    "chunk_size",
-    "temporal_ensembling",
-    "cvae",
-    "beta",
-    "cameras",
-    "robustness",
-    "train_steps",
 )
 STAGE_COLUMNS = ("stage_1", "stage_2", "stage_3")
 # Display orders; values not listed sort after these, alphabetically.
