@@ -666,6 +666,64 @@ def cmd_diagnose_handover(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tolerance_job(task: str, sigmas: list[float], episodes: int, seed: int, hold: int) -> list:
+    from aloha_bench.tolerance import expert_tolerance
+
+    return expert_tolerance(task, sigmas, episodes, seed=seed, hold_steps=hold)
+
+
+def _policy_success(summary_csv: str | None) -> dict[str, float]:
+    """Run folder name -> end-of-episode success of its plain evaluation in a study summary."""
+    if not summary_csv:
+        return {}
+    import pandas as pd
+
+    df = pd.read_csv(summary_csv)
+    ensembled = df["temporal_ensemble"].fillna(False).astype(bool)
+    plain = df[(df["perturbation"].fillna("none") == "none") & ~ensembled]
+    return {
+        Path(str(r)).name: float(v)
+        for r, v in zip(plain["run"], plain["success_rate"], strict=True)
+    }
+
+
+def cmd_tolerance(args: argparse.Namespace) -> int:
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    from aloha_bench.tolerance import policy_action_error, write_tolerance_report
+
+    sigmas = sorted(set(args.sigma_mrad))
+    tasks = list(dict.fromkeys(args.tasks))
+    jobs = [(t, sigmas, args.episodes, args.seed, args.hold_steps) for t in tasks]
+    if args.workers > 1:
+        # spawn: a forked child would inherit any GL or torch thread state of this process.
+        with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
+            results = list(pool.map(_tolerance_job, *zip(*jobs, strict=True)))
+    else:
+        results = [_tolerance_job(*job) for job in jobs]
+    rows = [row for result in results for row in result]
+    errors = [policy_action_error(run) for run in args.run or []]
+    runs = ", ".join(Path(e["run"]).name for e in errors)
+    scale = (
+        f"scripted expert (default style), seeds {args.seed}-{args.seed + args.episodes - 1} "
+        f"({args.episodes} episodes per point), error redrawn every {args.hold_steps} steps"
+        + (f"; ACT error: validation demos of {runs}" if errors else "")
+    )
+    for path in write_tolerance_report(
+        args.out, rows, errors, scale, _policy_success(args.summary)
+    ):
+        print(path)
+    for row in rows:
+        print(
+            f"{row['task']:>14} sigma {row['sigma_mrad']:5.1f} mrad: end {row['success_end']:.0%}"
+            f" [{row['ci_low']:.0%}, {row['ci_high']:.0%}]"
+        )
+    for e in errors:
+        print(f"{e['task']:>14} ACT RMS error {e['rms_mrad']:.1f} mrad ({Path(e['run']).name})")
+    return 0
+
+
 def cmd_convert(args: argparse.Namespace) -> int:
     from aloha_bench.interop import from_lerobot, parse_camera_map, to_lerobot
 
@@ -1186,6 +1244,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episode", type=T.non_negative_int, default=0, help="episode index")
     p.add_argument("--out", required=True, help="mp4 file to write")
     p.set_defaults(func=cmd_video)
+
+    p = verb(
+        "tolerance",
+        "how precise each task asks a policy to be: expert success vs joint-target error",
+    )
+    p.add_argument(
+        "--tasks", type=T.task_id, nargs="+", required=True, help="task ids, e.g. battery insertion"
+    )
+    p.add_argument(
+        "--sigma-mrad",
+        type=T.non_negative_float,
+        nargs="+",
+        default=[0.0, 2.0, 4.0, 8.0, 16.0, 32.0],
+        help="per-joint error standard deviations (mrad)",
+    )
+    p.add_argument("--episodes", type=T.positive_int, default=20, help="expert seeds per sigma")
+    p.add_argument("--seed", type=T.seed, default=0, help="first seed (demos use 0, 1, ...)")
+    p.add_argument(
+        "--hold-steps",
+        type=T.positive_int,
+        default=100,
+        help="steps an error draw is held (100: one ACT chunk; 1: per-step noise)",
+    )
+    p.add_argument(
+        "--run", action="append", help="a trained run: its error on its validation demos"
+    )
+    p.add_argument("--summary", help="a study's summary.csv: print each --run's success beside")
+    p.add_argument("--workers", type=T.positive_int, default=1, help="tasks in parallel")
+    p.add_argument("--out", required=True, help="folder for the table, the plot and the JSON")
+    p.set_defaults(func=cmd_tolerance)
 
     p = verb(
         "diagnose-handover",
