@@ -666,10 +666,18 @@ def cmd_diagnose_handover(args: argparse.Namespace) -> int:
     return 0
 
 
-def _tolerance_job(task: str, sigmas: list[float], episodes: int, seed: int, hold: int) -> list:
+def _tolerance_job(
+    task: str, sigmas: list[float], episodes: int, seed: int, hold: int, bar=None
+) -> list:
     from aloha_bench.tolerance import expert_tolerance
 
-    return expert_tolerance(task, sigmas, episodes, seed=seed, hold_steps=hold)
+    def progress(sigma: float, done: int) -> None:
+        bar.update(1)
+        bar.set_postfix(task=task, sigma_mrad=f"{sigma:g}")
+
+    return expert_tolerance(
+        task, sigmas, episodes, seed=seed, hold_steps=hold, progress=progress if bar else None
+    )
 
 
 def _policy_success(summary_csv: str | None) -> dict[str, float]:
@@ -691,17 +699,27 @@ def cmd_tolerance(args: argparse.Namespace) -> int:
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
 
+    from tqdm import tqdm
+
     from aloha_bench.tolerance import policy_action_error, write_tolerance_report
 
     sigmas = sorted(set(args.sigma_mrad))
     tasks = list(dict.fromkeys(args.tasks))
     jobs = [(t, sigmas, args.episodes, args.seed, args.hold_steps) for t in tasks]
+    total = len(tasks) * len(sigmas) * args.episodes
     if args.workers > 1:
         # spawn: a forked child would inherit any GL or torch thread state of this process.
-        with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
-            results = list(pool.map(_tolerance_job, *zip(*jobs, strict=True)))
+        with (
+            ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool,
+            tqdm(total=len(tasks), desc=f"tolerance ({total} episodes)", unit="task") as bar,
+        ):
+            results = []
+            for result in pool.map(_tolerance_job, *zip(*jobs, strict=True)):
+                results.append(result)
+                bar.update(1)
     else:
-        results = [_tolerance_job(*job) for job in jobs]
+        with tqdm(total=total, desc="tolerance", unit="ep") as bar:
+            results = [_tolerance_job(*job, bar=bar) for job in jobs]
     rows = [row for result in results for row in result]
     errors = [policy_action_error(run) for run in args.run or []]
     runs = ", ".join(Path(e["run"]).name for e in errors)
