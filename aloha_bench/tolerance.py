@@ -24,6 +24,7 @@ plot (results/tolerance/).
 from __future__ import annotations
 
 import json
+import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -269,14 +270,19 @@ def write_tolerance_report(
     ticks = [zero_at, *positive]
     ax.set_xticks(ticks)
     ax.set_xticklabels(["0", *(f"{s:g}" for s in positive)])
-    ax.set_xlabel("joint-target error sigma (mrad), per arm joint, held 100 steps")
+    # Room for every dotted error line, also one beyond the largest sigma.
+    right = max([*ticks, *(err["rms_mrad"] if len(err) else ())])
+    ax.set_xlim(zero_at / 1.3, right * 1.3)
+    holds = ", ".join(str(h) for h in sorted(table["hold_steps"].unique()))
+    ax.set_xlabel(f"joint-target error sigma (mrad), per arm joint, held {holds} steps")
     ax.set_ylabel("expert success at episode end (%)")
     ax.set_ylim(-3, 103)
     ax.set_title("Precision each task asks for (dotted: ACT's RMS error on held-out demos)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.text(0.01, 0.01, scale, fontsize=7)
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    footer = textwrap.wrap(scale, 150)
+    fig.text(0.01, 0.01, "\n".join(footer), fontsize=7, va="bottom")
+    fig.tight_layout(rect=(0, 0.025 * len(footer) + 0.01, 1, 1))
     written.append(out / "tolerance.png")
     fig.savefig(written[-1])
     plt.close(fig)
