@@ -244,9 +244,11 @@ def _export_onnx(args: argparse.Namespace) -> str:
     from aloha_bench.policies.export import export_run
 
     info = export_run(args.run, args.out, quantize=args.quantize, threads=args.threads)
+    on_demos = info.get("max_action_diff_rad_on_demos")
     return (
         f"wrote {args.out}/policy.onnx ({info['quantize']}); largest action difference from "
         f"fp32 torch: {info['max_action_diff_rad_vs_torch_fp32']:.2e} rad"
+        + (f" ({on_demos:.2e} rad on validation demo frames)" if on_demos is not None else "")
     )
 
 
@@ -1077,8 +1079,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--quantize",
         default="none",
-        choices=["none", "int8"],
-        help="onnx: int8 weights (changes actions; the difference is measured and printed)",
+        choices=["none", "int8", "int8_static"],
+        help="onnx: int8 matrix weights, or int8_static: the image backbone's convolutions in "
+        "int8, calibrated on the run's demo frames (both change actions; the difference is "
+        "measured and printed)",
     )
     p.add_argument(
         "--threads", type=T.positive_int, default=1, help="ONNX Runtime threads (parity check)"

@@ -229,12 +229,10 @@ def check_observation_shapes(run: str, policy, observation_space) -> None:
         TaskMismatchError: a key the policy reads is missing or has another shape (state mode:
             another task's props give another ``observation.environment_state`` width).
     """
-    config = policy.config
-    for key in config.input_keys:
-        if key.startswith("observation.images."):
-            expected = (*config.image_size, 3)
-        else:
-            expected = tuple(policy.normalizer.to_stats()[key]["mean"].shape)
+    # Both runtimes (torch's ACTPolicy, ONNX Runtime's OnnxPolicy) report their input shapes.
+    shapes = policy.input_shapes()
+    for key in policy.config.input_keys:
+        expected = shapes[key]
         space = observation_space.spaces.get(key)
         if space is None or tuple(space.shape) != expected:
             got = "no such key" if space is None else f"shape {tuple(space.shape)}"

@@ -237,20 +237,30 @@ def test_the_training_task_is_recorded_with_every_result(tiny_run):
     assert training_task(tiny_run / "best") == "transfer_cube"  # a checkpoint folder too
 
 
-def test_observation_shapes_are_checked_key_by_key():
-    from types import SimpleNamespace
-
+@pytest.mark.parametrize("runtime", ["torch", "onnx"])
+def test_observation_shapes_are_checked_key_by_key(runtime):
     import gymnasium as gym
-    import numpy as np
+    import torch
 
     from aloha_bench.envs.spaces import observation_space
+    from aloha_bench.policies import make_policy
+    from tests.policies.conftest import fake_stats, tiny_config
 
-    policy = SimpleNamespace(
-        config=SimpleNamespace(
-            input_keys=("observation.state", "observation.images.top"), image_size=(96, 128)
-        ),
-        normalizer=SimpleNamespace(to_stats=lambda: {"observation.state": {"mean": np.zeros(12)}}),
+    if runtime == "onnx":
+        pytest.importorskip("onnxruntime")
+    torch.manual_seed(0)
+    policy = make_policy(
+        tiny_config(obs_mode="pixels", cameras=["top"], image_size=(96, 128)), fake_stats()
     )
+    if runtime == "onnx":
+        # The ONNX Runtime twin reads its input shapes from the graph (eval --runtime onnx).
+        from aloha_bench.policies.export import OnnxPolicy, onnx_model_bytes
+
+        policy = OnnxPolicy(onnx_model_bytes(policy), policy.config)
+    assert policy.input_shapes() == {
+        "observation.state": (12,),
+        "observation.images.top": (96, 128, 3),
+    }
     check_observation_shapes("r", policy, observation_space("pixels", ["top"], (96, 128), 0))
     with pytest.raises(TaskMismatchError, match="observation.images.top"):
         check_observation_shapes("r", policy, observation_space("pixels", ["top"], (48, 64), 0))

@@ -150,3 +150,19 @@ def test_cli_verbs_parse():
     assert args.json and args.func.__name__ == "cmd_bench_infer"
     args = parser.parse_args(["bench", "control", "--runtime", "onnx"])
     assert args.runtime == "onnx"
+
+
+def test_eval_runs_on_onnx_runtime_with_the_torch_actions(tmp_path):
+    # `eval --runtime onnx` loads the run through ONNX Runtime (exported in memory) and plays the
+    # same episode as torch: the env checks the ONNX policy's input shapes like torch's.
+    pytest.importorskip("onnxruntime")
+    run = _state_run(tmp_path)
+    records = {}
+    for runtime in ("torch", "onnx"):
+        settings = EvalSettings(
+            run=str(run), task="transfer_cube", episodes=1, max_steps=30, runtime=runtime
+        )
+        records[runtime] = evaluate(settings)[0]
+    assert records["onnx"]["runtime"] == "onnx" and records["torch"]["runtime"] == "torch"
+    assert records["onnx"]["steps"] == records["torch"]["steps"] == 30
+    assert records["onnx"]["return"] == pytest.approx(records["torch"]["return"])

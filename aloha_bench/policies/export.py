@@ -11,7 +11,10 @@ measured on a synthetic observation at export time).
 The graph is always fp32: a ``precision = "bf16"`` policy trains and runs in torch with bf16
 matrix products over fp32 master weights, and ONNX Runtime's CPU kernels are fastest and exact in
 fp32. Optionally the matrix weights are quantized to int8 (``quantize="int8"``, ONNX Runtime's
-dynamic quantization); it changes the actions, so the export measures by how much and says so.
+dynamic quantization), or the image backbone's convolutions are (``quantize="int8_static"``:
+int8 weights per output channel and uint8 activations whose ranges are calibrated on the run's
+own demonstration frames, ONNX Runtime's static QDQ quantization; the transformer stays fp32).
+Either changes the actions, so the export measures by how much and says so.
 
 Runtime options that pay on a small CPU (:func:`session_options`): every graph optimization
 (constant folding, node fusions: attention, layer norm, GELU, bias adds), ``intra_op`` threads
@@ -48,7 +51,14 @@ from aloha_bench.policies.chunking import ChunkExecutor, ExecutionConfig, SimClo
 ONNX_FILE = "policy.onnx"
 EXPORT_FILE = "export.json"
 OPSET = 18
-QUANTIZATIONS = ("none", "int8")
+QUANTIZATIONS = ("none", "int8", "int8_static")
+# What int8_static quantizes: the ResNet18 backbone's convolutions, half or more of a pixel
+# policy's chunk time on ONNX Runtime (its kernel profile); the transformer's matrix products stay
+# fp32, which keeps the actions within a few mrad where quantizing them too moves them by tens.
+STATIC_OP_TYPES = ("Conv",)
+# Demonstration frames the activation ranges are calibrated on (spread over the run's training
+# episodes).
+CALIBRATION_FRAMES = 64
 ACTION_OUTPUT = "action"
 # The parity the export promises against fp32 torch, radians (issue 17's bar).
 PARITY_TOLERANCE_RAD = 1e-3
@@ -147,6 +157,98 @@ def quantize_int8(model: bytes) -> bytes:
         return target.read_bytes()
 
 
+def calibration_observations(
+    run_dir: str | Path, config: ACTConfig, frames: int = CALIBRATION_FRAMES, split: str = "train"
+) -> list[dict[str, np.ndarray]]:
+    """``frames`` observations (unbatched, raw) spread evenly over a run's demonstrations.
+
+    Args:
+        run_dir: a ``train`` run folder (its ``split.json`` names the dataset and episodes).
+        config: the policy's configuration (its ``input_keys`` are read).
+        frames: how many observations.
+        split: ``"train"`` (calibration) or ``"val"`` (checking a quantized graph on frames it
+            was not calibrated on; the training episodes when the run has no validation ones).
+
+    Raises:
+        FileNotFoundError: no ``split.json``, or its dataset is gone.
+    """
+    from aloha_bench.data.dataset import WindowDataset
+
+    split_path = Path(run_dir) / "split.json"
+    if not split_path.is_file():
+        raise FileNotFoundError(
+            f"{split_path} not found: int8_static calibrates on the run's demonstrations; give "
+            "a run folder written by `aloha-bench train`, or export with --quantize none"
+        )
+    record = json.loads(split_path.read_text())
+    dataset = Path(record["dataset"])
+    if not dataset.exists():
+        raise FileNotFoundError(
+            f"the run's dataset {dataset} is gone: int8_static calibrates on its frames; "
+            "regenerate it (same `generate` arguments) or export with --quantize none"
+        )
+    episodes = record.get(f"{split}_episodes") or record.get("train_episodes") or None
+    data = WindowDataset(dataset, 1, episodes=episodes, keys=config.input_keys)
+    indices = np.linspace(0, len(data) - 1, min(frames, len(data))).astype(int)
+    return [
+        {key: sample[key] for key in config.input_keys}
+        for sample in (data[int(i)] for i in indices)
+    ]
+
+
+def quantize_int8_static(
+    model: bytes, config: ACTConfig, calibration: list[Mapping[str, np.ndarray]]
+) -> bytes:
+    """Static int8 (QDQ) quantization of ``STATIC_OP_TYPES`` with activation ranges calibrated
+    on ``calibration`` observations (ONNX Runtime's ``quantize_static``, per-channel weights).
+
+    Raises:
+        ValueError: no calibration observations, or a policy without images (no backbone).
+    """
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    if config.obs_mode != "pixels":
+        raise ValueError(
+            "int8_static quantizes the image backbone's convolutions; a state policy has none "
+            "(export it with --quantize none)"
+        )
+    if not calibration:
+        raise ValueError("int8_static needs calibration observations (the run's demo frames)")
+    feeds = [
+        dict(zip(config.input_keys, _batched(config, obs), strict=True)) for obs in calibration
+    ]
+
+    class _Frames(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._feeds = iter(feeds)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self._feeds, None)
+
+    with tempfile.TemporaryDirectory() as tmp, _quiet_logs():
+        source, prepared = Path(tmp) / "fp32.onnx", Path(tmp) / "prepared.onnx"
+        target = Path(tmp) / "int8.onnx"
+        source.write_bytes(model)
+        quant_pre_process(source, prepared)  # shape inference and graph cleanup first
+        quantize_static(
+            prepared,
+            target,
+            _Frames(),
+            quant_format=QuantFormat.QDQ,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            op_types_to_quantize=list(STATIC_OP_TYPES),
+        )
+        return target.read_bytes()
+
+
 def session_options(threads: int = 1) -> Any:
     """ONNX Runtime options for a small CPU: all graph optimizations, ``threads`` intra-op
     threads without spinning, one inter-op thread, sequential execution."""
@@ -202,6 +304,11 @@ class OnnxPolicy:
             )
         self._executor: ChunkExecutor | None = None
         self._clock = SimClock()
+
+    def input_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Shape of each observation the graph reads, unbatched (its inputs without the batch
+        of 1), as ``ACTPolicy.input_shapes``."""
+        return {i.name: tuple(int(d) for d in i.shape[1:]) for i in self.session.get_inputs()}
 
     def predict_chunk(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
         """The next K actions (K, 12), unnormalized, from one observation (z = 0)."""
@@ -264,11 +371,18 @@ def _with_overrides(config: ACTConfig, overrides: Mapping[str, Any] | None) -> A
     return dataclasses.replace(config, **overrides)
 
 
-def max_action_difference(reference: ACTPolicy, other: Any, n_observations: int = 4) -> float:
-    """Largest |action difference| (radians) between two policies over synthetic observations."""
+def max_action_difference(
+    reference: ACTPolicy,
+    other: Any,
+    n_observations: int = 4,
+    observations: list[Mapping[str, np.ndarray]] | None = None,
+) -> float:
+    """Largest |action difference| (radians) between two policies over ``observations``, or
+    ``n_observations`` synthetic ones."""
+    if observations is None:
+        observations = [example_observation(reference, seed) for seed in range(n_observations)]
     worst = 0.0
-    for seed in range(n_observations):
-        obs = example_observation(reference, seed)
+    for obs in observations:
         worst = max(
             worst, float(np.abs(reference.predict_chunk(obs) - other.predict_chunk(obs)).max())
         )
@@ -281,6 +395,8 @@ def export_onnx(
     quantize: str = "none",
     source: str | None = None,
     threads: int = 1,
+    calibration: list[Mapping[str, np.ndarray]] | None = None,
+    check_observations: list[Mapping[str, np.ndarray]] | None = None,
 ) -> dict[str, Any]:
     """Write ``policy.onnx``, ``config.json`` and ``export.json`` to ``out_dir``.
 
@@ -291,9 +407,13 @@ def export_onnx(
     Args:
         policy: the trained policy (torch).
         out_dir: the export folder (created).
-        quantize: ``"none"`` or ``"int8"``.
+        quantize: ``"none"``, ``"int8"`` or ``"int8_static"``.
         source: where the policy came from (the run folder), recorded in ``export.json``.
         threads: ONNX Runtime threads for the parity check.
+        calibration: observations for ``int8_static``'s activation ranges (the run's demo
+            frames, :func:`calibration_observations`).
+        check_observations: real observations to measure the difference on as well (recorded
+            as ``max_action_diff_rad_on_demos``), e.g. validation frames.
 
     Returns:
         The contents of ``export.json``.
@@ -306,11 +426,18 @@ def export_onnx(
     model = onnx_model_bytes(policy)
     if quantize == "int8":
         model = quantize_int8(model)
+    elif quantize == "int8_static":
+        model = quantize_int8_static(model, policy.config, calibration or [])
     config = policy.config
     reference = ACTPolicy(dataclasses.replace(config, precision="fp32"), _stats(policy))
     reference.load_state_dict(policy.state_dict())
     onnx_policy = OnnxPolicy(model, config, threads=threads)
     difference = max_action_difference(reference, onnx_policy)
+    on_demos = (
+        max_action_difference(reference, onnx_policy, observations=check_observations)
+        if check_observations
+        else None
+    )
     if quantize == "none" and difference > PARITY_TOLERANCE_RAD:
         raise ValueError(
             f"the ONNX export's actions differ from fp32 torch by {difference:.2e} rad (more than "
@@ -327,6 +454,8 @@ def export_onnx(
         "inputs": list(config.input_keys),
         "output": ACTION_OUTPUT,
         "max_action_diff_rad_vs_torch_fp32": difference,
+        "max_action_diff_rad_on_demos": on_demos,
+        "calibration_frames": len(calibration) if quantize == "int8_static" else 0,
         "torch": torch.__version__,
         "onnxruntime": onnxruntime.__version__,
     }
@@ -349,7 +478,20 @@ def export_run(
     from aloha_bench.policies import checkpoint_dir, load
 
     policy = load(run_dir)
-    info = export_onnx(policy, out_dir, quantize=quantize, source=str(run_dir), threads=threads)
+    calibration = checks = None
+    if quantize == "int8_static":
+        run = checkpoint_dir(run_dir).parent
+        calibration = calibration_observations(run, policy.config)
+        checks = calibration_observations(run, policy.config, frames=16, split="val")
+    info = export_onnx(
+        policy,
+        out_dir,
+        quantize=quantize,
+        source=str(run_dir),
+        threads=threads,
+        calibration=calibration,
+        check_observations=checks,
+    )
     directory = checkpoint_dir(run_dir)
     for candidate in (Path(run_dir) / "split.json", directory.parent / "split.json"):
         if candidate.is_file():

@@ -71,3 +71,80 @@ def test_state_run_exports_in_memory_when_loaded_with_the_onnx_runtime(tmp_path)
         load(tmp_path / "ckpt", runtime="tensorrt")
     with pytest.raises(FileNotFoundError, match="export-policy"):
         OnnxPolicy.load(tmp_path / "ckpt")
+
+
+def test_int8_static_quantizes_only_the_backbone_convolutions(tmp_path):
+    import onnx
+
+    from aloha_bench.policies.export import STATIC_OP_TYPES
+
+    config = tiny_config(obs_mode="pixels", cameras=["top"])
+    torch.manual_seed(2)
+    policy = make_policy(config, fake_stats())
+    reference = _fp32_twin(policy)
+    calibration = [example_observation(reference, seed) for seed in range(4)]
+    checks = [example_observation(reference, seed) for seed in (10, 11)]
+    info = export_onnx(
+        policy,
+        tmp_path / "q",
+        quantize="int8_static",
+        calibration=calibration,
+        check_observations=checks,
+    )
+    assert info["quantize"] == "int8_static" and info["calibration_frames"] == 4
+    assert 0.0 < info["max_action_diff_rad_on_demos"] < 1.0
+    graph = onnx.load(tmp_path / "q" / ONNX_FILE).graph
+    consumers: dict[str, list[str]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node.op_type)
+    weights = {init.name for init in graph.initializer}
+    dequantize = [n for n in graph.node if n.op_type == "DequantizeLinear"]
+    int8_weights = [n.output[0] for n in dequantize if n.input[0] in weights]
+    assert int8_weights, "no int8 weights in the graph"
+    # Every int8 weight is a convolution's, and no matrix product reads a quantized tensor:
+    # the transformer computes in fp32.
+    assert {op for name in int8_weights for op in consumers[name]} <= set(STATIC_OP_TYPES)
+    readers = {op for n in dequantize for op in consumers.get(n.output[0], [])}
+    assert not readers & {"MatMul", "Gemm"}
+    loaded = load(tmp_path / "q", runtime="onnx")
+    assert loaded.predict_chunk(checks[0]).shape == (config.chunk_size, 12)
+
+
+def test_int8_static_refuses_a_state_policy_and_missing_calibration(tmp_path):
+    from aloha_bench.policies.export import calibration_observations
+
+    state = make_policy(tiny_config(obs_mode="state"), fake_stats())
+    with pytest.raises(ValueError, match="a state policy has none"):
+        export_onnx(state, tmp_path / "s", quantize="int8_static", calibration=[{}])
+    pixels = make_policy(tiny_config(obs_mode="pixels", cameras=["top"]), fake_stats())
+    with pytest.raises(ValueError, match="needs calibration observations"):
+        export_onnx(pixels, tmp_path / "p", quantize="int8_static")
+    assert not (tmp_path / "s").exists() and not (tmp_path / "p").exists()
+    with pytest.raises(FileNotFoundError, match="split.json not found: int8_static calibrates"):
+        calibration_observations(tmp_path, pixels.config)
+    (tmp_path / "split.json").write_text(json.dumps({"dataset": str(tmp_path / "gone.zarr")}))
+    with pytest.raises(FileNotFoundError, match="gone.zarr is gone: int8_static calibrates"):
+        calibration_observations(tmp_path, pixels.config)
+
+
+def test_calibration_frames_come_from_the_runs_demonstrations(tmp_path):
+    from aloha_bench.generate import GenerateSettings, generate
+    from aloha_bench.policies.export import calibration_observations
+    from aloha_bench.train import train
+
+    generate(GenerateSettings(task="transfer_cube", obs_mode="state"), tmp_path / "d.zarr", 2)
+    config = tiny_config(obs_mode="state", val_every=2, warmup_steps=1)
+    train(config, tmp_path / "d.zarr", tmp_path / "run", steps=2)
+    frames = calibration_observations(tmp_path / "run", config, frames=5)
+    assert len(frames) == 5 and set(frames[0]) == set(config.input_keys)
+    split = json.loads((tmp_path / "run" / "split.json").read_text())
+    from aloha_bench.data.store import EpisodeStore
+
+    store = EpisodeStore.open(tmp_path / "d.zarr")
+    states = store.read_all("observation.state")
+    rows = [store.episode_slice(e) for e in split["train_episodes"]]
+    train_states = np.concatenate([states[r] for r in rows])
+    # Each calibration frame is a recorded training-episode frame.
+    for frame in frames:
+        assert np.any(np.all(train_states == frame["observation.state"], axis=1))

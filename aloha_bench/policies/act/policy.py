@@ -244,6 +244,17 @@ class ACTPolicy(nn.Module):
         if self._executor is not None:
             self._executor.reset()
 
+    def input_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Shape of each observation the policy reads, unbatched: images (H, W, 3), vectors
+        (D,) as in the training statistics."""
+        stats = self.normalizer.to_stats()
+        return {
+            key: (*self.config.image_size, 3)
+            if key.startswith("observation.images.")
+            else tuple(stats[key]["mean"].shape)
+            for key in self.config.input_keys
+        }
+
     def observation_batch(self, obs: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
         """One raw observation (numpy, unbatched) as a batch of 1 on the policy's device."""
         return {
