@@ -10,7 +10,10 @@ Configurations: ``lerobot_parity`` (LeRobot's ACT at d_model 512, 2 cameras 96x1
 96x128) and ``cpu_state`` (the same in state mode: joints and object poses, no images).
 Runtimes: ``torch_fp32``, ``torch_bf16`` (the once-cast bfloat16 inference copy),
 ``onnx`` (fp32 graph on ONNX Runtime's CPU provider, :mod:`aloha_bench.policies.export`) and
-``onnx_int8`` (the same with int8 dynamic quantization of the matrix weights).
+``onnx_int8`` (the same with int8 dynamic quantization of the matrix weights) and
+``onnx_int8_static`` (pixel configurations only: the backbone's convolutions in static int8,
+calibrated here on synthetic observations, which times it faithfully but overstates the action
+difference a run calibrated on its own demos shows; ``export-policy --quantize int8_static``).
 
 LeRobot's own ``ACTPolicy`` can be timed in the same run from another interpreter that has
 LeRobot installed (``lerobot_python``); this package never imports LeRobot.
@@ -37,9 +40,10 @@ from aloha_bench.policies.export import (
     example_observation,
     onnx_model_bytes,
     quantize_int8,
+    quantize_int8_static,
 )
 
-RUNTIMES = ("torch_fp32", "torch_bf16", "onnx", "onnx_int8")
+RUNTIMES = ("torch_fp32", "torch_bf16", "onnx", "onnx_int8", "onnx_int8_static")
 ENV_DIM = 7  # transfer_cube's environment state: the cube's pose (position, quaternion)
 
 
@@ -89,6 +93,8 @@ def bench_config(
     model = None
     rows = []
     for runtime in runtimes:
+        if runtime == "onnx_int8_static" and config.obs_mode != "pixels":
+            continue  # it quantizes the image backbone; a state policy has none
         if runtime.startswith("torch"):
             precision = "bf16" if runtime == "torch_bf16" else "fp32"
             policy = make_policy(dataclasses.replace(config, precision=precision), _stats())
@@ -97,7 +103,13 @@ def bench_config(
         else:
             if model is None:
                 model = onnx_model_bytes(reference)
-            graph = quantize_int8(model) if runtime == "onnx_int8" else model
+            if runtime == "onnx_int8":
+                graph = quantize_int8(model)
+            elif runtime == "onnx_int8_static":
+                calibration = [example_observation(reference, 100 + i) for i in range(8)]
+                graph = quantize_int8_static(model, config, calibration)
+            else:
+                graph = model
             policy = OnnxPolicy(graph, config, threads=threads)
         difference = max(
             float(np.abs(policy.predict_chunk(obs) - want).max())

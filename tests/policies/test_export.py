@@ -148,3 +148,16 @@ def test_calibration_frames_come_from_the_runs_demonstrations(tmp_path):
     # Each calibration frame is a recorded training-episode frame.
     for frame in frames:
         assert np.any(np.all(train_states == frame["observation.state"], axis=1))
+
+
+def test_bench_infer_times_int8_static_for_pixel_configurations_only():
+    from aloha_bench.bench_infer import bench_config
+
+    pixels = tiny_config(obs_mode="pixels", cameras=["top"])
+    rows = bench_config("tiny", pixels, runtimes=("onnx", "onnx_int8_static"), threads=1, n=1)
+    assert [r["name"] for r in rows] == ["tiny_onnx", "tiny_onnx_int8_static"]
+    assert rows[0]["max_action_diff_rad"] < 1e-3 < rows[1]["max_action_diff_rad"]
+    assert all(r["ms_per_chunk"] > 0 for r in rows)
+    state = tiny_config(obs_mode="state")
+    rows = bench_config("tiny_state", state, runtimes=("onnx", "onnx_int8_static"), n=1)
+    assert [r["name"] for r in rows] == ["tiny_state_onnx"]
