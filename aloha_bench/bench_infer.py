@@ -4,6 +4,9 @@
 whole acting path: normalization, network at z = 0, unnormalization) for each configuration and
 runtime, on random weights (the speed of a network does not depend on its weights' values), and
 measures each runtime's largest action difference from fp32 torch on the same observations.
+A configuration's runtimes are timed in interleaved rounds (one chunk of each per round, the
+median per runtime), so the drift of a shared machine's speed during the run moves every row
+alike; LeRobot's ACTPolicy, in another process, is timed before and after them.
 
 Configurations: ``lerobot_parity`` (LeRobot's ACT at d_model 512, 2 cameras 96x128, K = 100:
 ``bench_train.LEROBOT_PARITY``), ``cpu`` (``baselines/profiles/cpu.toml``: d_model 256, one camera
@@ -25,7 +28,7 @@ import dataclasses
 import os
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -65,15 +68,20 @@ def _stats(env_dim: int = ENV_DIM) -> dict[str, dict[str, np.ndarray]]:
     return stats
 
 
-def _median_ms(fn: Callable[[], Any], warmup: int, n: int) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
+def _interleaved_ms(fns: Mapping[str, Callable[[], Any]], warmup: int, n: int) -> dict[str, float]:
+    """Median ms per call of each function, timed in rounds (one call of each per round), so a
+    machine whose speed drifts during the run (a shared VM does) slows every row alike and the
+    rows' ratios hold."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(n):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return 1e3 * statistics.median(times)
+        for name, fn in fns.items():
+            started = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - started)
+    return {name: 1e3 * statistics.median(t) for name, t in times.items()}
 
 
 def bench_config(
@@ -91,7 +99,7 @@ def bench_config(
     observations = [example_observation(reference, seed) for seed in range(n_observations)]
     expected = [reference.predict_chunk(obs) for obs in observations]
     model = None
-    rows = []
+    policies: dict[str, Any] = {}
     for runtime in runtimes:
         if runtime == "onnx_int8_static" and config.obs_mode != "pixels":
             continue  # it quantizes the image backbone; a state policy has none
@@ -111,18 +119,23 @@ def bench_config(
             else:
                 graph = model
             policy = OnnxPolicy(graph, config, threads=threads)
+        policies[runtime] = policy
+    timings = _interleaved_ms(
+        {r: (lambda p=p: p.predict_chunk(observations[0])) for r, p in policies.items()}, 3, n
+    )
+    load = os.getloadavg()[0]
+    rows = []
+    for runtime, policy in policies.items():
         difference = max(
             float(np.abs(policy.predict_chunk(obs) - want).max())
             for obs, want in zip(observations, expected, strict=True)
         )
-        load = os.getloadavg()[0]
-        ms = _median_ms(lambda policy=policy: policy.predict_chunk(observations[0]), 3, n)
         rows.append(
             {
                 "name": f"{name}_{runtime}",
                 "config": name,
                 "runtime": runtime,
-                "ms_per_chunk": ms,
+                "ms_per_chunk": timings[runtime],
                 "max_action_diff_rad": difference,
                 "obs_mode": config.obs_mode,
                 "cameras": len(config.cameras) if config.obs_mode == "pixels" else 0,
@@ -234,12 +247,16 @@ def bench_infer(
     try:
         rows = []
         lerobot_ms, source = REFERENCE["lerobot_chunk_inference_ms"], "reference (issue 5)"
-        if lerobot_python:
-            row = bench_lerobot(lerobot_python, threads=threads, n=n)
-            lerobot_ms, source = row["ms_per_chunk"], "measured in this run"
-            rows.append(row)
+        before = bench_lerobot(lerobot_python, threads=threads, n=n) if lerobot_python else None
         for name in chosen:
             rows += bench_config(name, table[name], runtimes, threads=threads, n=n)
+        if before is not None:
+            # LeRobot runs in another process, so it cannot join the interleaved rounds: it is
+            # timed before and after ours, and the mean of the two medians is the yardstick.
+            after = bench_lerobot(lerobot_python, threads=threads, n=n)
+            runs = [before["ms_per_chunk"], after["ms_per_chunk"]]
+            lerobot_ms, source = statistics.fmean(runs), "measured in this run (before, after)"
+            rows.insert(0, {**before, "ms_per_chunk": lerobot_ms, "ms_per_chunk_runs": runs})
     finally:
         torch.set_num_threads(previous)
     for row in rows:

@@ -52,9 +52,9 @@ ONNX_FILE = "policy.onnx"
 EXPORT_FILE = "export.json"
 OPSET = 18
 QUANTIZATIONS = ("none", "int8", "int8_static")
-# What int8_static quantizes: the ResNet18 backbone's convolutions, half or more of a pixel
-# policy's chunk time on ONNX Runtime (its kernel profile); the transformer's matrix products stay
-# fp32, which keeps the actions within a few mrad where quantizing them too moves them by tens.
+# What int8_static quantizes: the ResNet18 backbone's convolutions, the largest share of a pixel
+# policy's chunk time on ONNX Runtime; the transformer's matrix products, whose output is the
+# action itself, stay fp32.
 STATIC_OP_TYPES = ("Conv",)
 # Demonstration frames the activation ranges are calibrated on (spread over the run's training
 # episodes).
