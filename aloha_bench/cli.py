@@ -705,6 +705,17 @@ def cmd_tolerance(args: argparse.Namespace) -> int:
 
     from aloha_bench.tolerance import policy_action_error, write_tolerance_report
 
+    if args.from_json:
+        # Redraw the tables and the plot of an earlier run's tolerance.json; nothing is run.
+        saved = json.loads(Path(args.from_json).read_text())
+        for path in write_tolerance_report(
+            args.out, saved["tolerance"], saved["policy_error"], saved["scale"],
+            _policy_success(args.summary),
+        ):  # fmt: skip
+            print(path)
+        return 0
+    if not args.tasks:
+        raise ValueError("give --tasks (the tasks to measure) or --from an earlier tolerance.json")
     sigmas = sorted(set(args.sigma_mrad))
     tasks = list(dict.fromkeys(args.tasks))
     jobs = [(t, sigmas, args.episodes, args.seed, args.hold_steps) for t in tasks]
@@ -1271,8 +1282,11 @@ def build_parser() -> argparse.ArgumentParser:
         "tolerance",
         "how precise each task asks a policy to be: expert success vs joint-target error",
     )
+    p.add_argument("--tasks", type=T.task_id, nargs="+", help="task ids, e.g. battery insertion")
     p.add_argument(
-        "--tasks", type=T.task_id, nargs="+", required=True, help="task ids, e.g. battery insertion"
+        "--from",
+        dest="from_json",
+        help="an earlier run's tolerance.json: redraw its tables and plot, run nothing",
     )
     p.add_argument(
         "--sigma-mrad",

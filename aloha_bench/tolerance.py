@@ -237,6 +237,7 @@ def write_tolerance_report(
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
     import pandas as pd
 
     out = Path(out)
@@ -270,6 +271,7 @@ def write_tolerance_report(
     ticks = [zero_at, *positive]
     ax.set_xticks(ticks)
     ax.set_xticklabels(["0", *(f"{s:g}" for s in positive)])
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())  # only the sigmas measured
     # Room for every dotted error line, also one beyond the largest sigma.
     right = max([*ticks, *(err["rms_mrad"] if len(err) else ())])
     ax.set_xlim(zero_at / 1.3, right * 1.3)

@@ -172,3 +172,26 @@ def test_cli_writes_the_report(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "transfer_cube sigma   0.0 mrad: end 100%" in result.stdout
     assert (tmp_path / "tolerance.png").stat().st_size > 0
+
+
+def test_cli_redraws_from_json_and_asks_for_tasks(tmp_path):
+    rows = [
+        {"task": "insertion", "sigma_mrad": s, "hold_steps": 100, "episodes": 4, "successes": k,
+         "success_end": k / 4, "ci_low": 0.0, "ci_high": 1.0, "success_any": k / 4,
+         "failed_seeds": []}
+        for s, k in ((0.0, 4), (16.0, 1))
+    ]  # fmt: skip
+    saved = tmp_path / "tolerance.json"
+    saved.write_text(json.dumps({"scale": "s", "tolerance": rows, "policy_error": []}))
+    cli = [sys.executable, "-m", "aloha_bench.cli", "tolerance"]
+    result = subprocess.run(
+        [*cli, "--from", str(saved), "--out", str(tmp_path / "re")], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert (
+        "| insertion | 100 [0, 100] | 25 [0, 100] |"
+        in (tmp_path / "re" / "tolerance.md").read_text()
+    )
+    result = subprocess.run([*cli, "--out", str(tmp_path)], capture_output=True, text=True)
+    assert result.returncode != 0 and "give --tasks" in result.stderr
+    assert "Traceback" not in result.stderr
