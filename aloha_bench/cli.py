@@ -243,7 +243,25 @@ def cmd_realtime(args: argparse.Namespace) -> int:
 def _export_onnx(args: argparse.Namespace) -> str:
     from aloha_bench.policies.export import export_run
 
-    info = export_run(args.run, args.out, quantize=args.quantize, threads=args.threads)
+    calibration = checks = None
+    if args.quantize == "int8_static":
+        # Activation ranges from the run's own demo frames; the result checked on held-out ones.
+        from aloha_bench.demo_frames import demo_observations
+        from aloha_bench.policies import checkpoint_dir, load
+        from aloha_bench.policies.export import CALIBRATION_FRAMES
+
+        run = checkpoint_dir(args.run).parent
+        keys = load(args.run).config.input_keys
+        calibration = demo_observations(run, keys, CALIBRATION_FRAMES)
+        checks = demo_observations(run, keys, 16, split="val")
+    info = export_run(
+        args.run,
+        args.out,
+        quantize=args.quantize,
+        threads=args.threads,
+        calibration=calibration,
+        check_observations=checks,
+    )
     on_demos = info.get("max_action_diff_rad_on_demos")
     return (
         f"wrote {args.out}/policy.onnx ({info['quantize']}); largest action difference from "

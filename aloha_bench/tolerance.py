@@ -172,27 +172,16 @@ def policy_action_error(run: str | Path, stride: int = 10, max_frames: int = 200
         FileNotFoundError: no ``split.json`` in ``run`` or its dataset is gone.
         ValueError: the run has no validation episodes.
     """
-    from aloha_bench.data.dataset import WindowDataset
+    from aloha_bench.demo_frames import demo_windows, run_split
 
     run = Path(run)
-    split_path = run / "split.json"
-    if not split_path.is_file():
-        raise FileNotFoundError(
-            f"{split_path} not found: give a run folder written by `aloha-bench train`"
-        )
-    split = json.loads(split_path.read_text())
-    dataset = Path(split["dataset"])
-    if not dataset.exists():
-        raise FileNotFoundError(
-            f"{run}'s dataset {dataset} is gone: regenerate it (`aloha-bench reproduce` "
-            "rebuilds a study's datasets) to measure the policy's error on its demos"
-        )
-    val = split.get("val_episodes") or []
-    if not val:
+    purpose = "the policy's error is measured on its held-out demos"
+    split = run_split(run, purpose)
+    if not split.get("val_episodes"):
         raise ValueError(f"{run} was trained without validation episodes (val_fraction = 0)")
     policy = load(run)
-    chunk = policy.config.chunk_size
-    data = WindowDataset(dataset, chunk, episodes=val, keys=policy.config.input_keys)
+    config = policy.config
+    data = demo_windows(run, config.input_keys, config.chunk_size, "val", purpose)
     indices = np.arange(0, len(data), stride)
     if len(indices) > max_frames:
         indices = indices[np.linspace(0, len(indices) - 1, max_frames).astype(int)]

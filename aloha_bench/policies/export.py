@@ -157,45 +157,6 @@ def quantize_int8(model: bytes) -> bytes:
         return target.read_bytes()
 
 
-def calibration_observations(
-    run_dir: str | Path, config: ACTConfig, frames: int = CALIBRATION_FRAMES, split: str = "train"
-) -> list[dict[str, np.ndarray]]:
-    """``frames`` observations (unbatched, raw) spread evenly over a run's demonstrations.
-
-    Args:
-        run_dir: a ``train`` run folder (its ``split.json`` names the dataset and episodes).
-        config: the policy's configuration (its ``input_keys`` are read).
-        frames: how many observations.
-        split: ``"train"`` (calibration) or ``"val"`` (checking a quantized graph on frames it
-            was not calibrated on; the training episodes when the run has no validation ones).
-
-    Raises:
-        FileNotFoundError: no ``split.json``, or its dataset is gone.
-    """
-    from aloha_bench.data.dataset import WindowDataset
-
-    split_path = Path(run_dir) / "split.json"
-    if not split_path.is_file():
-        raise FileNotFoundError(
-            f"{split_path} not found: int8_static calibrates on the run's demonstrations; give "
-            "a run folder written by `aloha-bench train`, or export with --quantize none"
-        )
-    record = json.loads(split_path.read_text())
-    dataset = Path(record["dataset"])
-    if not dataset.exists():
-        raise FileNotFoundError(
-            f"the run's dataset {dataset} is gone: int8_static calibrates on its frames; "
-            "regenerate it (same `generate` arguments) or export with --quantize none"
-        )
-    episodes = record.get(f"{split}_episodes") or record.get("train_episodes") or None
-    data = WindowDataset(dataset, 1, episodes=episodes, keys=config.input_keys)
-    indices = np.linspace(0, len(data) - 1, min(frames, len(data))).astype(int)
-    return [
-        {key: sample[key] for key in config.input_keys}
-        for sample in (data[int(i)] for i in indices)
-    ]
-
-
 def quantize_int8_static(
     model: bytes, config: ACTConfig, calibration: list[Mapping[str, np.ndarray]]
 ) -> bytes:
@@ -219,7 +180,10 @@ def quantize_int8_static(
             "(export it with --quantize none)"
         )
     if not calibration:
-        raise ValueError("int8_static needs calibration observations (the run's demo frames)")
+        raise ValueError(
+            "int8_static needs calibration observations: the run's demo frames "
+            "(`aloha-bench export-policy RUN --quantize int8_static` reads them from its dataset)"
+        )
     feeds = [
         dict(zip(config.input_keys, _batched(config, obs), strict=True)) for obs in calibration
     ]
@@ -468,21 +432,23 @@ def export_onnx(
 
 
 def export_run(
-    run_dir: str | Path, out_dir: str | Path, quantize: str = "none", threads: int = 1
+    run_dir: str | Path,
+    out_dir: str | Path,
+    quantize: str = "none",
+    threads: int = 1,
+    calibration: list[Mapping[str, np.ndarray]] | None = None,
+    check_observations: list[Mapping[str, np.ndarray]] | None = None,
 ) -> dict[str, Any]:
     """Export a training run's checkpoint (``best/``, else ``last/``) to ``out_dir``.
 
     The run's ``split.json`` (its demonstration seeds) is copied along, so evaluating the export
-    keeps the check that evaluation seeds are unseen.
+    keeps the check that evaluation seeds are unseen. ``calibration`` and
+    ``check_observations`` go to :func:`export_onnx` (``int8_static`` needs the former: the
+    run's demo frames, ``aloha_bench.demo_frames.demo_observations``).
     """
     from aloha_bench.policies import checkpoint_dir, load
 
     policy = load(run_dir)
-    calibration = checks = None
-    if quantize == "int8_static":
-        run = checkpoint_dir(run_dir).parent
-        calibration = calibration_observations(run, policy.config)
-        checks = calibration_observations(run, policy.config, frames=16, split="val")
     info = export_onnx(
         policy,
         out_dir,
@@ -490,7 +456,7 @@ def export_run(
         source=str(run_dir),
         threads=threads,
         calibration=calibration,
-        check_observations=checks,
+        check_observations=check_observations,
     )
     directory = checkpoint_dir(run_dir)
     for candidate in (Path(run_dir) / "split.json", directory.parent / "split.json"):

@@ -112,7 +112,7 @@ def test_int8_static_quantizes_only_the_backbone_convolutions(tmp_path):
 
 
 def test_int8_static_refuses_a_state_policy_and_missing_calibration(tmp_path):
-    from aloha_bench.policies.export import calibration_observations
+    from aloha_bench.demo_frames import demo_observations
 
     state = make_policy(tiny_config(obs_mode="state"), fake_stats())
     with pytest.raises(ValueError, match="a state policy has none"):
@@ -121,22 +121,23 @@ def test_int8_static_refuses_a_state_policy_and_missing_calibration(tmp_path):
     with pytest.raises(ValueError, match="needs calibration observations"):
         export_onnx(pixels, tmp_path / "p", quantize="int8_static")
     assert not (tmp_path / "s").exists() and not (tmp_path / "p").exists()
+    keys = pixels.config.input_keys
     with pytest.raises(FileNotFoundError, match="split.json not found: int8_static calibrates"):
-        calibration_observations(tmp_path, pixels.config)
+        demo_observations(tmp_path, keys, 4)
     (tmp_path / "split.json").write_text(json.dumps({"dataset": str(tmp_path / "gone.zarr")}))
     with pytest.raises(FileNotFoundError, match="gone.zarr is gone: int8_static calibrates"):
-        calibration_observations(tmp_path, pixels.config)
+        demo_observations(tmp_path, keys, 4)
 
 
 def test_calibration_frames_come_from_the_runs_demonstrations(tmp_path):
+    from aloha_bench.demo_frames import demo_observations
     from aloha_bench.generate import GenerateSettings, generate
-    from aloha_bench.policies.export import calibration_observations
     from aloha_bench.train import train
 
     generate(GenerateSettings(task="transfer_cube", obs_mode="state"), tmp_path / "d.zarr", 2)
     config = tiny_config(obs_mode="state", val_every=2, warmup_steps=1)
     train(config, tmp_path / "d.zarr", tmp_path / "run", steps=2)
-    frames = calibration_observations(tmp_path / "run", config, frames=5)
+    frames = demo_observations(tmp_path / "run", config.input_keys, 5)
     assert len(frames) == 5 and set(frames[0]) == set(config.input_keys)
     split = json.loads((tmp_path / "run" / "split.json").read_text())
     from aloha_bench.data.store import EpisodeStore
