@@ -15,9 +15,11 @@ Modes (:class:`ExecutionConfig`):
 * ``sync`` with ``temporal_ensemble_coeff`` (paper sec. IV-C): a chunk every tick, and the
   predictions of every stored chunk for the current time averaged (:class:`TemporalEnsembler`).
 * ``async``: the next chunk is computed in the background from a fresh observation while the
-  current one plays. Index 0 of a chunk is the action for the time its observation was taken, so
-  when it arrives the actions whose time has passed during inference are skipped and the chunk
-  lines up with the clock. The next inference starts early enough, given the expected latency
+  current one plays, and the loop never waits for one: before the first chunk arrives (or in a
+  stall, when inference is slower than the lead it was given) the arm holds still. Index 0 of
+  a chunk is the action for the time its observation was taken, so when it arrives the actions
+  whose time has passed during inference are skipped and the chunk lines up with the clock. The
+  next inference starts early enough, given the expected latency
   and the seam blend, that the new chunk takes over ``n_action_steps`` after the current one's
   observation: the re-planning period of ``sync``, without its stall.
 
@@ -481,7 +483,17 @@ class ChunkExecutor:
         needy = self._needy(now_s)
         prediction = self.inference.poll(now_s)
         waited = False
-        if prediction is None and needy and self.inference.pending and self.inference.blocking:
+        # sync waits for the chunk it needs (the stall the paper's execution has). async never
+        # blocks the loop, the first chunk included: with nothing to play it holds still (the
+        # last action, or the joints' present positions) and keeps its deadlines, as it does on
+        # a simulated clock; the chunk then plays from its first action.
+        if (
+            prediction is None
+            and needy
+            and self.inference.pending
+            and self.inference.blocking
+            and self.config.mode == "sync"
+        ):
             prediction = self.inference.wait()
             now_s = self.clock.now_s()  # the wait took real time
             waited = True

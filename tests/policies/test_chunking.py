@@ -167,33 +167,67 @@ def test_async_blend_fades_from_the_outgoing_chunk_while_it_still_plays():
 
 def test_threaded_inference_in_async_mode_uses_the_clock_it_is_given():
     clock = SimClock()
-    release = threading.Event()
+    first, release = threading.Event(), threading.Event()
     predict = _timeline_predict(30)
 
     def slow_predict(obs):
-        if float(obs["tick"]) > 0:
-            assert release.wait(5.0)
+        assert (release if float(obs["tick"]) > 0 else first).wait(5.0)
         return predict(obs)
 
     config = ExecutionConfig(chunk_size=30, n_action_steps=10, mode="async")
     inference = ThreadedInference(slow_predict, clock)
     executor = ChunkExecutor(slow_predict, config, clock, inference)
     try:
-        actions = [executor.act(_obs(0))[0]]  # the first chunk: the loop waits for it
+        # The first chunk: the loop does not wait for it but holds the present joints (-1).
+        actions = [executor.act(_obs(0))[0]]
+        assert actions == [-1.0] and executor.stall_ticks == 1
+        first.set()
+        inference._future.result(timeout=5.0)
         for tick in range(1, 16):
             clock.advance(DT)
             actions.append(executor.act(_obs(tick))[0])
-        # The second inference started at tick 10 and is still running: the first chunk
-        # plays on (no stall) past its horizon.
-        assert inference.pending and actions == list(range(16))
+        # It arrived at tick 1 and plays from its first action (the arm stood still); the
+        # second inference started at tick 11 and is still running: the first chunk plays on
+        # (no stall) past its horizon.
+        assert inference.pending and actions == [-1.0, *range(15)]
         release.set()
         inference._future.result(timeout=5.0)
         clock.advance(DT)
         action = executor.act(_obs(16))[0]
-        # It arrives at tick 16, 6 ticks after its observation: indices 0-5 are skipped.
-        assert action == 16.0 and executor.skipped == [0, 6]
+        # It arrives at tick 16, 5 ticks after its observation: indices 0-4 are skipped.
+        assert action == 16.0 and executor.skipped == [0, 5]
     finally:
+        first.set()
+        release.set()
         executor.close()
+
+
+def test_sync_blocks_for_a_threaded_chunk_and_async_holds_still():
+    # On a wall clock sync waits for the chunk it needs; async keeps sending (the present
+    # joints before the first chunk) so the 50 Hz loop keeps its deadlines.
+    for mode, expected in (("sync", 0.0), ("async", -1.0)):
+        clock = SimClock()
+        started = threading.Event()
+        release = threading.Event()
+        predict = _timeline_predict(20)
+
+        def slow_predict(obs, predict=predict, started=started, release=release):
+            started.set()
+            assert release.wait(5.0)
+            return predict(obs)
+
+        config = ExecutionConfig(chunk_size=20, n_action_steps=10, mode=mode)
+        inference = ThreadedInference(slow_predict, clock)
+        executor = ChunkExecutor(slow_predict, config, clock, inference)
+        try:
+            if mode == "sync":
+                threading.Timer(0.05, release.set).start()
+            action = executor.act(_obs(0))[0]
+            assert action == expected
+            assert executor.stall_ticks == (mode == "async")
+        finally:
+            release.set()
+            executor.close()
 
 
 def test_bad_execution_settings_are_refused_with_the_fix():
