@@ -9,7 +9,8 @@ same :class:`~aloha_bench.policies.chunking.ChunkExecutor` the evaluation uses, 
 * ``async``: chunks are computed on a background thread while the current one plays, and the
   actions that elapsed during inference are skipped.
 
-Per mode: ``deadline_misses`` (ticks the env's watchdog saw finish after their 20 ms deadline),
+Per mode: ``deadline_misses`` (ticks the env's watchdog saw finish after their 20 ms deadline;
+``late_ticks`` says which),
 ``longest_gap_ms`` (the longest time between two commands sent), ``p50_loop_ms`` and
 ``p99_loop_ms`` (the time between successive commands), the policy's own time per tick
 (``p50_act_ms``, ``p99_act_ms``) and the inference latencies.
@@ -61,21 +62,24 @@ def run_loop(env: Any, policy: Any, mode: str, steps: int) -> dict[str, Any]:
     executor = ChunkExecutor(
         policy.predict_chunk, config, clock, ThreadedInference(policy.predict_chunk, clock)
     )
-    sent_s, act_s = [], []
+    sent_s, act_s, late_ticks = [], [], []
     try:
         obs, info = env.reset()
-        for _ in range(steps):
+        for tick in range(steps):
             started = time.perf_counter()
             action = executor.act(obs)
             sent_s.append(time.perf_counter())
             act_s.append(sent_s[-1] - started)
             obs, _, _, _, info = env.step(action)
+            if info["overrun_s"] > 0:
+                late_ticks.append(tick)
     finally:
         executor.close()
     gaps_ms = list(1e3 * np.diff(sent_s))
     latencies_ms = [1e3 * s for s in executor.latencies_s]
     return {
         "deadline_misses": int(info["overruns"]),
+        "late_ticks": late_ticks,  # which ticks missed (0: waiting for the first chunk)
         "ticks": steps,
         "longest_gap_ms": max(gaps_ms, default=0.0),
         "p50_loop_ms": _percentile(gaps_ms, 50),
