@@ -375,7 +375,7 @@ def export_onnx(
         source: where the policy came from (the run folder), recorded in ``export.json``.
         threads: ONNX Runtime threads for the parity check.
         calibration: observations for ``int8_static``'s activation ranges (the run's demo
-            frames, :func:`calibration_observations`).
+            frames, ``aloha_bench.demo_frames.demo_observations``).
         check_observations: real observations to measure the difference on as well (recorded
             as ``max_action_diff_rad_on_demos``), e.g. validation frames.
 
