@@ -117,37 +117,6 @@ def test_outputs_round_trip_and_damaged_records_are_named(tmp_path):
 
 # --- end to end on a tiny trained policy -----------------------------------------------------
 
-TINY = {
-    "obs_mode": "state",
-    "dim_model": 32,
-    "n_heads": 2,
-    "dim_feedforward": 64,
-    "n_encoder_layers": 1,
-    "n_decoder_layers": 1,
-    "n_vae_encoder_layers": 1,
-    "chunk_size": 10,
-    "n_action_steps": 10,
-    "batch_size": 4,
-    "val_every": 2,
-    "warmup_steps": 1,
-    "precision": "fp32",
-}
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    import torch
-
-    from aloha_bench.generate import GenerateSettings, generate
-    from aloha_bench.policies.act.config import load_config
-    from aloha_bench.train import train
-
-    torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("eval")
-    generate(GenerateSettings(task="transfer_cube", obs_mode="state"), root / "d.zarr", 2, seed=7)
-    train(load_config("act", "cpu", TINY), root / "d.zarr", root / "run", steps=2)
-    return root / "run"
-
 
 def test_training_demo_seeds_are_refused_even_without_the_split_record(tiny_run):
     with pytest.raises(SeedOverlapError, match="--seed 1000"):

@@ -10,22 +10,6 @@ import pytest
 
 from aloha_bench import tolerance
 
-TINY = {
-    "obs_mode": "state",
-    "dim_model": 32,
-    "n_heads": 2,
-    "dim_feedforward": 64,
-    "n_encoder_layers": 1,
-    "n_decoder_layers": 1,
-    "n_vae_encoder_layers": 1,
-    "chunk_size": 10,
-    "n_action_steps": 10,
-    "batch_size": 4,
-    "val_every": 2,
-    "warmup_steps": 1,
-    "precision": "fp32",
-}
-
 
 def test_errors_are_held_for_hold_steps_and_identical_for_a_seed():
     normals = tolerance.joint_error_normals(seed=3, steps=250, hold_steps=100)
@@ -65,21 +49,6 @@ def test_the_expert_succeeds_without_error_and_fails_with_a_large_one():
 def test_bad_settings_are_named(kwargs, message):
     with pytest.raises(ValueError, match=message):
         tolerance.expert_tolerance("transfer_cube", **{"sigmas_mrad": [0.0], **kwargs})
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    import torch
-
-    from aloha_bench.generate import GenerateSettings, generate
-    from aloha_bench.policies.act.config import load_config
-    from aloha_bench.train import train
-
-    torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("tolerance")
-    generate(GenerateSettings(task="transfer_cube", obs_mode="state"), root / "d.zarr", 2, seed=7)
-    train(load_config("act", "cpu", TINY), root / "d.zarr", root / "run", steps=2)
-    return root / "run"
 
 
 def test_policy_error_is_the_rms_of_the_chunk_against_the_demo(tiny_run):
