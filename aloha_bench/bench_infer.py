@@ -13,10 +13,12 @@ Configurations: ``lerobot_parity`` (LeRobot's ACT at d_model 512, 2 cameras 96x1
 96x128) and ``cpu_state`` (the same in state mode: joints and object poses, no images).
 Runtimes: ``torch_fp32``, ``torch_bf16`` (the once-cast bfloat16 inference copy),
 ``onnx`` (fp32 graph on ONNX Runtime's CPU provider, :mod:`aloha_bench.policies.export`) and
-``onnx_int8`` (the same with int8 dynamic quantization of the matrix weights) and
-``onnx_int8_static`` (pixel configurations only: the backbone's convolutions in static int8,
-calibrated here on synthetic observations, which times it faithfully but overstates the action
-difference a run calibrated on its own demos shows; ``export-policy --quantize int8_static``).
+``onnx_int8`` (the same with int8 dynamic quantization of the matrix weights),
+``onnx_int8_static`` (pixel configurations only: the backbone's convolutions in static int8) and
+``onnx_int8_static_full`` (those and the transformer's linear layers but the last three). The
+static rows are calibrated here on synthetic observations, which times them faithfully but
+overstates the action difference a run calibrated on its own demos shows (``export-policy
+--quantize int8_static[_full]`` calibrates on the run's demo frames).
 
 LeRobot's own ``ACTPolicy`` can be timed in the same run from another interpreter that has
 LeRobot installed (``lerobot_python``); this package never imports LeRobot.
@@ -46,7 +48,14 @@ from aloha_bench.policies.export import (
     quantize_int8_static,
 )
 
-RUNTIMES = ("torch_fp32", "torch_bf16", "onnx", "onnx_int8", "onnx_int8_static")
+RUNTIMES = (
+    "torch_fp32",
+    "torch_bf16",
+    "onnx",
+    "onnx_int8",
+    "onnx_int8_static",
+    "onnx_int8_static_full",
+)
 ENV_DIM = 7  # transfer_cube's environment state: the cube's pose (position, quaternion)
 
 
@@ -113,9 +122,10 @@ def bench_config(
                 model = onnx_model_bytes(reference)
             if runtime == "onnx_int8":
                 graph = quantize_int8(model)
-            elif runtime == "onnx_int8_static":
+            elif runtime.startswith("onnx_int8_static"):
                 calibration = [example_observation(reference, 100 + i) for i in range(8)]
-                graph = quantize_int8_static(model, config, calibration)
+                scope = "full" if runtime.endswith("_full") else "conv"
+                graph = quantize_int8_static(model, config, calibration, scope)
             else:
                 graph = model
             policy = OnnxPolicy(graph, config, threads=threads)

@@ -244,7 +244,7 @@ def _export_onnx(args: argparse.Namespace) -> str:
     from aloha_bench.policies.export import export_run
 
     calibration = checks = None
-    if args.quantize == "int8_static":
+    if args.quantize.startswith("int8_static"):
         # Activation ranges from the run's own demo frames; the result checked on held-out ones.
         from aloha_bench.demo_frames import demo_observations
         from aloha_bench.policies import checkpoint_dir, load
@@ -1108,10 +1108,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--quantize",
         default="none",
-        choices=["none", "int8", "int8_static"],
-        help="onnx: int8 matrix weights, or int8_static: the image backbone's convolutions in "
-        "int8, calibrated on the run's demo frames (both change actions; the difference is "
-        "measured and printed)",
+        choices=["none", "int8", "int8_static", "int8_static_full"],
+        help="onnx: int8 matrix weights; int8_static: the image backbone's convolutions in "
+        "int8, calibrated on the run's demo frames; int8_static_full: those and the "
+        "transformer's linear layers but the last three (each changes actions; the "
+        "difference is measured and printed)",
     )
     p.add_argument(
         "--threads", type=T.positive_int, default=1, help="ONNX Runtime threads (parity check)"

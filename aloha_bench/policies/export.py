@@ -13,8 +13,10 @@ matrix products over fp32 master weights, and ONNX Runtime's CPU kernels are fas
 fp32. Optionally the matrix weights are quantized to int8 (``quantize="int8"``, ONNX Runtime's
 dynamic quantization), or the image backbone's convolutions are (``quantize="int8_static"``:
 int8 weights per output channel and uint8 activations whose ranges are calibrated on the run's
-own demonstration frames, ONNX Runtime's static QDQ quantization; the transformer stays fp32).
-Either changes the actions, so the export measures by how much and says so.
+own demonstration frames, ONNX Runtime's static QDQ quantization; the transformer stays fp32),
+or the convolutions and the transformer's linear layers are (``quantize="int8_static_full"``,
+the same calibration; the attention products, the last decoder layer's feed-forward and the
+action head stay fp32). Each changes the actions, so the export measures by how much and says so.
 
 Runtime options that pay on a small CPU (:func:`session_options`): every graph optimization
 (constant folding, node fusions: attention, layer norm, GELU, bias adds), ``intra_op`` threads
@@ -51,11 +53,21 @@ from aloha_bench.policies.chunking import ChunkExecutor, ExecutionConfig, SimClo
 ONNX_FILE = "policy.onnx"
 EXPORT_FILE = "export.json"
 OPSET = 18
-QUANTIZATIONS = ("none", "int8", "int8_static")
+QUANTIZATIONS = ("none", "int8", "int8_static", "int8_static_full")
 # What int8_static quantizes: the ResNet18 backbone's convolutions, the largest share of a pixel
 # policy's chunk time on ONNX Runtime; the transformer's matrix products, whose output is the
 # action itself, stay fp32.
 STATIC_OP_TYPES = ("Conv",)
+# int8_static_full adds the transformer's linear layers (matrix products with a weight): with
+# the convolutions in int8 they were 60% of the lerobot_parity chunk on ONNX Runtime (profiled,
+# 2 threads). Left in fp32: the attention products (activation x activation, no weight to
+# calibrate per channel) and the last FP32_LAST_LINEAR linear layers, the last decoder layer's
+# feed-forward and the action head: quantized one at a time on the vision recipe's policy
+# (results/vision/, PH), those three caused most of the action error (the feed-forward's second
+# product reads ReLU outputs whose long tail sets a coarse uint8 step); keeping them in fp32 cut
+# the RMS action difference on validation demo frames from 5.2 to 2.0 mrad.
+FULL_OP_TYPES = ("Conv", "MatMul", "Gemm")
+FP32_LAST_LINEAR = 3
 # Demonstration frames the activation ranges are calibrated on (spread over the run's training
 # episodes).
 CALIBRATION_FRAMES = 64
@@ -157,14 +169,66 @@ def quantize_int8(model: bytes) -> bytes:
         return target.read_bytes()
 
 
+def _prepare(model: bytes, folder: Path) -> Path:
+    """The quantizer's input: ``model`` with shapes inferred and the graph cleaned up (ONNX
+    Runtime's ``quant_pre_process``, which also names the fused nodes), written to ``folder``."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    source, prepared = folder / "fp32.onnx", folder / "prepared.onnx"
+    source.write_bytes(model)
+    quant_pre_process(source, prepared)
+    return prepared
+
+
+def linear_products(model: bytes) -> tuple[list[str], list[str]]:
+    """Node names, in graph order, of the quantizer's matrix products: (those with a weight,
+    i.e. linear layers; those without, i.e. attention products), as ``fp32_nodes`` of
+    :func:`quantize_int8_static` takes them."""
+    with tempfile.TemporaryDirectory() as tmp, _quiet_logs():
+        return _products(_prepare(model, Path(tmp)))
+
+
+def _products(prepared: Path) -> tuple[list[str], list[str]]:
+    import onnx
+
+    graph = onnx.load(str(prepared)).graph
+    weights = {init.name for init in graph.initializer}
+    products = [n for n in graph.node if n.op_type in ("MatMul", "Gemm")]
+    weighted = [n.name for n in products if any(i in weights for i in n.input)]
+    return weighted, [n.name for n in products if n.name not in weighted]
+
+
+def _fp32_products(model_path: Path, fp32_last: int = FP32_LAST_LINEAR) -> list[str]:
+    """Names of the matrix-product nodes ``int8_static_full`` leaves in fp32: every product
+    without a weight (attention scores and weighted values) and the last ``fp32_last`` products
+    with one, in the graph's topological order (by default the last decoder layer's
+    feed-forward and the action head)."""
+    weighted, unweighted = _products(model_path)
+    return unweighted + (weighted[-fp32_last:] if fp32_last > 0 else [])
+
+
 def quantize_int8_static(
-    model: bytes, config: ACTConfig, calibration: list[Mapping[str, np.ndarray]]
+    model: bytes,
+    config: ACTConfig,
+    calibration: list[Mapping[str, np.ndarray]],
+    scope: str = "conv",
+    fp32_last: int = FP32_LAST_LINEAR,
+    fp32_nodes: list[str] | None = None,
 ) -> bytes:
-    """Static int8 (QDQ) quantization of ``STATIC_OP_TYPES`` with activation ranges calibrated
-    on ``calibration`` observations (ONNX Runtime's ``quantize_static``, per-channel weights).
+    """Static int8 (QDQ) quantization with activation ranges calibrated on ``calibration``
+    observations (ONNX Runtime's ``quantize_static``, per-channel weights).
+
+    Args:
+        scope: ``"conv"`` (``int8_static``): the backbone's convolutions (``STATIC_OP_TYPES``);
+            ``"full"`` (``int8_static_full``): those and the transformer's linear layers but the
+            last three (``FULL_OP_TYPES``, :func:`_fp32_products`).
+        fp32_last: with ``"full"``, how many of the last linear layers stay fp32.
+        fp32_nodes: with ``"full"``, more node names to leave in fp32 (a sensitivity study's
+            knob: ``results/vision/int8_sensitivity.py``).
 
     Raises:
-        ValueError: no calibration observations, or a policy without images (no backbone).
+        ValueError: no calibration observations, an unknown scope, or ``"conv"`` on a policy
+            without images (no backbone).
     """
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -172,17 +236,19 @@ def quantize_int8_static(
         QuantType,
         quantize_static,
     )
-    from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    if config.obs_mode != "pixels":
+    if scope not in ("conv", "full"):
+        raise ValueError(f"unknown int8_static scope {scope!r}; expected 'conv' or 'full'")
+    if scope == "conv" and config.obs_mode != "pixels":
         raise ValueError(
             "int8_static quantizes the image backbone's convolutions; a state policy has none "
-            "(export it with --quantize none)"
+            "(export it with --quantize none, or int8_static_full for its linear layers)"
         )
     if not calibration:
+        name = "int8_static_full" if scope == "full" else "int8_static"
         raise ValueError(
-            "int8_static needs calibration observations: the run's demo frames "
-            "(`aloha-bench export-policy RUN --quantize int8_static` reads them from its dataset)"
+            f"{name} needs calibration observations: the run's demo frames "
+            f"(`aloha-bench export-policy RUN --quantize {name}` reads them from its dataset)"
         )
     feeds = [
         dict(zip(config.input_keys, _batched(config, obs), strict=True)) for obs in calibration
@@ -196,10 +262,7 @@ def quantize_int8_static(
             return next(self._feeds, None)
 
     with tempfile.TemporaryDirectory() as tmp, _quiet_logs():
-        source, prepared = Path(tmp) / "fp32.onnx", Path(tmp) / "prepared.onnx"
-        target = Path(tmp) / "int8.onnx"
-        source.write_bytes(model)
-        quant_pre_process(source, prepared)  # shape inference and graph cleanup first
+        prepared, target = _prepare(model, Path(tmp)), Path(tmp) / "int8.onnx"
         quantize_static(
             prepared,
             target,
@@ -208,7 +271,12 @@ def quantize_int8_static(
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             per_channel=True,
-            op_types_to_quantize=list(STATIC_OP_TYPES),
+            op_types_to_quantize=list(STATIC_OP_TYPES if scope == "conv" else FULL_OP_TYPES),
+            nodes_to_exclude=(
+                _fp32_products(prepared, fp32_last) + list(fp32_nodes or [])
+                if scope == "full"
+                else None
+            ),
         )
         return target.read_bytes()
 
@@ -361,6 +429,7 @@ def export_onnx(
     threads: int = 1,
     calibration: list[Mapping[str, np.ndarray]] | None = None,
     check_observations: list[Mapping[str, np.ndarray]] | None = None,
+    fp32_last: int = FP32_LAST_LINEAR,
 ) -> dict[str, Any]:
     """Write ``policy.onnx``, ``config.json`` and ``export.json`` to ``out_dir``.
 
@@ -371,13 +440,15 @@ def export_onnx(
     Args:
         policy: the trained policy (torch).
         out_dir: the export folder (created).
-        quantize: ``"none"``, ``"int8"`` or ``"int8_static"``.
+        quantize: ``"none"``, ``"int8"``, ``"int8_static"`` or ``"int8_static_full"``.
         source: where the policy came from (the run folder), recorded in ``export.json``.
         threads: ONNX Runtime threads for the parity check.
-        calibration: observations for ``int8_static``'s activation ranges (the run's demo
+        calibration: observations for ``int8_static(_full)``'s activation ranges (the run's demo
             frames, ``aloha_bench.demo_frames.demo_observations``).
         check_observations: real observations to measure the difference on as well (recorded
             as ``max_action_diff_rad_on_demos``), e.g. validation frames.
+        fp32_last: with ``int8_static_full``, how many of the last linear layers stay fp32
+            (``FP32_LAST_LINEAR``; recorded as ``fp32_last_linear``).
 
     Returns:
         The contents of ``export.json``.
@@ -390,8 +461,9 @@ def export_onnx(
     model = onnx_model_bytes(policy)
     if quantize == "int8":
         model = quantize_int8(model)
-    elif quantize == "int8_static":
-        model = quantize_int8_static(model, policy.config, calibration or [])
+    elif quantize in ("int8_static", "int8_static_full"):
+        scope = "full" if quantize == "int8_static_full" else "conv"
+        model = quantize_int8_static(model, policy.config, calibration or [], scope, fp32_last)
     config = policy.config
     reference = ACTPolicy(dataclasses.replace(config, precision="fp32"), _stats(policy))
     reference.load_state_dict(policy.state_dict())
@@ -419,7 +491,8 @@ def export_onnx(
         "output": ACTION_OUTPUT,
         "max_action_diff_rad_vs_torch_fp32": difference,
         "max_action_diff_rad_on_demos": on_demos,
-        "calibration_frames": len(calibration) if quantize == "int8_static" else 0,
+        "calibration_frames": len(calibration) if quantize.startswith("int8_static") else 0,
+        "fp32_last_linear": fp32_last if quantize == "int8_static_full" else None,
         "torch": torch.__version__,
         "onnxruntime": onnxruntime.__version__,
     }
@@ -438,6 +511,7 @@ def export_run(
     threads: int = 1,
     calibration: list[Mapping[str, np.ndarray]] | None = None,
     check_observations: list[Mapping[str, np.ndarray]] | None = None,
+    fp32_last: int = FP32_LAST_LINEAR,
 ) -> dict[str, Any]:
     """Export a training run's checkpoint (``best/``, else ``last/``) to ``out_dir``.
 
@@ -457,6 +531,7 @@ def export_run(
         threads=threads,
         calibration=calibration,
         check_observations=check_observations,
+        fp32_last=fp32_last,
     )
     directory = checkpoint_dir(run_dir)
     for candidate in (Path(run_dir) / "split.json", directory.parent / "split.json"):

@@ -111,6 +111,53 @@ def test_int8_static_quantizes_only_the_backbone_convolutions(tmp_path):
     assert loaded.predict_chunk(checks[0]).shape == (config.chunk_size, 12)
 
 
+@pytest.mark.parametrize("obs_mode", ["pixels", "state"])
+def test_int8_static_full_quantizes_linear_layers_but_the_last_three(tmp_path, obs_mode):
+    import onnx
+
+    from aloha_bench.policies.export import FP32_LAST_LINEAR
+
+    config = tiny_config(obs_mode=obs_mode, cameras=["top"] if obs_mode == "pixels" else [])
+    torch.manual_seed(3)
+    policy = make_policy(config, fake_stats())
+    reference = _fp32_twin(policy)
+    calibration = [example_observation(reference, seed) for seed in range(4)]
+    checks = [example_observation(reference, seed) for seed in (10, 11)]
+    info = export_onnx(
+        policy,
+        tmp_path / "q",
+        quantize="int8_static_full",
+        calibration=calibration,
+        check_observations=checks,
+    )
+    assert info["quantize"] == "int8_static_full" and info["calibration_frames"] == 4
+    assert 0.0 < info["max_action_diff_rad_on_demos"] < 1.0
+    graph = onnx.load(tmp_path / "q" / ONNX_FILE).graph
+    weights = {init.name for init in graph.initializer}
+    # A weight is int8 when a DequantizeLinear reads it from the initializers.
+    int8 = {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear"}
+    int8_weights = {
+        n.output[0] for n in graph.node if n.op_type == "DequantizeLinear" and n.input[0] in weights
+    }
+    products = [n for n in graph.node if n.op_type in ("MatMul", "Gemm")]
+    linear = [n for n in products if any(i in int8_weights for i in n.input)]
+    fp32_linear = [n for n in products if any(i in weights for i in n.input)]
+    # Every linear layer but the last three (the last decoder layer's feed-forward and the
+    # action head) reads an int8 weight, and nothing those three read is dequantized.
+    assert len(linear) >= 10 and len(fp32_linear) == FP32_LAST_LINEAR
+    last = min(products.index(n) for n in fp32_linear)
+    assert all(products.index(n) < last for n in linear)
+    assert all(not set(n.input) & int8 for n in fp32_linear)
+    # Attention products (no weight) stay fp32.
+    attention = [n for n in products if not set(n.input) & (weights | int8_weights)]
+    assert all(not set(n.input) & int8 for n in attention)
+    if obs_mode == "pixels":
+        convs = [n for n in graph.node if n.op_type == "Conv"]
+        assert convs and all(set(n.input) & int8_weights for n in convs)
+    loaded = load(tmp_path / "q", runtime="onnx")
+    assert loaded.predict_chunk(checks[0]).shape == (config.chunk_size, 12)
+
+
 def test_int8_static_refuses_a_state_policy_and_missing_calibration(tmp_path):
     from aloha_bench.demo_frames import demo_observations
 
@@ -120,7 +167,9 @@ def test_int8_static_refuses_a_state_policy_and_missing_calibration(tmp_path):
     pixels = make_policy(tiny_config(obs_mode="pixels", cameras=["top"]), fake_stats())
     with pytest.raises(ValueError, match="needs calibration observations"):
         export_onnx(pixels, tmp_path / "p", quantize="int8_static")
-    assert not (tmp_path / "s").exists() and not (tmp_path / "p").exists()
+    with pytest.raises(ValueError, match="int8_static_full needs calibration observations"):
+        export_onnx(state, tmp_path / "f", quantize="int8_static_full")
+    assert not any((tmp_path / name).exists() for name in ("s", "p", "f"))
     keys = pixels.config.input_keys
     with pytest.raises(FileNotFoundError, match="split.json not found: int8_static calibrates"):
         demo_observations(tmp_path, keys, 4)
@@ -160,5 +209,7 @@ def test_bench_infer_times_int8_static_for_pixel_configurations_only():
     assert rows[0]["max_action_diff_rad"] < 1e-3 < rows[1]["max_action_diff_rad"]
     assert all(r["ms_per_chunk"] > 0 for r in rows)
     state = tiny_config(obs_mode="state")
-    rows = bench_config("tiny_state", state, runtimes=("onnx", "onnx_int8_static"), n=1)
-    assert [r["name"] for r in rows] == ["tiny_state_onnx"]
+    runtimes = ("onnx", "onnx_int8_static", "onnx_int8_static_full")
+    rows = bench_config("tiny_state", state, runtimes=runtimes, n=1)
+    # The backbone-only quantization has nothing to quantize in a state policy; the full one does.
+    assert [r["name"] for r in rows] == ["tiny_state_onnx", "tiny_state_onnx_int8_static_full"]
