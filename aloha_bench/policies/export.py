@@ -198,13 +198,12 @@ def _products(prepared: Path) -> tuple[list[str], list[str]]:
     return weighted, [n.name for n in products if n.name not in weighted]
 
 
-def _fp32_products(model_path: Path, fp32_last: int = FP32_LAST_LINEAR) -> list[str]:
-    """Names of the matrix-product nodes ``int8_static_full`` leaves in fp32: every product
-    without a weight (attention scores and weighted values) and the last ``fp32_last`` products
-    with one, in the graph's topological order (by default the last decoder layer's
-    feed-forward and the action head)."""
-    weighted, unweighted = _products(model_path)
-    return unweighted + (weighted[-fp32_last:] if fp32_last > 0 else [])
+def _full_scope_fp32(prepared: Path, fp32_last: int, more: list[str] | None) -> list[str]:
+    """The products ``int8_static_full`` leaves in fp32: those without a weight (attention), the
+    last ``fp32_last`` with one (by default the last decoder layer's feed-forward and the action
+    head, in graph order) and ``more``."""
+    weighted, unweighted = _products(prepared)
+    return unweighted + (weighted[-fp32_last:] if fp32_last > 0 else []) + list(more or [])
 
 
 def quantize_int8_static(
@@ -221,7 +220,7 @@ def quantize_int8_static(
     Args:
         scope: ``"conv"`` (``int8_static``): the backbone's convolutions (``STATIC_OP_TYPES``);
             ``"full"`` (``int8_static_full``): those and the transformer's linear layers but the
-            last three (``FULL_OP_TYPES``, :func:`_fp32_products`).
+            last three (``FULL_OP_TYPES``, :func:`_full_scope_fp32`).
         fp32_last: with ``"full"``, how many of the last linear layers stay fp32.
         fp32_nodes: with ``"full"``, more node names to leave in fp32 (a sensitivity study's
             knob: ``results/vision/int8_sensitivity.py``).
@@ -272,11 +271,9 @@ def quantize_int8_static(
             weight_type=QuantType.QInt8,
             per_channel=True,
             op_types_to_quantize=list(STATIC_OP_TYPES if scope == "conv" else FULL_OP_TYPES),
-            nodes_to_exclude=(
-                _fp32_products(prepared, fp32_last) + list(fp32_nodes or [])
-                if scope == "full"
-                else None
-            ),
+            nodes_to_exclude=_full_scope_fp32(prepared, fp32_last, fp32_nodes)
+            if scope == "full"
+            else None,
         )
         return target.read_bytes()
 
