@@ -124,8 +124,9 @@ def bench_config(
                 graph = quantize_int8(model)
             elif runtime.startswith("onnx_int8_static"):
                 calibration = [example_observation(reference, 100 + i) for i in range(8)]
-                scope = "full" if runtime.endswith("_full") else "conv"
-                graph = quantize_int8_static(model, config, calibration, scope)
+                graph = quantize_int8_static(
+                    model, config, calibration, runtime.removeprefix("onnx_")
+                )
             else:
                 graph = model
             policy = OnnxPolicy(graph, config, threads=threads)

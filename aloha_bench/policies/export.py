@@ -210,7 +210,7 @@ def quantize_int8_static(
     model: bytes,
     config: ACTConfig,
     calibration: list[Mapping[str, np.ndarray]],
-    scope: str = "conv",
+    quantization: str = "int8_static",
     fp32_last: int = FP32_LAST_LINEAR,
     fp32_nodes: list[str] | None = None,
 ) -> bytes:
@@ -218,16 +218,16 @@ def quantize_int8_static(
     observations (ONNX Runtime's ``quantize_static``, per-channel weights).
 
     Args:
-        scope: ``"conv"`` (``int8_static``): the backbone's convolutions (``STATIC_OP_TYPES``);
-            ``"full"`` (``int8_static_full``): those and the transformer's linear layers but the
-            last three (``FULL_OP_TYPES``, :func:`_full_scope_fp32`).
-        fp32_last: with ``"full"``, how many of the last linear layers stay fp32.
-        fp32_nodes: with ``"full"``, more node names to leave in fp32 (a sensitivity study's
-            knob: ``results/vision/int8_sensitivity.py``).
+        quantization: ``"int8_static"``: the backbone's convolutions (``STATIC_OP_TYPES``);
+            ``"int8_static_full"``: those and the transformer's linear layers but the last
+            three (``FULL_OP_TYPES``, :func:`_full_scope_fp32`).
+        fp32_last: with ``int8_static_full``, how many of the last linear layers stay fp32.
+        fp32_nodes: with ``int8_static_full``, more node names to leave in fp32 (a sensitivity
+            study's knob: ``results/vision/int8_sensitivity.py``).
 
     Raises:
-        ValueError: no calibration observations, an unknown scope, or ``"conv"`` on a policy
-            without images (no backbone).
+        ValueError: no calibration observations, an unknown quantization, or ``int8_static``
+            on a policy without images (no backbone).
     """
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -236,18 +236,22 @@ def quantize_int8_static(
         quantize_static,
     )
 
-    if scope not in ("conv", "full"):
-        raise ValueError(f"unknown int8_static scope {scope!r}; expected 'conv' or 'full'")
-    if scope == "conv" and config.obs_mode != "pixels":
+    full = quantization == "int8_static_full"
+    if quantization not in ("int8_static", "int8_static_full"):
+        raise ValueError(
+            f"unknown static quantization {quantization!r}; expected 'int8_static' or "
+            "'int8_static_full'"
+        )
+    if not full and config.obs_mode != "pixels":
         raise ValueError(
             "int8_static quantizes the image backbone's convolutions; a state policy has none "
             "(export it with --quantize none, or int8_static_full for its linear layers)"
         )
     if not calibration:
-        name = "int8_static_full" if scope == "full" else "int8_static"
         raise ValueError(
-            f"{name} needs calibration observations: the run's demo frames "
-            f"(`aloha-bench export-policy RUN --quantize {name}` reads them from its dataset)"
+            f"{quantization} needs calibration observations: the run's demo frames "
+            f"(`aloha-bench export-policy RUN --quantize {quantization}` reads them from its "
+            "dataset)"
         )
     feeds = [
         dict(zip(config.input_keys, _batched(config, obs), strict=True)) for obs in calibration
@@ -270,10 +274,8 @@ def quantize_int8_static(
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             per_channel=True,
-            op_types_to_quantize=list(STATIC_OP_TYPES if scope == "conv" else FULL_OP_TYPES),
-            nodes_to_exclude=_full_scope_fp32(prepared, fp32_last, fp32_nodes)
-            if scope == "full"
-            else None,
+            op_types_to_quantize=list(FULL_OP_TYPES if full else STATIC_OP_TYPES),
+            nodes_to_exclude=_full_scope_fp32(prepared, fp32_last, fp32_nodes) if full else None,
         )
         return target.read_bytes()
 
@@ -459,8 +461,7 @@ def export_onnx(
     if quantize == "int8":
         model = quantize_int8(model)
     elif quantize in ("int8_static", "int8_static_full"):
-        scope = "full" if quantize == "int8_static_full" else "conv"
-        model = quantize_int8_static(model, policy.config, calibration or [], scope, fp32_last)
+        model = quantize_int8_static(model, policy.config, calibration or [], quantize, fp32_last)
     config = policy.config
     reference = ACTPolicy(dataclasses.replace(config, precision="fp32"), _stats(policy))
     reference.load_state_dict(policy.state_dict())

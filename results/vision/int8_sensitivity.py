@@ -54,16 +54,16 @@ def measure(label: str, graph: bytes) -> None:
 print(f"run {args.run}: {len(weighted)} linear layers; {len(checks)} validation frames\n")
 print("| linear layers in int8 (convolutions always) | max diff, mrad | RMS diff, mrad |")
 print("|---|---:|---:|")
-measure("none", quantize_int8_static(model, config, calibration, "conv"))
+measure("none", quantize_int8_static(model, config, calibration, "int8_static"))
 groups = [weighted[i : i + 5] for i in range(0, len(weighted) - 5, 5)]
 groups += [[name] for name in weighted[len(groups) * 5 :]]
 for group in groups:
     first, last = weighted.index(group[0]), weighted.index(group[-1])
     label = f"only #{first}" if first == last else f"only #{first}-{last}"
     others = [name for name in weighted if name not in group]
-    measure(label, quantize_int8_static(model, config, calibration, "full", 0, others))
+    measure(label, quantize_int8_static(model, config, calibration, "int8_static_full", 0, others))
 for keep in (1, 2, 3, 5):
-    graph = quantize_int8_static(model, config, calibration, "full", keep)
+    graph = quantize_int8_static(model, config, calibration, "int8_static_full", keep)
     measure(f"all but the last {keep}", graph)
 
 if args.export_fp32_last:
