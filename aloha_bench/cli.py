@@ -109,7 +109,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise ValueError("--videos needs --out (videos are written to OUT/videos/)")
     overrides = {}
     if args.temporal_ensemble is not None:
+        if args.n_action_steps not in (None, 1):
+            raise ValueError(
+                "--temporal-ensemble predicts a chunk every step (n_action_steps = 1); drop "
+                f"--n-action-steps {args.n_action_steps} or the ensembling"
+            )
         overrides = {"temporal_ensemble_coeff": args.temporal_ensemble, "n_action_steps": 1}
+    elif args.n_action_steps is not None:
+        overrides = {"n_action_steps": args.n_action_steps}
     labels = args.label or []
     if labels and len(labels) != len(args.run):
         raise ValueError(f"{len(labels)} --label for {len(args.run)} --run; give one per run")
@@ -1046,6 +1053,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=T.non_negative_float,
         metavar="M",
         help="query every step and ensemble chunks with weights exp(-M i) (paper: 0.01)",
+    )
+    p.add_argument(
+        "--n-action-steps",
+        type=T.positive_int,
+        metavar="N",
+        help="play N actions of each chunk, then predict the next from a fresh observation "
+        "(1..K; default: the run's own, K for the paper's ACT)",
     )
     p.add_argument(
         "--backend",

@@ -329,3 +329,17 @@ def test_a_missing_dataset_is_named_with_the_command_that_records_one_and_no_pro
     assert f"{missing}: no Zarr store here" in err and "aloha-bench generate" in err
     assert "step/s" not in err  # the bar starts with training, after the checks
     assert not (tmp_path / "run").exists()
+
+
+def test_eval_n_action_steps_replans_every_n_and_bad_values_are_named(capsys, tiny_run):
+    """--n-action-steps N reaches the executor (recorded per run), N beyond the chunk is refused
+    with the field's name, and ensembling (a chunk every step) refuses any other N."""
+    import json
+
+    base = ["eval", "--run", str(tiny_run), "--task", "transfer_cube", "--episodes", "1"]
+    assert cli.main([*base, *"--max-steps 12 --n-action-steps 4 --json".split()]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["n_action_steps"] == 4
+    status, err = _main(capsys, *base, "--n-action-steps", "11")
+    assert status != 0 and "n_action_steps" in err and "1..chunk_size (10)" in err
+    status, err = _main(capsys, *base, *"--temporal-ensemble 0.01 --n-action-steps 4".split())
+    assert status != 0 and "--n-action-steps 4" in err
