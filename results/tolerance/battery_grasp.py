@@ -18,7 +18,13 @@ import json
 import numpy as np
 
 from aloha_bench import embodiment, envs
-from aloha_bench.evaluate import EpisodeRunner, EvalSettings, SimClock
+from aloha_bench.evaluate import (
+    EpisodeRunner,
+    EvalSettings,
+    SimClock,
+    check_seed_overlap,
+    training_task,
+)
 from aloha_bench.rollout import _play
 
 ROLL = embodiment.STATE_NAMES.index("right_wrist_roll")
@@ -59,9 +65,17 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1000)
     parser.add_argument("--out")
     args = parser.parse_args()
-    runner = EpisodeRunner(
-        EvalSettings(run=args.run, task="battery", episodes=args.episodes, seed=args.seed)
-    )
+    try:  # unseen scenes of battery only, as `aloha-bench eval`; a missing run is named
+        settings = EvalSettings(
+            run=args.run, task="battery", episodes=args.episodes, seed=args.seed
+        )
+        trained = training_task(args.run)
+        if trained not in (None, "battery"):
+            raise ValueError(f"{args.run} was trained on {trained!r}; give a battery run")
+        check_seed_overlap(settings.run, "battery", range(args.seed, args.seed + args.episodes))
+        runner = EpisodeRunner(settings)
+    except (OSError, ValueError) as error:
+        raise SystemExit(f"battery_grasp.py: {error}") from None
     expert_env = envs.make("battery", obs_mode="state")
     rows = []
     for index in range(args.episodes):
