@@ -117,6 +117,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         overrides = {"temporal_ensemble_coeff": args.temporal_ensemble, "n_action_steps": 1}
     elif args.n_action_steps is not None:
         overrides = {"n_action_steps": args.n_action_steps}
+        if args.n_action_steps != 1:  # a run trained to ensemble plays chunks instead
+            overrides["temporal_ensemble_coeff"] = None
     labels = args.label or []
     if labels and len(labels) != len(args.run):
         raise ValueError(f"{len(labels)} --label for {len(args.run)} --run; give one per run")
@@ -281,6 +283,11 @@ EXPORTERS = {"onnx": _export_onnx}
 
 
 def cmd_export_policy(args: argparse.Namespace) -> int:
+    if args.to != "onnx" and args.quantize != "none":
+        raise ValueError(
+            f"--quantize {args.quantize} applies to ONNX graphs only; export with --to onnx, or "
+            f"drop --quantize for --to {args.to} (its weights stay as trained)"
+        )
     result = EXPORTERS[args.to](args)
     _print_json(result) if isinstance(result, dict) else print(result)
     return 0
@@ -1059,7 +1066,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=T.positive_int,
         metavar="N",
         help="play N actions of each chunk, then predict the next from a fresh observation "
-        "(1..K; default: the run's own, K for the paper's ACT)",
+        "(1..K; default: the run's own, K for the paper's ACT; N > 1 turns off a run's own "
+        "temporal ensembling)",
     )
     p.add_argument(
         "--backend",

@@ -343,3 +343,30 @@ def test_eval_n_action_steps_replans_every_n_and_bad_values_are_named(capsys, ti
     assert status != 0 and "n_action_steps" in err and "1..chunk_size (10)" in err
     status, err = _main(capsys, *base, *"--temporal-ensemble 0.01 --n-action-steps 4".split())
     assert status != 0 and "--n-action-steps 4" in err
+
+
+def test_quantize_is_refused_for_a_lerobot_export_before_anything_is_written(capsys, tmp_path):
+    out = tmp_path / "exported"
+    status, err = _main(
+        capsys, "export-policy", str(tmp_path / "run"), "--to", "lerobot", "--quantize", "int8",
+        "--out", str(out),
+    )  # fmt: skip
+    assert status != 0 and "applies to ONNX graphs only" in err and "--to onnx" in err
+    assert not out.exists()
+
+
+def test_n_action_steps_plays_chunks_from_a_run_trained_to_ensemble(capsys, tmp_path, tiny_run):
+    """A run trained with temporal ensembling (n_action_steps = 1) evaluated with
+    --n-action-steps 4 plays chunks: the flag turns its ensembling off instead of failing."""
+    import json
+
+    from aloha_bench.policies.act.config import load_config
+    from aloha_bench.train import train
+    from tests.conftest import TINY_STATE_ACT
+
+    ensembling = {**TINY_STATE_ACT, "temporal_ensemble_coeff": 0.01, "n_action_steps": 1}
+    train(load_config("act", "cpu", ensembling), tiny_run.parent / "d.zarr", tmp_path / "te", 1)
+    argv = ["eval", "--run", str(tmp_path / "te"), "--task", "transfer_cube", "--episodes", "1"]
+    assert cli.main([*argv, *"--max-steps 8 --n-action-steps 4 --json".split()]) == 0
+    summary = json.loads(capsys.readouterr().out)[0]
+    assert summary["n_action_steps"] == 4 and summary["temporal_ensemble_coeff"] is None

@@ -1,7 +1,7 @@
 """Battery: a trained policy's right wrist roll when its right gripper closes on the battery,
 against the scripted expert's on the same seed (the grasp that decides the task: see README.md).
 
-    python results/tolerance/battery_grasp.py RUN [--episodes 30] [--seed 1000] [--out FILE.json]
+    python results/tolerance/battery_grasp.py RUN [--episodes 40] [--seed 1000] [--out FILE.json]
 
 Per seed: the step at which each closes the right gripper (the first step past 40 with the
 gripper target 0.3 rad below its opening), both wrist rolls there, their difference, and whether
@@ -60,10 +60,10 @@ def close_step(actions: np.ndarray) -> int | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("run")
-    parser.add_argument("--episodes", type=int, default=30)
-    parser.add_argument("--seed", type=int, default=1000)
-    parser.add_argument("--out")
+    parser.add_argument("run", help="a battery `train` run folder (its best/ checkpoint)")
+    parser.add_argument("--episodes", type=int, default=40, help="seeds to play (default: 40)")
+    parser.add_argument("--seed", type=int, default=1000, help="first seed (default: 1000)")
+    parser.add_argument("--out", help="write the per-seed rows and the summary to this JSON")
     args = parser.parse_args()
     try:  # unseen scenes of battery only, as `aloha-bench eval`; a missing run is named
         settings = EvalSettings(
@@ -121,6 +121,7 @@ def main() -> None:
     expert_env.close()
     summary = {"run": args.run, "episodes": args.episodes, "first_seed": args.seed}
     for label, wanted in (("success", True), ("failure", False), ("all", None)):
+        episodes = [r for r in rows if wanted is None or r["success_end"] == wanted]
         diffs = [
             r["roll_diff_mrad"]
             for r in rows
@@ -129,7 +130,8 @@ def main() -> None:
         summary[f"roll_rms_mrad_{label}"] = (
             float(np.sqrt(np.mean(np.square(diffs)))) if diffs else None
         )
-        summary[f"n_{label}"] = len(diffs)
+        summary[f"n_{label}"] = len(episodes)
+        summary[f"n_{label}_closed"] = len(diffs)  # the policy closed its gripper
         offsets = [
             np.subtract(r["tool_mm_policy"], r["tool_mm_expert"])
             for r in rows
@@ -142,13 +144,15 @@ def main() -> None:
         summary[f"share_across_over_{ACROSS_MM:g}mm_{label}"] = (
             float(np.mean(np.abs(np.array(offsets)[:, 1]) > ACROSS_MM)) if offsets else None
         )
+        roll = summary[f"roll_rms_mrad_{label}"]
+        share = summary[f"share_across_over_{ACROSS_MM:g}mm_{label}"]
         print(
-            f"{label}: {len(diffs)} episodes, wrist roll at the grasp off the expert's by "
-            f"{summary[f'roll_rms_mrad_{label}'] or float('nan'):.0f} mrad RMS; the tool "
-            f"{AFTER_CLOSE_STEPS} steps later off the expert's by (along, across, up) "
-            f"{summary[f'tool_offset_median_abs_mm_{label}']} mm (median of absolute values), "
-            f"more than {ACROSS_MM:g} mm across in "
-            f"{summary[f'share_across_over_{ACROSS_MM:g}mm_{label}'] or 0.0:.0%}"
+            f"{label}: {len(episodes)} episodes, {len(diffs)} with the gripper closed; wrist roll "
+            f"at the grasp off the expert's by {'n/a' if roll is None else f'{roll:.0f}'} mrad "
+            f"RMS; the tool {AFTER_CLOSE_STEPS} steps later off the expert's by (along, across, "
+            f"up) {summary[f'tool_offset_median_abs_mm_{label}'] or 'n/a'} mm (median of "
+            f"absolute values), more than {ACROSS_MM:g} mm across in "
+            f"{'n/a' if share is None else f'{share:.0%}'}"
         )
     if args.out:
         with open(args.out, "w") as f:
