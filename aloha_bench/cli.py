@@ -282,12 +282,22 @@ def _export_onnx(args: argparse.Namespace) -> str:
 EXPORTERS = {"onnx": _export_onnx}
 
 
+# Options that only one export format reads: set for another, they would be silently ignored.
+_EXPORT_OPTIONS = {
+    "--quantize": ("onnx", lambda a: a.quantize != "none"),
+    "--units": ("lerobot", lambda a: a.units is not None),
+    "--calibration": ("lerobot", lambda a: a.calibration is not None),
+    "--camera-map": ("lerobot", lambda a: bool(a.camera_map)),
+}
+
+
 def cmd_export_policy(args: argparse.Namespace) -> int:
-    if args.to != "onnx" and args.quantize != "none":
-        raise ValueError(
-            f"--quantize {args.quantize} applies to ONNX graphs only; export with --to onnx, or "
-            f"drop --quantize for --to {args.to} (its weights stay as trained)"
-        )
+    for flag, (fmt, given) in _EXPORT_OPTIONS.items():
+        if args.to != fmt and given(args):
+            raise ValueError(
+                f"{flag} applies to --to {fmt} exports only; drop it for --to {args.to}, or "
+                f"export with --to {fmt}"
+            )
     result = EXPORTERS[args.to](args)
     _print_json(result) if isinstance(result, dict) else print(result)
     return 0

@@ -345,13 +345,23 @@ def test_eval_n_action_steps_replans_every_n_and_bad_values_are_named(capsys, ti
     assert status != 0 and "--n-action-steps 4" in err
 
 
-def test_quantize_is_refused_for_a_lerobot_export_before_anything_is_written(capsys, tmp_path):
+@pytest.mark.parametrize(
+    ("to", "option"),
+    [
+        ("lerobot", ["--quantize", "int8"]),
+        ("onnx", ["--units", "degrees"]),
+        ("onnx", ["--calibration", "cal"]),
+        ("onnx", ["--camera-map", "top=observation.images.overhead"]),
+    ],
+)
+def test_an_export_option_of_another_format_is_refused_before_anything_is_written(
+    capsys, tmp_path, to, option
+):
     out = tmp_path / "exported"
     status, err = _main(
-        capsys, "export-policy", str(tmp_path / "run"), "--to", "lerobot", "--quantize", "int8",
-        "--out", str(out),
-    )  # fmt: skip
-    assert status != 0 and "applies to ONNX graphs only" in err and "--to onnx" in err
+        capsys, "export-policy", str(tmp_path / "run"), "--to", to, *option, "--out", str(out)
+    )
+    assert status != 0 and f"{option[0]} applies to" in err and f"drop it for --to {to}" in err
     assert not out.exists()
 
 
