@@ -378,6 +378,10 @@ class EpisodeRunner:
             "latency": settings.latency,
             **self.policy_info,
             "runtime": settings.runtime,
+            # An ONNX export's quantization changes actions: results must say which graph ran.
+            "onnx_quantize": getattr(self.policy, "info", {}).get("quantize", "none")
+            if settings.runtime == "onnx"
+            else None,
             "execution": _execution_summary(self.executor, settings),
             "chunking": self.executor.summary(),
             "seams": seam_smoothness(np.array(sent), self.executor.switch_ticks),
@@ -602,6 +606,7 @@ def _seam_summary(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         return {}
     out: dict[str, Any] = {
         "runtime": records[0].get("runtime", "torch"),
+        "onnx_quantize": records[0].get("onnx_quantize"),
         "execution": records[0]["execution"],
         "stall_ticks_mean": float(np.mean([r["chunking"]["stall_ticks"] for r in records])),
         "skipped_mean": float(np.mean([r["chunking"]["skipped_mean"] for r in records])),
@@ -617,6 +622,31 @@ def _pct(rate: float, low: float, high: float) -> str:
     if not np.isfinite(rate):
         return "—"
     return f"{100 * rate:.0f}% [{100 * low:.0f}, {100 * high:.0f}]"
+
+
+def how_it_ran(summary: Mapping[str, Any]) -> str:
+    """The execution a summary's rates belong to, in words: chunk size and actions played per
+    chunk (or temporal ensembling), sync or async chunks and their smoothing, runtime and an
+    ONNX graph's quantization. Empty for a summary without these keys."""
+    if "chunk_size" not in summary:
+        return ""
+    coeff = summary.get("temporal_ensemble_coeff")
+    parts = [
+        f"K = {summary['chunk_size']}, "
+        + (
+            f"temporal ensembling (m = {coeff:g})"
+            if coeff is not None
+            else f"{summary['n_action_steps']} actions per chunk"
+        )
+    ]
+    execution = summary.get("execution") or {}
+    if execution.get("mode"):
+        smoothing = execution.get("smoothing", "none")
+        parts.append(execution["mode"] + ("" if smoothing == "none" else f" + {smoothing}"))
+    if summary.get("runtime"):
+        quantize = summary.get("onnx_quantize")
+        parts.append(summary["runtime"] + ("" if quantize in (None, "none") else f" ({quantize})"))
+    return ", ".join(parts)
 
 
 def summary_table(summaries: Sequence[Mapping[str, Any]]) -> str:
@@ -639,6 +669,10 @@ def summary_table(summaries: Sequence[Mapping[str, Any]]) -> str:
             f"| {stages} | {s['mean_steps']:.0f} | {s['mean_return']:.0f} |"
         )
     lines.append("")
+    ran = [f"{s['label']}: {how_it_ran(s)}" for s in summaries if how_it_ran(s)]
+    if ran:
+        lines.append("How each policy ran: " + "; ".join(ran) + ".")
+        lines.append("")
     lines.append(
         "Intervals: Wilson 95%. 'end': the final stage holds at the last step; 'any step': "
         "it held at some step; 'ACT code's rule': the final stage without its let-go checks held "

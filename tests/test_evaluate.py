@@ -236,3 +236,27 @@ def test_observation_shapes_are_checked_key_by_key(runtime):
     with pytest.raises(TaskMismatchError, match="no such key"):
         check_observation_shapes("r", policy, observation_space("pixels", ["front"], (96, 128), 0))
     assert isinstance(observation_space("state", [], (96, 128), 7), gym.spaces.Dict)
+
+
+def test_the_table_says_how_each_policy_ran():
+    """Rates of a quantized ONNX graph, of re-planning or of ensembling must not read like the
+    paper's plain ACT: the table names chunking, execution, runtime and quantization per policy."""
+    from aloha_bench.evaluate import how_it_ran, summary_table
+
+    base = {"label": "p", "task": "transfer_cube", "episodes": 1, "mean_steps": 1.0,
+            "mean_return": 0.0, "stages": {}, "chunk_size": 100, "n_action_steps": 25,
+            "temporal_ensemble_coeff": None}  # fmt: skip
+    for key in ("success_rate", "success_rate_any", "success_rate_lenient"):
+        base[key] = 1.0
+    for suffix in ("", "_any", "_lenient"):
+        base[f"ci_low{suffix}"], base[f"ci_high{suffix}"] = 0.2, 1.0
+    onnx = {**base, "runtime": "onnx", "onnx_quantize": "int8_static_full",
+            "execution": {"mode": "async", "smoothing": "blend"}}  # fmt: skip
+    expected = "K = 100, 25 actions per chunk, async + blend, onnx (int8_static_full)"
+    assert how_it_ran(onnx) == expected
+    ensembled = {**base, "n_action_steps": 1, "temporal_ensemble_coeff": 0.01,
+                 "runtime": "torch", "onnx_quantize": None,
+                 "execution": {"mode": "sync", "smoothing": "none"}}  # fmt: skip
+    assert how_it_ran(ensembled) == "K = 100, temporal ensembling (m = 0.01), sync, torch"
+    assert "How each policy ran: p: K = 100, 25 actions per chunk, async" in summary_table([onnx])
+    assert how_it_ran({"label": "old record"}) == ""
