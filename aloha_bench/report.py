@@ -54,6 +54,7 @@ __all__ = [
     "plot_task_bars",
     "plot_temporal_ensembling",
     "plot_train_steps",
+    "plot_demos",
     "pool",
     "read_summary",
     "report_markdown",
@@ -104,6 +105,7 @@ SUMMARY_COLUMNS = (
 # Columns a summary may lack (written by earlier versions of the study); read as unknown.
 OPTIONAL_COLUMNS = (
     "train_steps",
+    "demos",
     "successes_lenient",
     "success_rate_lenient",
     "ci_low_lenient",
@@ -1126,6 +1128,23 @@ def plot_train_steps(df: pd.DataFrame, out_dir: Path, *, metric: str = "end") ->
     )
 
 
+def plot_demos(df: pd.DataFrame, out_dir: Path, *, metric: str = "end") -> Artifact:
+    """Success vs the number of demonstrations, one line per task (the same act recipe on seeds
+    0..N-1): a line still rising says the task is data-bound at the study's count. The CSV also
+    carries each run's validation L1 (best and last; each on its own held-out demos)."""
+    return _line_ablation(
+        df,
+        out_dir,
+        "demos",
+        "demos",
+        "Success vs number of demonstrations",
+        "demonstrations",
+        log=False,
+        m=_rule(metric),
+        means=("val_l1_best", "val_l1_last"),
+    )
+
+
 def plot_cameras(df: pd.DataFrame, out_dir: Path, *, metric: str = "end") -> Artifact:
     """Success vs number of cameras (the camera names of each point are in the CSV)."""
     m = _rule(metric)
@@ -1426,6 +1445,7 @@ _PLOTS = (
     plot_cvae,
     plot_beta,
     plot_train_steps,
+    plot_demos,
     plot_cameras,
     plot_robustness,
 )

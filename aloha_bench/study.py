@@ -51,6 +51,7 @@ GROUPS = (
     "robustness",
     "pixels",
     "train_steps",
+    "demos",
 )
 POLICIES = ("act", "no_cvae", "single_step")
 SOURCES = ("scripted", "human")
@@ -142,17 +143,22 @@ def _validate_profile(profile: Mapping[str, Any], path: Path) -> None:
             )
     if "robustness" in profile.get("groups", {}):
         _validate_robustness(profile["groups"]["robustness"], path)
-    budgets = profile.get("groups", {}).get("train_steps")
-    if budgets is not None:
-        values = budgets.get("values")
+    for name, what, example in (
+        ("train_steps", "step counts", "[3000, 10000]"),
+        ("demos", "demonstration counts", "[50, 200]"),
+    ):
+        group = profile.get("groups", {}).get(name)
+        if group is None:
+            continue
+        values = group.get("values")
         if (
             not isinstance(values, list)
             or not values
             or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values)
         ):
             raise ValueError(
-                f"{path}: [groups.train_steps] values must be a list of step counts >= 1, "
-                f"e.g. values = [3000, 10000]; got {values!r}"
+                f"{path}: [groups.{name}] values must be a list of {what} >= 1, "
+                f"e.g. values = {example}; got {values!r}"
             )
 
 
@@ -200,6 +206,9 @@ class DataCell:
     image_size: tuple[int, int]
     episodes: int
     randomize: str = "none"
+    # A count other than the profile's `demos` (the demos group) names its store: the cells of
+    # the profile's own count keep the ids they always had.
+    count_in_id: bool = False
 
     @property
     def id(self) -> str:
@@ -208,6 +217,8 @@ class DataCell:
             parts += ["+".join(self.cameras), f"{self.image_size[0]}x{self.image_size[1]}"]
         if self.randomize != "none":
             parts.append(f"rand-{self.randomize}")
+        if self.count_in_id:
+            parts.append(f"d{self.episodes}")
         from aloha_bench.experts import expert_version
 
         if self.source == "human":
@@ -461,6 +472,7 @@ def plan(
         latency: Any = "none",
         n_train_seeds: int = n_seeds,
         n_eval_episodes: int = eval_episodes,
+        n_demos: int = demos,
     ) -> None:
         if (sources and source not in sources) or (policies and baseline not in policies):
             return
@@ -472,7 +484,16 @@ def plan(
             overrides |= {"cameras": list(cameras), "image_size": list(image_size)}
         else:
             cameras = ()
-        d = DataCell(task, source, cell_obs_mode, cameras, image_size, demos, train_randomize)
+        d = DataCell(
+            task,
+            source,
+            cell_obs_mode,
+            cameras,
+            image_size,
+            n_demos,
+            train_randomize,
+            count_in_id=n_demos != demos,
+        )
         data.setdefault(d.id, d)
         for seed in range(n_train_seeds):
             t = TrainCell(
@@ -483,6 +504,7 @@ def plan(
                 **_baseline_labels(baseline, overrides, training_profile),
                 "task": task,
                 "source": source,
+                "demos": n_demos,
                 "train_seed": seed,
                 "train_steps": train_steps,
                 "temporal_ensemble": temporal_ensemble is not None,
@@ -536,6 +558,11 @@ def plan(
                     # its own cosine schedule): where success stops rising, the cell converged.
                     for steps in group["values"]:
                         add(task, source, "act", {}, name, **{**own, "train_steps": int(steps)})
+                elif name == "demos":
+                    # Is a task data-bound? The same act recipe on more demonstrations (seeds
+                    # 0..N-1 of the same source); the profile's own count is the main cell.
+                    for count in group["values"]:
+                        add(task, source, "act", {}, name, **own, n_demos=int(count))
                 elif name == "beta":
                     for beta in group["values"]:
                         add(task, source, "act", {"kl_weight": float(beta)}, name, **own)

@@ -184,6 +184,10 @@ def _ablation_rows() -> pd.DataFrame:
         for n, s, v in ((3000, 20, 0.05), (8000, 40, 0.03))
     ]
     rows += [
+        row(groups="demos", demos=n, successes=s, val_l1_best=v, val_l1_last=v)
+        for n, s, v in ((50, 15, 0.056), (200, 26, 0.051))
+    ]
+    rows += [
         row(groups="cameras", obs_mode="pixels", cameras=c, n_cameras=n, successes=s)
         for c, n, s in (("top", 1, 12), ("top+left_wrist", 2, 18))
     ]
@@ -212,6 +216,7 @@ PLOTS = {
     "beta": (report.plot_beta, "beta"),
     "cameras": (report.plot_cameras, "cameras"),
     "train_steps": (report.plot_train_steps, "train_steps"),
+    "demos": (report.plot_demos, "demos"),
     "task_bars": (report.plot_task_bars, "main"),
     "robustness_bars": (report.plot_robustness, "robustness"),
 }

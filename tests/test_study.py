@@ -313,6 +313,8 @@ def test_steps_seeds_and_episodes_per_task_and_group(tmp_path):
         ({"groups": {"beta": {"values": [1], "seeds": 0}}}, "seeds must be an integer"),
         ({"groups": {"train_steps": {"values": [3000, 0]}}}, "list of step counts"),
         ({"groups": {"train_steps": {}}}, "list of step counts"),
+        ({"groups": {"demos": {"values": [50, 0]}}}, "list of demonstration counts"),
+        ({"groups": {"demos": {"values": "200"}}}, "list of demonstration counts"),
     ):
         path = tmp_path / "bad.toml"
         text = (tmp_path / "tiny.toml").read_text()
@@ -358,6 +360,24 @@ def test_the_training_budget_group_trains_act_at_each_step_count(tmp_path):
     assert all(e.label["policy"] == "act" and e.label["source"] == "scripted" for e in budget)
     shared = next(e for e in budget if e.train.steps == 5)
     assert "main" in shared.groups
+
+
+def test_the_demos_group_records_more_demos_under_new_ids_and_reuses_the_main_cell(tmp_path):
+    """[groups.demos]: act on N scripted demos per listed count; the profile's own count is the
+    main cell (same data, run and evaluation), another count gets its own store (d<N> in the
+    id), and every cell carries the count as a label."""
+    plain = study.plan(_tiny(tmp_path, tasks=["transfer_cube"]))
+    profile = _tiny(tmp_path, tasks=["transfer_cube"], groups={"demos": {"values": [2, 5]}})
+    cells = study.plan(profile)
+    counts = [e for e in cells.evals if "demos" in e.groups]
+    assert sorted(e.train.data.episodes for e in counts) == [2, 5]
+    shared = next(e for e in counts if e.train.data.episodes == 2)
+    assert "main" in shared.groups and "_d" not in shared.train.data.id
+    more = next(e for e in counts if e.train.data.episodes == 5)
+    assert more.train.data.id.endswith("_d5") or "_d5_" in more.train.data.id
+    assert {e.label["demos"] for e in cells.evals} == {2, 5}
+    # Adding the group renames nothing that was planned before.
+    assert {e.id for e in plain.evals} <= {e.id for e in cells.evals}
 
 
 def test_validation_l1_reads_the_runs_loss_log(tmp_path):
