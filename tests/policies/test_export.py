@@ -73,24 +73,27 @@ def test_state_run_exports_in_memory_when_loaded_with_the_onnx_runtime(tmp_path)
         OnnxPolicy.load(tmp_path / "ckpt")
 
 
+def _static_export(config, quantize: str, seed: int, out):
+    """A random policy of ``config`` exported with a static quantization: 4 calibration frames,
+    2 check frames. Returns (export.json's contents, the check frames)."""
+    torch.manual_seed(seed)
+    policy = make_policy(config, fake_stats())
+    reference = _fp32_twin(policy)
+    calibration = [example_observation(reference, s) for s in range(4)]
+    checks = [example_observation(reference, s) for s in (10, 11)]
+    info = export_onnx(
+        policy, out, quantize=quantize, calibration=calibration, check_observations=checks
+    )
+    return info, checks
+
+
 def test_int8_static_quantizes_only_the_backbone_convolutions(tmp_path):
     import onnx
 
     from aloha_bench.policies.export import STATIC_OP_TYPES
 
     config = tiny_config(obs_mode="pixels", cameras=["top"])
-    torch.manual_seed(2)
-    policy = make_policy(config, fake_stats())
-    reference = _fp32_twin(policy)
-    calibration = [example_observation(reference, seed) for seed in range(4)]
-    checks = [example_observation(reference, seed) for seed in (10, 11)]
-    info = export_onnx(
-        policy,
-        tmp_path / "q",
-        quantize="int8_static",
-        calibration=calibration,
-        check_observations=checks,
-    )
+    info, checks = _static_export(config, "int8_static", 2, tmp_path / "q")
     assert info["quantize"] == "int8_static" and info["calibration_frames"] == 4
     assert 0.0 < info["max_action_diff_rad_on_demos"] < 1.0
     graph = onnx.load(tmp_path / "q" / ONNX_FILE).graph
@@ -118,18 +121,7 @@ def test_int8_static_full_quantizes_linear_layers_but_the_last_three(tmp_path, o
     from aloha_bench.policies.export import FP32_LAST_LINEAR
 
     config = tiny_config(obs_mode=obs_mode, cameras=["top"] if obs_mode == "pixels" else [])
-    torch.manual_seed(3)
-    policy = make_policy(config, fake_stats())
-    reference = _fp32_twin(policy)
-    calibration = [example_observation(reference, seed) for seed in range(4)]
-    checks = [example_observation(reference, seed) for seed in (10, 11)]
-    info = export_onnx(
-        policy,
-        tmp_path / "q",
-        quantize="int8_static_full",
-        calibration=calibration,
-        check_observations=checks,
-    )
+    info, checks = _static_export(config, "int8_static_full", 3, tmp_path / "q")
     assert info["quantize"] == "int8_static_full" and info["calibration_frames"] == 4
     assert 0.0 < info["max_action_diff_rad_on_demos"] < 1.0
     graph = onnx.load(tmp_path / "q" / ONNX_FILE).graph
