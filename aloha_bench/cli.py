@@ -312,9 +312,11 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     the_plan = study.plan(profile, args.tasks, args.seeds, args.groups, args.sources, args.policies)
     if args.dry_run:
         layout = study.Layout(work, results)
+        # "done" also covers work no longer needed: a dataset or run whose evaluations are all
+        # recorded (e.g. on a fresh clone, whose runs/ is empty) is not redone.
         for kind, cells, done in (
-            ("data", the_plan.data, study.data_done),
-            ("train", the_plan.train, study.train_done),
+            ("data", the_plan.data, lambda c, lay: not study.data_needed(c, the_plan, lay)),
+            ("train", the_plan.train, lambda c, lay: not study.train_needed(c, the_plan, lay)),
             ("eval", the_plan.evals, study.eval_done),
         ):
             finished = sum(done(c, layout) for c in cells)

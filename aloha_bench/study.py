@@ -811,6 +811,28 @@ def eval_done(cell: EvalCell, layout: Layout) -> bool:
     return layout.row(cell).is_file()
 
 
+def train_needed(cell: TrainCell, the_plan: Plan, layout: Layout) -> bool:
+    """Whether a training run must still run (or resume).
+
+    A run whose every evaluation is already recorded under ``results/`` is not needed even if
+    its checkpoint is gone: the records are what the study reports, and a fresh clone (or a
+    machine whose ``runs/`` was cleared) must not spend ~25 core-minutes per cell retraining
+    them. A run the plan evaluates nowhere is trained for its own sake."""
+    if train_done(cell, layout):
+        return False
+    evals = the_plan.evals_of(cell)
+    return not evals or not all(eval_done(e, layout) for e in evals)
+
+
+def data_needed(cell: DataCell, the_plan: Plan, layout: Layout) -> bool:
+    """Whether a dataset must still be recorded: it is unfinished and some training run that
+    reads it still has to train (a finished run, or one whose evaluations are all recorded,
+    needs no data)."""
+    if data_done(cell, layout):
+        return False
+    return any(t.data.id == cell.id and train_needed(t, the_plan, layout) for t in the_plan.train)
+
+
 def run_data_cell(cell: DataCell, layout: Layout) -> str:
     """Record (or finish recording) a cell's demonstrations."""
     from aloha_bench.generate import GenerateSettings, generate
@@ -1080,15 +1102,16 @@ def run_study(
     n_cells = len(the_plan.data) + len(the_plan.train) + len(the_plan.evals)
     # Progress files of cells a killed run left behind describe nothing that runs now.
     shutil.rmtree(layout.work / "progress", ignore_errors=True)
-    todo_data = [c for c in the_plan.data if not data_done(c, layout)]
+    todo_data = [c for c in the_plan.data if data_needed(c, the_plan, layout)]
     skipped += len(the_plan.data) - len(todo_data)
     jobs = []
     for train in the_plan.train:
         evals = [e for e in the_plan.evals_of(train) if not eval_done(e, layout)]
         skipped += len(the_plan.evals_of(train)) - len(evals)
-        if train_done(train, layout):
+        needed = train_needed(train, the_plan, layout)
+        if not needed:
             skipped += 1
-        if evals or not train_done(train, layout):
+        if evals or needed:
             jobs.append((train, evals, layout, threads))
     # Longest first: with several workers, a long run started last would leave the others idle
     # while it finishes (longest-processing-time order bounds that tail by the shortest runs).

@@ -194,6 +194,36 @@ def test_a_killed_study_continues_where_it_stopped(tmp_path):
     assert "trained 3 steps" in message
 
 
+def test_recorded_evaluations_are_not_retrained_when_the_work_dir_is_gone(tmp_path):
+    """A fresh clone holds results/ (records) but no runs/: finished cells stay finished, and
+    only a run with an evaluation still to do trains again (with its dataset)."""
+    import shutil
+
+    profile = _tiny(tmp_path, policies=["act"])
+    work, results = tmp_path / "work", tmp_path / "results"
+    first = study.run_study(profile, work, results)
+    assert first["missing"] == []
+    shutil.rmtree(work)
+    the_plan = study.plan(profile)
+    layout = study.Layout(work, results)
+    (data,) = the_plan.data
+    (train,) = the_plan.train
+    assert not study.train_needed(train, the_plan, layout)
+    assert not study.data_needed(data, the_plan, layout)
+    lines = []
+    again = study.run_study(profile, work, results, log=lines.append)
+    assert again["ran"] == 0 and lines == [] and not work.joinpath("data").exists()
+    assert pd.read_csv(again["summary"]).equals(pd.read_csv(first["summary"]))
+
+    # An evaluation the records lack (here: its record removed) needs the run and its data back.
+    (cell,) = the_plan.evals
+    layout.row(cell).unlink()
+    assert study.train_needed(train, the_plan, layout)
+    assert study.data_needed(data, the_plan, layout)
+    third = study.run_study(profile, work, results)
+    assert third["missing"] == [] and study.train_done(train, layout)
+
+
 def test_missing_cells_are_listed(tmp_path):
     profile = _tiny(tmp_path, policies=["act"])
     the_plan = study.plan(profile)
