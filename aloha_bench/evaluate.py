@@ -441,6 +441,13 @@ def _check_execution(settings: EvalSettings) -> None:
     from aloha_bench.policies.act.policy import CONFIG_FILE
 
     config = ACTConfig.load_json(checkpoint_dir(settings.run) / CONFIG_FILE)
+    n_action_steps = settings.policy_overrides.get("n_action_steps")
+    if n_action_steps is not None and not 1 <= n_action_steps <= config.chunk_size:
+        # Named by the flag that sets it: the config field alone does not tell a user what to change.
+        raise ValueError(
+            f"n_action_steps (eval --n-action-steps) = {n_action_steps}: run {settings.run} "
+            f"predicts chunks of {config.chunk_size} actions; give 1..{config.chunk_size}"
+        )
     config = dataclasses.replace(config, **dict(settings.policy_overrides))
     execution = {k: v for k, v in settings.execution.items() if k != "inference_delay_s"}
     ExecutionConfig.from_policy_config(config, **execution)

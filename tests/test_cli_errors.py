@@ -340,7 +340,7 @@ def test_eval_n_action_steps_replans_every_n_and_bad_values_are_named(capsys, ti
     assert cli.main([*base, *"--max-steps 12 --n-action-steps 4 --json".split()]) == 0
     assert json.loads(capsys.readouterr().out)[0]["n_action_steps"] == 4
     status, err = _main(capsys, *base, "--n-action-steps", "11")
-    assert status != 0 and "n_action_steps" in err and "1..chunk_size (10)" in err
+    assert status != 0 and "--n-action-steps" in err and "give 1..10" in err
     status, err = _main(capsys, *base, *"--temporal-ensemble 0.01 --n-action-steps 4".split())
     assert status != 0 and "--n-action-steps 4" in err
 
