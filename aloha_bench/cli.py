@@ -267,7 +267,7 @@ def _export_onnx(args: argparse.Namespace) -> str:
         args.run,
         args.out,
         quantize=args.quantize,
-        threads=args.threads,
+        threads=args.threads or 1,
         calibration=calibration,
         check_observations=checks,
     )
@@ -285,6 +285,7 @@ EXPORTERS = {"onnx": _export_onnx}
 # Options that only one export format reads: set for another, they would be silently ignored.
 _EXPORT_OPTIONS = {
     "--quantize": ("onnx", lambda a: a.quantize != "none"),
+    "--threads": ("onnx", lambda a: a.threads is not None),
     "--units": ("lerobot", lambda a: a.units is not None),
     "--calibration": ("lerobot", lambda a: a.calibration is not None),
     "--camera-map": ("lerobot", lambda a: bool(a.camera_map)),
@@ -1149,7 +1150,10 @@ def build_parser() -> argparse.ArgumentParser:
         "difference is measured and printed)",
     )
     p.add_argument(
-        "--threads", type=T.positive_int, default=1, help="ONNX Runtime threads (parity check)"
+        "--threads",
+        type=T.positive_int,
+        default=None,  # None, not 1: a --threads given for --to lerobot is refused, not ignored
+        help="onnx: ONNX Runtime threads of the parity check (default 1)",
     )
     _add_lerobot_options(p)  # --to lerobot
     p.set_defaults(func=cmd_export_policy)

@@ -349,6 +349,7 @@ def test_eval_n_action_steps_replans_every_n_and_bad_values_are_named(capsys, ti
     ("to", "option"),
     [
         ("lerobot", ["--quantize", "int8"]),
+        ("lerobot", ["--threads", "1"]),
         ("onnx", ["--units", "degrees"]),
         ("onnx", ["--calibration", "cal"]),
         ("onnx", ["--camera-map", "top=observation.images.overhead"]),
