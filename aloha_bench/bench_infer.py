@@ -40,6 +40,7 @@ from aloha_bench import keys
 from aloha_bench.bench import machine_info
 from aloha_bench.bench_train import LEROBOT_PARITY, REFERENCE, run_lerobot_script
 from aloha_bench.policies import ACTConfig, load_config, make_policy
+from aloha_bench.policies.act.precision import bf16_is_native
 from aloha_bench.policies.export import (
     OnnxPolicy,
     example_observation,
@@ -112,6 +113,8 @@ def bench_config(
     for runtime in runtimes:
         if runtime == "onnx_int8_static" and config.obs_mode != "pixels":
             continue  # it quantizes the image backbone; a state policy has none
+        if runtime == "torch_bf16" and not bf16_is_native("cpu"):
+            continue  # it would time fp32 under a bf16 name (precision.py falls back)
         if runtime.startswith("torch"):
             precision = "bf16" if runtime == "torch_bf16" else "fp32"
             policy = make_policy(dataclasses.replace(config, precision=precision), _stats())

@@ -26,8 +26,10 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from aloha_bench import keys
+from aloha_bench.bench import machine_info
 from aloha_bench.data.store import EpisodeStore
 from aloha_bench.policies import ACTConfig, load_config, make_policy
+from aloha_bench.policies.act.precision import bf16_is_native
 from aloha_bench.train import make_optimizer, train_step
 
 # LeRobot's ACTPolicy at this configuration: ~5.7 samples/s training, ~49 ms per chunk on the
@@ -228,12 +230,14 @@ def bench_config(name: str, config: ACTConfig, train_steps: int = 5, inferences:
         config.batch_size * config.chunk_size,
         config.dim_model,
         config.dim_feedforward,
-        torch.bfloat16 if config.precision == "bf16" else torch.float32,
+        torch.bfloat16 if policy.precision == "bf16" else torch.float32,
         repeats=20,
     )
     return {
         "name": name,
-        "precision": config.precision,
+        # Computed in: a bf16 config runs in fp32 where bf16 is not native (precision.py).
+        "precision": policy.precision,
+        "precision_requested": config.precision,
         "cameras": len(config.cameras),
         "image_size": list(config.image_size),
         "dim_model": config.dim_model,
@@ -381,7 +385,12 @@ def bench_train(
     try:
         peaks = {
             "matmul_peak_fp32_gflops": matmul_peak_gflops(dtype=torch.float32),
-            "matmul_peak_bf16_gflops": matmul_peak_gflops(dtype=torch.bfloat16),
+            # None where bf16 is emulated: no configuration computes in it there, and the
+            # emulated 2048^3 product alone would take minutes (~0.4 GFLOP/s on AVX2).
+            "matmul_peak_bf16_gflops": matmul_peak_gflops(dtype=torch.bfloat16)
+            if bf16_is_native("cpu")
+            else None,
+            **machine_info(),
         }
         rows = []
         for name in chosen:

@@ -378,6 +378,9 @@ class EpisodeRunner:
             "latency": settings.latency,
             **self.policy_info,
             "runtime": settings.runtime,
+            # The precision the products ran in (an ONNX graph is fp32; a bf16 policy computes in
+            # fp32 where bf16 is not native), so a figure is never read as bf16 that was not.
+            "precision": getattr(self.policy, "precision", "fp32"),
             # An ONNX export's quantization changes actions: results must say which graph ran.
             "onnx_quantize": getattr(self.policy, "info", {}).get("quantize", "none")
             if settings.runtime == "onnx"
@@ -443,7 +446,7 @@ def _check_execution(settings: EvalSettings) -> None:
     config = ACTConfig.load_json(checkpoint_dir(settings.run) / CONFIG_FILE)
     n_action_steps = settings.policy_overrides.get("n_action_steps")
     if n_action_steps is not None and not 1 <= n_action_steps <= config.chunk_size:
-        # Named by the flag that sets it: the config field alone does not tell a user what to change.
+        # Named by the flag that sets it: the config field does not tell a user what to change.
         raise ValueError(
             f"n_action_steps (eval --n-action-steps) = {n_action_steps}: run {settings.run} "
             f"predicts chunks of {config.chunk_size} actions; give 1..{config.chunk_size}"
@@ -613,6 +616,7 @@ def _seam_summary(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         return {}
     out: dict[str, Any] = {
         "runtime": records[0].get("runtime", "torch"),
+        "precision": records[0].get("precision"),
         "onnx_quantize": records[0].get("onnx_quantize"),
         "execution": records[0]["execution"],
         "stall_ticks_mean": float(np.mean([r["chunking"]["stall_ticks"] for r in records])),
@@ -633,8 +637,8 @@ def _pct(rate: float, low: float, high: float) -> str:
 
 def how_it_ran(summary: Mapping[str, Any]) -> str:
     """The execution a summary's rates belong to, in words: chunk size and actions played per
-    chunk (or temporal ensembling), sync or async chunks and their smoothing, runtime and an
-    ONNX graph's quantization. Empty for a summary without these keys."""
+    chunk (or temporal ensembling), sync or async chunks and their smoothing, runtime and its
+    precision or an ONNX graph's quantization. Empty for a summary without these keys."""
     if "chunk_size" not in summary:
         return ""
     coeff = summary.get("temporal_ensemble_coeff")
@@ -652,7 +656,12 @@ def how_it_ran(summary: Mapping[str, Any]) -> str:
         parts.append(execution["mode"] + ("" if smoothing == "none" else f" + {smoothing}"))
     if summary.get("runtime"):
         quantize = summary.get("onnx_quantize")
-        parts.append(summary["runtime"] + ("" if quantize in (None, "none") else f" ({quantize})"))
+        precision = summary.get("precision")
+        parts.append(
+            summary["runtime"]
+            + (f" {precision}" if precision and quantize in (None, "none") else "")
+            + ("" if quantize in (None, "none") else f" ({quantize})")
+        )
     return ", ".join(parts)
 
 

@@ -429,7 +429,8 @@ def train(
 
     Returns:
         A summary: ``run_dir``, ``steps``, ``final_loss``, ``best_step``, ``best_val_l1_prior``,
-        ``train_samples_per_s``, ``seconds``, ``train_episodes``, ``val_episodes``, ``device``.
+        ``train_samples_per_s``, ``seconds``, ``train_episodes``, ``val_episodes``, ``device``,
+        ``precision`` (the one computed in: ``"fp32"`` where bf16 is not native).
 
     Raises:
         DatasetError: the dataset does not match the config (the message says how to fix it).
@@ -637,4 +638,6 @@ def train(
         "train_episodes": train_ids.tolist(),
         "val_episodes": val_ids.tolist(),
         "device": str(torch_device),
+        # What the products ran in: bf16 falls back to fp32 where it is not native (precision.py).
+        "precision": policy.precision,
     }

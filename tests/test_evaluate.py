@@ -260,3 +260,5 @@ def test_the_table_says_how_each_policy_ran():
     assert how_it_ran(ensembled) == "K = 100, temporal ensembling (m = 0.01), sync, torch"
     assert "How each policy ran: p: K = 100, 25 actions per chunk, async" in summary_table([onnx])
     assert how_it_ran({"label": "old record"}) == ""
+    # The precision computed in (fp32 where a bf16 run's hardware had no native bf16).
+    assert how_it_ran({**ensembled, "precision": "fp32"}).endswith("sync, torch fp32")

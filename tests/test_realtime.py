@@ -164,5 +164,7 @@ def test_eval_runs_on_onnx_runtime_with_the_torch_actions(tmp_path):
         )
         records[runtime] = evaluate(settings)[0]
     assert records["onnx"]["runtime"] == "onnx" and records["torch"]["runtime"] == "torch"
+    assert records["onnx"]["precision"] == "fp32"  # an exported graph is fp32 whatever ran before
+    assert records["torch"]["precision"] in ("fp32", "bf16")
     assert records["onnx"]["steps"] == records["torch"]["steps"] == 30
     assert records["onnx"]["return"] == pytest.approx(records["torch"]["return"])

@@ -193,7 +193,8 @@ def test_pretrained_backbone_from_local_files(tmp_path, monkeypatch, capsys):
     assert "Downloading" not in capsys.readouterr().out
 
 
-def test_bf16_inference_copy_gives_autocast_actions_and_never_goes_stale():
+def test_bf16_inference_copy_gives_autocast_actions_and_never_goes_stale(monkeypatch):
+    monkeypatch.setenv("ALOHA_BENCH_BF16", "always")  # bf16 also where it is not native
     config = tiny_config(precision="bf16")
     policy = make_policy(config, fake_stats())
     obs = _obs(config)

@@ -62,9 +62,11 @@ def test_run_folder_and_loading_without_the_dataset(tmp_path, pixels_store):
     ],
     ids=["no_cvae", "single_step", "bf16"],
 )
-def test_baseline_variants_train(tmp_path, pixels_store, overrides):
+def test_baseline_variants_train(tmp_path, pixels_store, overrides, monkeypatch):
+    monkeypatch.setenv("ALOHA_BENCH_BF16", "always")  # the bf16 path also where it is emulated
     summary = train(tiny_config(steps=3, **overrides), pixels_store, tmp_path / "run")
     assert np.isfinite(summary["final_loss"])
+    assert summary["precision"] == overrides.get("precision", "fp32")
 
 
 def test_resume_is_bit_for_bit(tmp_path, state_store):

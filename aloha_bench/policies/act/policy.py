@@ -24,6 +24,7 @@ from aloha_bench import keys
 from aloha_bench.policies.act.config import ACTConfig
 from aloha_bench.policies.act.losses import act_loss, masked_l1
 from aloha_bench.policies.act.model import ACT
+from aloha_bench.policies.act.precision import effective_precision
 from aloha_bench.policies.chunking import (
     ChunkExecutor,
     ExecutionConfig,
@@ -138,6 +139,12 @@ class ACTPolicy(nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
+    @property
+    def precision(self) -> str:
+        """The precision the matrix products run in here: ``config.precision``, except that
+        ``"bf16"`` is ``"fp32"`` on hardware without native bf16 (see ``precision.py``)."""
+        return effective_precision(self.config.precision, self.device.type)
+
     def backbone_parameters(self) -> list[nn.Parameter]:
         """Parameters trained at ``lr_backbone`` (empty in state mode)."""
         backbone = getattr(self.model, "backbone", None)
@@ -170,11 +177,12 @@ class ACTPolicy(nn.Module):
         return inputs
 
     def autocast(self) -> torch.autocast:
-        """bfloat16 autocast of the matrix products when ``precision = "bf16"`` (else a no-op)."""
+        """bfloat16 autocast of the matrix products when :attr:`precision` is ``"bf16"`` (else
+        a no-op)."""
         return torch.autocast(
             device_type=self.device.type,
             dtype=torch.bfloat16,
-            enabled=self.config.precision == "bf16",
+            enabled=self.precision == "bf16",
         )
 
     def zero_latent(self, batch_size: int) -> torch.Tensor:
@@ -276,7 +284,7 @@ class ACTPolicy(nn.Module):
         The copy is made on first use and dropped by ``train()``, ``load_state_dict`` and device
         or dtype moves, so it never serves stale weights.
         """
-        if self.config.precision != "bf16":
+        if self.precision != "bf16":
             return self.model
         cached = self.__dict__.get(self._INFERENCE_COPY)
         if cached is None:
