@@ -6,6 +6,7 @@ import torch
 from aloha_bench.policies import load_config
 from aloha_bench.policies.act.model import (
     ACT,
+    DecoderLayer,
     EncoderLayer,
     feature_map_size,
     n_encoder_tokens,
@@ -112,6 +113,29 @@ def test_first_token_only_equals_the_full_layers_first_token():
     layer = EncoderLayer(tiny_config()).eval()
     x, pos = torch.randn(2, 9, 32), torch.randn(1, 9, 32)
     torch.testing.assert_close(layer(x, pos, first_token_only=True), layer(x, pos)[:, :1])
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_the_first_decoder_layer_on_zeros_equals_the_full_layer(training):
+    """x = None (DETR's all-zero start) computes the self-attention once for the batch: the same
+    output as the full layer on zeros, dropout included (same draws in the same order)."""
+    layer = DecoderLayer(tiny_config(dropout=0.3)).train(training)
+    with torch.no_grad():
+        layer.self_attn.v_proj.bias.normal_()  # nonzero, so the values matter
+    query_pos, memory, memory_pos = (
+        torch.randn(1, 10, 32),
+        torch.randn(3, 4, 32),
+        torch.randn(1, 4, 32),
+    )
+    torch.manual_seed(0)
+    full = layer(torch.zeros(3, 10, 32), query_pos, memory, memory_pos)
+    torch.manual_seed(0)
+    short = layer(None, query_pos, memory, memory_pos)
+    torch.testing.assert_close(short, full)
+    if training:  # the gradients reach the same parameters
+        short.sum().backward()
+        assert layer.self_attn.q_proj.weight.grad is not None
+        assert layer.self_attn.v_proj.bias.grad.abs().sum() > 0
 
 
 def test_position_embeddings():

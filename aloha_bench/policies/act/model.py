@@ -226,16 +226,49 @@ class DecoderLayer(nn.Module):
 
     def forward(
         self,
-        x: torch.Tensor,
+        x: torch.Tensor | None,
         query_pos: torch.Tensor,
         memory: torch.Tensor,
         memory_pos: torch.Tensor,
     ) -> torch.Tensor:
-        """x (B, K, D), query_pos (1, K, D), memory (B, S, D), memory_pos (1, S, D) -> (B, K, D)."""
-        q = x + query_pos
-        x = self.norm1(x + self.drop1(self.self_attn(q, q, x)))
+        """x (B, K, D), query_pos (1, K, D), memory (B, S, D), memory_pos (1, S, D) -> (B, K, D).
+
+        ``x = None`` stands for DETR's all-zero input of the first layer (see
+        :meth:`_self_attn_of_zeros`)."""
+        if x is None:
+            x = self.drop1(self._self_attn_of_zeros(query_pos, memory.shape[0]))
+            x = self.norm1(x)
+        else:
+            q = x + query_pos
+            x = self.norm1(x + self.drop1(self.self_attn(q, q, x)))
         x = self.norm2(x + self.drop2(self.cross_attn(x + query_pos, memory + memory_pos, memory)))
         return self.norm3(x + self.drop3(self.ffn(x)))
+
+    def _self_attn_of_zeros(self, query_pos: torch.Tensor, batch: int) -> torch.Tensor:
+        """Self-attention of the first decoder layer, whose input is all zeros (DETR): (B, K, D).
+
+        With x = 0 the queries and keys are ``query_pos`` alone, the same for every sample, and
+        every value is ``v_proj``'s bias, so the weighted sum of values is (sum of the weights)
+        x bias. Projections and scores are computed once instead of per sample: exact (up to
+        summation order), and it spares ~8% of a `cpu_state` training step's FLOPs. The dropout
+        on the weights is drawn per sample as in :class:`Attention`, which is why their sum is
+        still needed; without dropout it is 1 and one output row serves the whole batch.
+        """
+        attn = self.self_attn
+        _, chunk, dim = query_pos.shape
+        heads = attn.n_heads
+        value = attn.v_proj.bias.view(1, heads, 1, dim // heads)  # (1, H, 1, D/H)
+        if attn.training and attn.dropout > 0.0:
+            q = attn.q_proj(query_pos).view(1, chunk, heads, dim // heads).transpose(1, 2)
+            k = attn.k_proj(query_pos).view(1, chunk, heads, dim // heads).transpose(1, 2)
+            scores = (q * (dim // heads) ** -0.5) @ k.transpose(-2, -1)  # (1, H, K, K)
+            weights = scores.softmax(dim=-1).expand(batch, heads, chunk, chunk)
+            kept = dropout(weights, attn.dropout, True).sum(dim=-1, keepdim=True)  # (B, H, K, 1)
+            y = kept.to(value.dtype) * value  # (B, H, K, D/H)
+            y = y.transpose(1, 2).reshape(batch, chunk, dim)  # (B, K, D)
+            return attn.out_proj(y)
+        row = attn.out_proj(attn.v_proj.bias)  # (D,): every query's output
+        return row.expand(batch, chunk, dim)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -460,7 +493,8 @@ class ACT(nn.Module):
             memory = layer(memory, pos)  # (B, S, D)
 
         query_pos = self.queries.weight[None]  # (1, K, D)
-        x = torch.zeros(batch, self.config.chunk_size, dim, device=state.device)  # (B, K, D)
+        # DETR's decoder starts from zeros; None lets the first layer skip work on them.
+        x = None
         # The original code ran all 7 layers but predicted from the first one's output.
         layers = self.decoder[:1] if self.config.use_first_decoder_layer_only else self.decoder
         for layer in layers:
