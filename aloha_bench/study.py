@@ -833,8 +833,18 @@ def data_needed(cell: DataCell, the_plan: Plan, layout: Layout) -> bool:
     return any(t.data.id == cell.id and train_needed(t, the_plan, layout) for t in the_plan.train)
 
 
-def run_data_cell(cell: DataCell, layout: Layout) -> str:
-    """Record (or finish recording) a cell's demonstrations."""
+def generation_workers(n_datasets: int, workers: int, executor: str = "local") -> int:
+    """Processes recording each dataset: with fewer datasets than workers (a small study has
+    one) the idle workers record episodes of the same dataset instead of waiting; the dataset is
+    identical. 1 under Ray, whose tasks hold one CPU each."""
+    if executor == "ray" or n_datasets < 1:
+        return 1
+    return max(1, workers // n_datasets)
+
+
+def run_data_cell(cell: DataCell, layout: Layout, workers: int = 1) -> str:
+    """Record (or finish recording) a cell's demonstrations with ``workers`` processes (the
+    same dataset as one: ``generate`` accepts episodes in seed order)."""
     from aloha_bench.generate import GenerateSettings, generate
 
     if data_done(cell, layout):
@@ -853,7 +863,7 @@ def run_data_cell(cell: DataCell, layout: Layout) -> str:
     def progress(_episode, kept: int, tried: int) -> None:
         status.update(kept, failed=tried - kept)
 
-    generate(settings, layout.dataset(cell), cell.episodes, progress=progress)
+    generate(settings, layout.dataset(cell), cell.episodes, progress=progress, workers=workers)
     status.close()
     return f"{cell.id}: {cell.episodes} demos"
 
@@ -1125,7 +1135,9 @@ def run_study(
     if status_every_s > 0 and (todo_data or jobs):
         printer.start()
     try:
-        for message in fan_out(run_data_cell, [(c, layout) for c in todo_data]):
+        per_cell = generation_workers(len(todo_data), workers, executor)
+        data_jobs = [(c, layout, per_cell) for c in todo_data]
+        for message in fan_out(run_data_cell, data_jobs):
             printer.finished += 1
             log(message)
         for messages in fan_out(run_train_job, jobs):

@@ -224,6 +224,26 @@ def test_recorded_evaluations_are_not_retrained_when_the_work_dir_is_gone(tmp_pa
     assert third["missing"] == [] and study.train_done(train, layout)
 
 
+def test_idle_workers_record_the_same_dataset(tmp_path):
+    assert study.generation_workers(1, 2) == 2  # the quick study: one dataset, two cores
+    assert study.generation_workers(5, 2) == study.generation_workers(3, 4) == 1
+    assert study.generation_workers(2, 8) == 4
+    assert study.generation_workers(1, 2, executor="ray") == 1
+    # Recording with two processes writes the dataset one process writes.
+    from aloha_bench.data.store import EpisodeStore
+
+    profile = _tiny(tmp_path, policies=["act"])
+    (cell,) = study.plan(profile).data
+    stores = []
+    for workers in (1, 2):
+        layout = study.Layout(tmp_path / f"w{workers}", tmp_path / "results")
+        study.run_data_cell(cell, layout, workers=workers)
+        stores.append(EpisodeStore.open(layout.dataset(cell)))
+    assert stores[0].n_episodes == stores[1].n_episodes == 2
+    for key in ("action", "observation.state"):
+        assert (stores[0].episode(0)[key] == stores[1].episode(0)[key]).all(), key
+
+
 def test_missing_cells_are_listed(tmp_path):
     profile = _tiny(tmp_path, policies=["act"])
     the_plan = study.plan(profile)
