@@ -33,6 +33,7 @@ import shutil
 import threading
 import time
 import tomllib
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -943,11 +944,35 @@ def run_eval_cell(cell: EvalCell, layout: Layout, threads: int) -> str:
     return f"{cell.id}: {s['successes']}/{s['episodes']} successes{note}"
 
 
+def precision_note(the_plan: Plan) -> str | None:
+    """One line for the study's output where its runs ask for bf16 that this CPU lacks (they
+    compute in fp32: ``policies/act/precision.py``); the workers then keep quiet about it."""
+    import torch
+
+    from aloha_bench.policies.act.precision import bf16_is_native, effective_precision
+
+    asked = {t.config().precision for t in the_plan.train}
+    if "bf16" not in asked or bf16_is_native("cpu"):
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if effective_precision("bf16", "cpu") == "bf16":  # ALOHA_BENCH_BF16=always
+            return None
+    return (
+        f"note: the runs ask for bf16, which this CPU ({torch.backends.cpu.get_cpu_capability()}) "
+        "does not compute natively: they train and run in fp32 (recorded per run)"
+    )
+
+
 def run_train_job(
     train: TrainCell, evals: Sequence[EvalCell], layout: Layout, threads: int
 ) -> list[str]:
     """A training run and then its evaluations: the unit of work handed to an executor."""
+    from aloha_bench.policies.act.precision import PrecisionWarning
+
     os.environ.setdefault("MUJOCO_GL", "egl")
+    # `reproduce` said it once (precision_note); each worker would repeat it.
+    warnings.filterwarnings("ignore", category=PrecisionWarning)
     messages = [run_train_cell(train, layout, threads)]
     messages += [run_eval_cell(e, layout, threads) for e in evals]
     return messages

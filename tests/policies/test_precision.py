@@ -55,3 +55,12 @@ def test_the_run_summary_records_the_precision_computed_in(tmp_path, state_store
     with pytest.warns(precision.PrecisionWarning):
         summary = train(config, state_store, tmp_path / "run")
     assert summary["precision"] == "fp32"
+
+
+def test_reproduce_says_it_once_where_bf16_is_not_native(monkeypatch, no_native_bf16):
+    from aloha_bench import study
+
+    quick = study.plan(study.load_profile("quick"))  # its training profile asks for bf16
+    assert "fp32" in study.precision_note(quick)
+    monkeypatch.setattr(precision, "bf16_is_native", lambda device_type: True)
+    assert study.precision_note(quick) is None
