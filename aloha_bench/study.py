@@ -130,6 +130,7 @@ def _validate_profile(profile: Mapping[str, Any], path: Path) -> None:
         if profile[key] < 1:
             raise ValueError(f"{path}: {key} must be >= 1, got {profile[key]}")
     _validate_steps(profile["train_steps"], profile["tasks"], f"{path}: train_steps")
+    _validate_training_overrides(profile, path)
     for name, group in profile.get("groups", {}).items():
         where = f"{path}: [groups.{name}]"
         if "train_steps" in group:
@@ -161,6 +162,29 @@ def _validate_profile(profile: Mapping[str, Any], path: Path) -> None:
                 f"{path}: [groups.{name}] values must be a list of {what} >= 1, "
                 f"e.g. values = {example}; got {values!r}"
             )
+
+
+def _validate_training_overrides(profile: Mapping[str, Any], path: Path) -> None:
+    """``[training_overrides]``: ACTConfig fields set on every run of the study over its
+    ``training_profile`` (a group's own settings, e.g. chunk_size, still win)."""
+    from aloha_bench.policies.act.config import load_config
+
+    table = profile.get("training_overrides", {})
+    if not isinstance(table, dict):
+        raise ValueError(
+            f"{path}: training_overrides must be a table of config fields, e.g. "
+            f"[training_overrides] n_decoder_layers = 1; got {table!r}"
+        )
+    reserved = sorted(set(table) & {"seed", "steps", "obs_mode", "cameras", "image_size"})
+    if reserved:
+        raise ValueError(
+            f"{path}: [training_overrides] cannot set {reserved}: the study sets them per cell "
+            "(train_steps, seeds, obs_mode, cameras, image_size are profile keys)"
+        )
+    try:
+        load_config("act", profile["training_profile"], table)
+    except (ValueError, FileNotFoundError) as error:
+        raise ValueError(f"{path}: [training_overrides]: {error}") from error
 
 
 def _validate_steps(value: Any, tasks: Sequence[str], where: str) -> None:
@@ -442,6 +466,7 @@ def plan(
     eval_episodes = profile["eval_episodes"]
     eval_seed = int(profile.get("eval_seed", 1000))
     training_profile = profile["training_profile"]
+    training_overrides = dict(profile.get("training_overrides", {}))
 
     def group_setting(group: Mapping[str, Any], task: str) -> dict[str, Any]:
         """A group's training steps for ``task``, seeds and evaluation episodes: its own where it
@@ -479,7 +504,7 @@ def plan(
             return
         if train_steps is None:
             train_steps = group_setting(spec_groups.get("main", {}), task)["train_steps"]
-        overrides = {**overrides, "obs_mode": cell_obs_mode}
+        overrides = {**training_overrides, **overrides, "obs_mode": cell_obs_mode}
         if cell_obs_mode == "pixels":
             cameras = tuple(cameras or profile.get("cameras", ("top",)))
             overrides |= {"cameras": list(cameras), "image_size": list(image_size)}

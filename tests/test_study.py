@@ -148,6 +148,31 @@ def test_bad_profiles_and_arguments_are_named(tmp_path):
         study.run_study(profile, tmp_path / "w", tmp_path / "r", executor="slurm")
 
 
+def test_training_overrides_reach_every_run_and_bad_ones_are_named(tmp_path):
+    _tiny(tmp_path)  # writes tiny.toml
+    base = (tmp_path / "tiny.toml").read_text()
+    path = tmp_path / "small.toml"
+    path.write_text(base + "[groups.chunk_size]\nvalues = [10]\n[training_overrides]\n"
+                    "n_decoder_layers = 1\ndim_feedforward = 64\n")  # fmt: skip
+    the_plan = study.plan(study.load_profile(path))
+    configs = [t.config() for t in the_plan.train]
+    assert configs and all(c.n_decoder_layers == 1 and c.dim_feedforward == 64 for c in configs)
+    assert {c.chunk_size for c in configs} >= {10, 100}  # a group's own setting still wins
+    plain = study.plan(_tiny(tmp_path))
+    assert not {t.id for t in the_plan.train} & {t.id for t in plain.train}  # runs of their own
+    for table, match in (
+        ("n_decoder_layer = 1", "n_decoder_layer"),
+        ("steps = 5", "cannot set \\['steps'\\]"),
+        ("dropout = 2.0", "dropout"),
+    ):
+        path.write_text(base + f"[training_overrides]\n{table}\n")
+        with pytest.raises(ValueError, match=f"training_overrides.*{match}|{match}.*"):
+            study.load_profile(path)
+    path.write_text(base + "training_overrides = 3\n")
+    with pytest.raises(ValueError, match="must be a table"):
+        study.load_profile(path)
+
+
 def test_tiny_study_end_to_end_then_resume_skips_finished_cells(tmp_path):
     profile = {**_tiny(tmp_path), "groups": {"chunk_size": {"values": [1, 100]}}}
     work, results = tmp_path / "work", tmp_path / "results"
