@@ -93,7 +93,9 @@ class ACTConfig:
         min_lr_ratio: where the cosine schedule ends, as a fraction of ``lr`` (0 to 1).
         steps: gradient steps of a training run (not epochs).
         precision: ``"fp32"`` or ``"bf16"`` (bfloat16 autocast of matrix products; weights and
-            optimizer state stay fp32).
+            optimizer state stay fp32). ``"bf16"`` computes in fp32 on hardware without native
+            bf16 (AVX2-only CPUs, where it is emulated ~40x slower): ``policy.precision`` and
+            the run's records say which ran (``policies/act/precision.py``).
         seed: seed of initialization, batch sampling, dropout and the train/val split.
         val_fraction: share of episodes held out for validation (by episode).
         val_every: validate and write ``last/`` (and ``best/``) every this many steps.
