@@ -345,9 +345,6 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         f"study {profile['name']}: {len(the_plan.data)} datasets, {len(the_plan.train)} "
         f"training runs, {len(the_plan.evals)} evaluations ({profile['description']})"
     )
-    note = study.precision_note(the_plan)
-    if note:
-        print(note)
     result = study.run_study(
         profile,
         work,

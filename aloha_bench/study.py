@@ -167,7 +167,10 @@ def _validate_profile(profile: Mapping[str, Any], path: Path) -> None:
 def _validate_training_overrides(profile: Mapping[str, Any], path: Path) -> None:
     """``[training_overrides]``: ACTConfig fields set on every run of the study over its
     ``training_profile`` (a group's own settings, e.g. chunk_size, still win)."""
-    from aloha_bench.policies.act.config import load_config
+    from aloha_bench.policies.act.config import load_config, read_toml
+
+    def baseline_path(policy: str) -> Path:
+        return paths.baselines_dir() / f"{policy}.toml"
 
     table = profile.get("training_overrides", {})
     if not isinstance(table, dict):
@@ -175,16 +178,25 @@ def _validate_training_overrides(profile: Mapping[str, Any], path: Path) -> None
             f"{path}: training_overrides must be a table of config fields, e.g. "
             f"[training_overrides] n_decoder_layers = 1; got {table!r}"
         )
-    reserved = sorted(set(table) & {"seed", "steps", "obs_mode", "cameras", "image_size"})
-    if reserved:
+    per_cell = sorted(set(table) & {"seed", "steps", "obs_mode", "cameras", "image_size"})
+    if per_cell:
         raise ValueError(
-            f"{path}: [training_overrides] cannot set {reserved}: the study sets them per cell "
-            "(train_steps, seeds, obs_mode, cameras, image_size are profile keys)"
+            f"{path}: [training_overrides] cannot set {', '.join(per_cell)}: the study sets them "
+            "per cell; use the profile's keys train_steps, seeds, obs_mode, cameras, image_size"
         )
-    try:
-        load_config("act", profile["training_profile"], table)
-    except (ValueError, FileNotFoundError) as error:
-        raise ValueError(f"{path}: [training_overrides]: {error}") from error
+    # The fields a baseline sets (chunk_size for single_step, use_vae for no_cvae, ...) define
+    # the policy: overriding them for every run would turn one baseline into another.
+    for policy in profile["policies"]:
+        defining = sorted(set(table) & set(read_toml(baseline_path(policy))))
+        if defining:
+            raise ValueError(
+                f"{path}: [training_overrides] cannot set {', '.join(defining)}: baseline "
+                f"{policy!r} defines it; vary it with a group (chunk_size, beta, cvae, ...)"
+            )
+        try:
+            load_config(policy, profile["training_profile"], table)
+        except (ValueError, FileNotFoundError) as error:
+            raise ValueError(f"{path}: [training_overrides] ({policy}): {error}") from error
 
 
 def _validate_steps(value: Any, tasks: Sequence[str], where: str) -> None:
@@ -273,7 +285,7 @@ class TrainCell:
         overrides = {**dict(self.overrides), "seed": self.train_seed, "steps": self.steps}
         return load_config(self.baseline, self.training_profile, overrides)
 
-    @property
+    @functools.cached_property
     def id(self) -> str:
         # The resolved config, not the way it was asked for, identifies a run (deduplication).
         resolved = json.dumps(dataclasses.asdict(self.config()), sort_keys=True, default=str)
@@ -295,7 +307,7 @@ class EvalCell:
     # records are the same with or without them).
     videos: bool = False
 
-    @property
+    @functools.cached_property
     def id(self) -> str:
         # The task version joins the id: records scored under an older success rule (e.g.
         # transfer_cube v1 counted a handover the right gripper still held) are not reused.
@@ -342,7 +354,14 @@ class Plan:
     evals: tuple[EvalCell, ...]
 
     def evals_of(self, train: TrainCell) -> list[EvalCell]:
-        return [e for e in self.evals if e.train.id == train.id]
+        return self._evals_by_train.get(train.id, [])
+
+    @functools.cached_property
+    def _evals_by_train(self) -> dict[str, list[EvalCell]]:
+        out: dict[str, list[EvalCell]] = {}
+        for e in self.evals:
+            out.setdefault(e.train.id, []).append(e)
+        return out
 
 
 def _baseline_labels(baseline: str, overrides: Mapping[str, Any], training_profile: str):
@@ -996,7 +1015,7 @@ def run_train_job(
     from aloha_bench.policies.act.precision import PrecisionWarning
 
     os.environ.setdefault("MUJOCO_GL", "egl")
-    # `reproduce` said it once (precision_note); each worker would repeat it.
+    # run_study said it once (precision_note); each worker would repeat it.
     warnings.filterwarnings("ignore", category=PrecisionWarning)
     messages = [run_train_cell(train, layout, threads)]
     messages += [run_eval_cell(e, layout, threads) for e in evals]
@@ -1182,6 +1201,9 @@ def run_study(
     )
     printer = _StatusPrinter(layout, n_cells, log, status_every_s)
     printer.finished = skipped
+    note = precision_note(the_plan) if jobs else None
+    if note:  # said once here: the workers, which would repeat it per run, keep quiet
+        log(note)
     if status_every_s > 0 and (todo_data or jobs):
         printer.start()
     try:

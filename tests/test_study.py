@@ -162,7 +162,9 @@ def test_training_overrides_reach_every_run_and_bad_ones_are_named(tmp_path):
     assert not {t.id for t in the_plan.train} & {t.id for t in plain.train}  # runs of their own
     for table, match in (
         ("n_decoder_layer = 1", "n_decoder_layer"),
-        ("steps = 5", "cannot set \\['steps'\\]"),
+        ("steps = 5", "cannot set steps: .*train_steps"),
+        ("chunk_size = 50", "cannot set chunk_size: baseline 'act' defines it"),
+        ("n_action_steps = 1", "n_action_steps: baseline"),
         ("dropout = 2.0", "dropout"),
     ):
         path.write_text(base + f"[training_overrides]\n{table}\n")

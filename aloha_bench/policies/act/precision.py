@@ -67,8 +67,8 @@ def _warn_fallback(device_type: str) -> None:
     warnings.warn(
         f'precision = "bf16" computes in fp32 on this {device_type} ({capability}): it has no '
         "native bf16 matrix products, and PyTorch's fallback is ~40x slower than fp32. "
-        f'Set precision = "fp32" (--set precision=fp32) to silence this, or {FORCE_ENV}=always '
-        "to use bf16 anyway.",
+        'Train with precision = "fp32" (train --set precision=fp32) to silence this, or set '
+        f"{FORCE_ENV}=always to use bf16 anyway.",
         PrecisionWarning,
         stacklevel=3,
     )
