@@ -13,6 +13,7 @@ Achieved GFLOP/s counts the FLOPs of one step with ``torch.utils.flop_counter.Fl
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import statistics
 import tempfile
@@ -190,6 +191,9 @@ def _train_loop_samples_per_s(config: ACTConfig, steps: int) -> float:
     return float(rows[-1]["samples_per_s"])
 
 
+LOOP_WINDOW_S = 10.0
+
+
 def bench_config(name: str, config: ACTConfig, train_steps: int = 5, inferences: int = 20) -> dict:
     """Training and inference figures of one configuration (random weights, synthetic data)."""
     torch.manual_seed(0)
@@ -205,7 +209,11 @@ def bench_config(name: str, config: ACTConfig, train_steps: int = 5, inferences:
     step_s = statistics.median(step_times)
     step_mean_s = statistics.fmean(step_times)
     train_flops = _flops(step)
-    loop_samples_per_s = _train_loop_samples_per_s(config, train_steps)
+    # train()'s rate over a window of at least LOOP_WINDOW_S: at 60 ms a step, 20 steps are
+    # about a second, where one stall of the machine moved the ratio by 20% (a 200-step run of
+    # the same loop was within 3% of the bare step).
+    loop_steps = max(train_steps, min(500, math.ceil(LOOP_WINDOW_S / step_mean_s)))
+    loop_samples_per_s = _train_loop_samples_per_s(config, loop_steps)
 
     obs = {key: value[0].numpy() for key, value in batch.items() if key in config.input_keys}
     chunk_s = statistics.median(_timed(lambda: policy.predict_chunk(obs), 3, inferences))
@@ -248,6 +256,7 @@ def bench_config(name: str, config: ACTConfig, train_steps: int = 5, inferences:
         "train_step_ms": 1e3 * step_s,
         # train(): the same step fed by the data path, logging and the schedule.
         "train_loop_samples_per_s": loop_samples_per_s,
+        "train_loop_steps": loop_steps,
         # Mean against mean: the loop's rate covers every step of its window, outliers included,
         # so it is set against the mean of as many consecutive bare steps, not their median.
         "train_step_mean_ms": 1e3 * step_mean_s,
@@ -361,8 +370,8 @@ def bench_train(
     Args:
         names: configurations to run (default all).
         train_steps: timed training steps per configuration: ``train_samples_per_s`` is their
-            median; ``train_loop_vs_bare`` sets ``train()``'s rate over as many steps against
-            their mean.
+            median; ``train_loop_vs_bare`` sets ``train()``'s rate, over as many steps or more
+            (at least ``LOOP_WINDOW_S`` seconds of them), against their mean.
         threads: torch threads during the run (default: torch's, one per core). On a machine
             whose cores are busy with other work, one thread avoids OpenMP threads spin-waiting
             on each other; ``load_avg_1min`` in each row tells how busy the machine was.

@@ -684,7 +684,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         seconds = time.perf_counter() - start
         print(
             f"{summary['run_dir']}: {summary['steps']} steps in {seconds:.0f} s "
-            f"({summary['train_samples_per_s']:.1f} samples/s); best step {summary['best_step']}"
+            f"({summary['train_samples_per_s']:.1f} samples/s, {summary['precision']}); "
+            f"best step {summary['best_step']}"
         )
     return 0
 

@@ -108,9 +108,54 @@ _REQUIRED = {
 }
 
 
+# Every top-level key a study profile may hold: a misspelt one (``train_step = 500``) would
+# otherwise be ignored silently and the study run at the default it meant to change.
+_OPTIONAL = (
+    "name",
+    "description",
+    "eval_seed",
+    "cameras",
+    "image_size",
+    "example_videos",
+    "cost",
+    "groups",
+    "training_overrides",
+)
+
+
+# The keys each [groups.NAME] table reads: the common ones, then each group's own.
+_GROUP_COMMON_KEYS = ("tasks", "sources", "seeds", "train_steps", "eval_episodes")
+_GROUP_KEYS = {
+    "chunk_size": ("values",),
+    "train_steps": ("values",),
+    "demos": ("values",),
+    "beta": ("values",),
+    "temporal_ensembling": ("coeff",),
+    "pixels": ("cameras",),
+    "cameras": ("sets",),
+    "robustness": ("arms", "obs_mode", "cameras", "train_randomize", "perturbations"),
+}
+_GROUP_NEEDS = {
+    "chunk_size": ("values",),
+    "beta": ("values",),
+    "temporal_ensembling": ("coeff",),
+    "cameras": ("sets",),
+}
+
+
 def _validate_profile(profile: Mapping[str, Any], path: Path) -> None:
+    import difflib
+
     from aloha_bench import envs
 
+    known = (*_REQUIRED, *_OPTIONAL)
+    for key in profile:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(
+                f"{path}: unknown key {key!r}{hint}; a study profile holds {sorted(known)}"
+            )
     for key, kind in _REQUIRED.items():
         if key not in profile:
             raise ValueError(f"{path}: missing key {key!r} (see baselines/studies/cpu.toml)")
@@ -133,6 +178,17 @@ def _validate_profile(profile: Mapping[str, Any], path: Path) -> None:
     _validate_training_overrides(profile, path)
     for name, group in profile.get("groups", {}).items():
         where = f"{path}: [groups.{name}]"
+        if not isinstance(group, dict):
+            raise ValueError(f"{where} must be a table, got {group!r}")
+        allowed = _GROUP_COMMON_KEYS + _GROUP_KEYS.get(name, ())
+        for key in group:
+            if key not in allowed:
+                close = difflib.get_close_matches(key, allowed, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ValueError(f"{where}: unknown key {key!r}{hint}; it holds {list(allowed)}")
+        for key in _GROUP_NEEDS.get(name, ()):
+            if key not in group:
+                raise ValueError(f"{where}: missing key {key!r} (see baselines/studies/cpu.toml)")
         if "train_steps" in group:
             _validate_steps(group["train_steps"], profile["tasks"], f"{where} train_steps")
         if "seeds" in group and (not isinstance(group["seeds"], int) or group["seeds"] < 1):

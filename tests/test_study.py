@@ -140,6 +140,17 @@ def test_bad_profiles_and_arguments_are_named(tmp_path):
     with pytest.raises(ValueError, match="missing key 'obs_mode'"):
         study.load_profile(bad)
     profile = _tiny(tmp_path)
+    # A misspelt top-level key would otherwise be dropped silently.
+    typo = tmp_path / "typo.toml"
+    typo.write_text((tmp_path / "tiny.toml").read_text() + "eval_episode = 7\n")
+    with pytest.raises(ValueError, match="unknown key 'eval_episode' .did you mean 'eval_episodes'"):
+        study.load_profile(typo)
+    typo.write_text((tmp_path / "tiny.toml").read_text() + "[groups.chunk_size]\nvalue = [1]\n")
+    with pytest.raises(ValueError, match=r"\[groups.chunk_size\]: unknown key 'value' .did you mean"):
+        study.load_profile(typo)
+    typo.write_text((tmp_path / "tiny.toml").read_text() + "[groups.beta]\nseeds = 1\n")
+    with pytest.raises(ValueError, match=r"\[groups.beta\]: missing key 'values'"):
+        study.load_profile(typo)
     with pytest.raises(ValueError, match="not in study"):
         study.plan(profile, tasks=["insertion"])
     with pytest.raises(ValueError, match="unknown groups"):
