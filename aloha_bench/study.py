@@ -1201,7 +1201,8 @@ def run_study(
     log: Callable[[str], None] = print,
     status_every_s: float = 15.0,
 ) -> dict[str, Any]:
-    """Run every unfinished cell of a study, then write ``summary.csv`` and the report.
+    """Run every unfinished cell of a study (or of a subset), then write ``summary.csv`` and
+    the report of every finished cell of the whole study.
 
     Args:
         profile: a loaded study profile (``load_profile``).
@@ -1274,7 +1275,10 @@ def run_study(
                 log(message)
     finally:
         printer.stop()
-    result = write_summary(the_plan, layout)
+    # The summary and report are the study's, not the slice's: a run of one task or group
+    # must not cut the other cells' rows out of summary.csv and delete their plots.
+    filtered = any(x is not None for x in (tasks, seeds, groups, sources, policies))
+    result = write_summary(plan(profile) if filtered else the_plan, layout)
     result["cells"] = n_cells
     result["skipped"] = skipped
     result["ran"] = result["cells"] - skipped

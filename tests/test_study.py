@@ -509,3 +509,19 @@ def test_a_study_runs_in_slices_of_sources_and_policies():
         study.plan(cpu, sources=["teleop"])
     with pytest.raises(ValueError, match="policies \\['diffusion'\\] are not in study"):
         study.plan(cpu, policies=["diffusion"])
+
+
+def test_a_slice_of_the_study_keeps_the_whole_studys_report(tmp_path):
+    """Running one group (or task, source, policy, seed count) rewrites summary.csv and the
+    report from every finished cell of the study: the other cells' rows and plots stay."""
+    profile = {**_tiny(tmp_path), "groups": {"chunk_size": {"values": [1, 100]}}}
+    work, results = tmp_path / "work", tmp_path / "results"
+    study.run_study(profile, work, results, groups=["chunk_size"])
+    assert (results / "chunk_size.png").is_file()
+    sliced = study.run_study(profile, work, results, groups=["main"], policies=["single_step"])
+    summary = pd.read_csv(sliced["summary"], keep_default_na=False)
+    assert set(summary["policy"]) == {"act", "single_step"}
+    assert any("chunk_size" in g for g in summary["groups"])
+    assert (results / "chunk_size.png").is_file()  # the other group's plot was not deleted
+    # missing.md lists the study's missing cells, not the slice's.
+    assert sliced["missing"] == [] and "0 of 3" in (results / "missing.md").read_text()
