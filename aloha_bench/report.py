@@ -1007,21 +1007,38 @@ def plot_cvae(
     """Bars with / without the CVAE by data source, pooled over tasks; paper values as markers.
 
     The paper's CVAE ablation averages its two sim tasks per data source (scripted 59 vs 58,
-    human 35.3 vs 2), so ours are pooled over the tasks in the group to match. The paper's values
-    are any-step success: like-for-like with ``metric="any"``, labelled as not so on "end".
+    human 35.3 vs 2), so ours are pooled over the tasks in the group to match. Only paired cells
+    are pooled: a (task, training seed) run both with and without the CVAE on the same source;
+    otherwise a bar over five tasks would stand beside one over the easiest task alone. The
+    paper's values are any-step success: like-for-like with ``metric="any"``, labelled as not so
+    on "end".
     """
     m = _rule(metric)
     rows = group_rows(df, "cvae")
+    if not rows.empty:
+        pair = ["obs_mode", "source", "task", "train_seed"]
+        paired = rows.groupby(pair)["use_vae"].transform(lambda v: v.astype(bool).nunique() == 2)
+        rows = rows[paired.astype(bool)]
     if rows.empty:
-        return _skipped("cvae", "cvae", m)
+        return Artifact(
+            "cvae",
+            (),
+            "no task and training seed of group `cvae` ran both with and without the CVAE "
+            "on the same source yet: plot skipped",
+            m.metric,
+        )
     paper = load_paper_results() if paper is None else paper
     keys = ["obs_mode", "source", "use_vae"]
     pooled = pool(rows, keys)
     setting = _label(pooled, ["source", "obs_mode"]).to_numpy()
+    tasks_of = {
+        (mode, source): ", ".join(_ordered(part["task"], TASK_ORDER))
+        for (mode, source), part in rows.groupby(["obs_mode", "source"])
+    }
     ours = _with_values(pooled, keys, m).assign(
         setting=setting,
         cvae=np.where(pooled["use_vae"].astype(bool), "with CVAE", "without CVAE"),
-        tasks=", ".join(_ordered(rows["task"], TASK_ORDER)),
+        tasks=[tasks_of[(mode, source)] for mode, source in zip(pooled["obs_mode"], pooled["source"])],
     )
     ours = ours.iloc[
         sorted(range(len(ours)), key=lambda i: _rank(ours["source"].iloc[i], SOURCE_ORDER))
@@ -1064,7 +1081,10 @@ def plot_cvae(
             )
         ax.legend(fontsize=8)
 
-    caption = f"CVAE ablation pooled over tasks: {_scale(pooled, rows)}"
+    caption = (
+        "CVAE ablation pooled over the tasks and training seeds run both with and without the "
+        f"CVAE on each source (column tasks): {_scale(pooled, rows)}"
+    )
     return _save("cvae", out_dir, data, "With vs without the CVAE", caption, "data source", draw, m)
 
 

@@ -174,7 +174,12 @@ def _ablation_rows() -> pd.DataFrame:
     ]
     rows += [
         row(groups="cvae", source=src, use_vae=vae, policy="act" if vae else "no_cvae", successes=s)
-        for src, vae, s in (("scripted", True, 30), ("scripted", False, 29), ("human", True, 17))
+        for src, vae, s in (
+            ("scripted", True, 30),
+            ("scripted", False, 29),
+            ("human", True, 17),
+            ("human", False, 4),
+        )
     ]
     rows += [
         row(groups="beta", kl_weight=b, successes=s) for b, s in ((0.0, 5), (1.0, 15), (10, 25))
@@ -258,8 +263,26 @@ def test_paper_overlays_are_in_the_csv(tmp_path):
     assert list(paper["success_rate"]) == pytest.approx([0.01, 0.21, 0.44, 0.42, 0.41])
     cvae = pd.read_csv(report.plot_cvae(df, tmp_path).paths[2])
     assert sorted(cvae.loc[cvae["who"] == "paper", "success_rate"]) == pytest.approx(
-        [0.353, 0.58, 0.59]
+        [0.02, 0.353, 0.58, 0.59]
     )
+
+
+def test_cvae_bars_pool_only_cells_run_with_and_without_the_cvae(tmp_path):
+    """With the CVAE on two tasks and without it on one, the bars compare that one task: a
+    bar over both tasks beside one over a single task would compare the tasks, not the CVAE."""
+    df = frame(
+        row(groups="cvae", policy="act", use_vae=True, successes=40),
+        row(groups="cvae", policy="no_cvae", use_vae=False, successes=30),
+        row(groups="cvae", policy="act", use_vae=True, task="insertion", successes=2),
+        row(groups="cvae", policy="act", use_vae=True, train_seed=1, successes=10),  # no pair
+    )
+    data = pd.read_csv(report.plot_cvae(df, tmp_path).paths[2])
+    ours = data[data["who"] == "ours"].set_index("cvae")
+    assert ours.loc["with CVAE", "episodes"] == 50 and ours.loc["without CVAE", "episodes"] == 50
+    assert ours.loc["with CVAE", "success_rate"] == pytest.approx(0.8)
+    assert set(ours["tasks"]) == {"transfer_cube"}
+    alone = frame(row(groups="cvae", policy="act", use_vae=True, successes=40))
+    assert "plot skipped" in report.plot_cvae(alone, tmp_path).note
 
 
 def _with_any_step(df: pd.DataFrame, successes_any=None) -> pd.DataFrame:
@@ -314,7 +337,7 @@ def test_paper_overlays_are_like_for_like_on_any_step_plots(tmp_path):
     assert "not like-for-like" not in paper["series"].iloc[0]
     cvae = pd.read_csv(report.plot_cvae(df, tmp_path, metric="any").paths[2])
     assert sorted(cvae.loc[cvae["who"] == "paper", "success_rate_any"]) == pytest.approx(
-        [0.353, 0.58, 0.59]
+        [0.02, 0.353, 0.58, 0.59]
     )
     # On the end-of-episode plot the paper's curve is kept but flagged as the any-step rule.
     end = pd.read_csv(report.plot_chunk_size(df, tmp_path).paths[2])
