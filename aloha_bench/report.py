@@ -825,6 +825,28 @@ def _line_plot(ax, sns, ours: pd.DataFrame, x: str, m: _Rule) -> None:
         )
 
 
+def _bar_legend(ax, ours: pd.DataFrame, hue: str, hue_order: list, extra=(), **kwargs) -> None:
+    """A legend with one patch per hue level ``_bar_plot`` drew (seaborn leaves a lone level
+    without a label, which gave an empty legend box), then ``extra`` handles (paper markers),
+    outside the axes on the right where it cannot cover a bar or an error bar."""
+    from matplotlib.container import BarContainer
+    from matplotlib.patches import Patch
+
+    levels = [h for h in hue_order if h in set(ours[hue])]
+    bars = [c for c in ax.containers if isinstance(c, BarContainer) and len(c.patches)]
+    handles = [
+        Patch(facecolor=c.patches[0].get_facecolor(), label=str(level))
+        for level, c in zip(levels, bars, strict=False)
+    ]
+    ax.legend(
+        handles=[*handles, *extra],
+        fontsize=8,
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        **kwargs,
+    )
+
+
 def _bar_plot(
     ax,
     sns,
@@ -1069,21 +1091,25 @@ def plot_cvae(
         centres = _bar_plot(
             ax, sns, ours, "setting", "cvae", order, ["with CVAE", "without CVAE"], m
         )
+        extra = []
         if not theirs.empty:
             xs = [centres[(r["setting"], r["cvae"])] for _, r in theirs.iterrows()]
-            ax.scatter(
-                xs,
-                theirs[m.rate],
-                marker="D",
-                color="black",
-                zorder=5,
-                label=_paper_label(m, "mean of its 2 sim tasks"),
+            extra.append(
+                ax.scatter(
+                    xs,
+                    theirs[m.rate],
+                    marker="D",
+                    color="black",
+                    zorder=5,
+                    label=_paper_label(m, "mean of its 2 sim tasks, transfer_cube and insertion"),
+                )
             )
-        ax.legend(fontsize=8)
+        _bar_legend(ax, ours, "cvae", ["with CVAE", "without CVAE"], extra)
 
     caption = (
-        "CVAE ablation pooled over the tasks and training seeds run both with and without the "
-        f"CVAE on each source (column tasks): {_scale(pooled, rows)}"
+        "CVAE ablation: for each data source, the cells of every task and training seed that "
+        "ran both with and without the CVAE, pooled (the tasks column lists them); "
+        f"{_scale(pooled, rows)}; the paper's markers average its two sim tasks"
     )
     return _save("cvae", out_dir, data, "With vs without the CVAE", caption, "data source", draw, m)
 
@@ -1421,12 +1447,8 @@ def plot_robustness(df: pd.DataFrame, out_dir: Path, *, metric: str = "end") -> 
         trained = list(dict.fromkeys(ours["trained"]))
         _bar_plot(ax, sns, ours, "perturbation", "trained", order, trained, m)
         # Outside the axes: with several arms the legend would cover the tallest bars.
-        ax.legend(
-            title="trained (randomization / input)",
-            fontsize=8,
-            title_fontsize=8,
-            loc="upper left",
-            bbox_to_anchor=(1.01, 1.0),
+        _bar_legend(
+            ax, ours, "trained", trained, title="trained (randomization / input)", title_fontsize=8
         )
         ax.tick_params(axis="x", labelrotation=30)
 

@@ -39,7 +39,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
-from aloha_bench import paths
+from aloha_bench import keys, paths
 
 EXECUTORS = ("local", "ray")
 GROUPS = (
@@ -143,62 +143,164 @@ _GROUP_NEEDS = {
 }
 
 
-def _validate_profile(profile: Mapping[str, Any], path: Path) -> None:
+_COST_KEYS = (
+    "state_steps_per_s",
+    "pixels_steps_per_s",
+    "state_episodes_per_min",
+    "pixels_episodes_per_min",
+)
+
+
+def _unknown(key: str, known: Sequence[str], where: str, what: str) -> ValueError:
     import difflib
 
+    close = difflib.get_close_matches(key, list(known), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return ValueError(f"{where}: unknown {what} {key!r}{hint}; expected one of {list(known)}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _check_cameras(value: Any, where: str, example: str = '["top", "left_wrist"]') -> None:
+    if not isinstance(value, list) or not value or not all(isinstance(c, str) for c in value):
+        raise ValueError(f"{where} must be a list of camera names, e.g. {example}; got {value!r}")
+    for camera in value:
+        if camera not in keys.CAMERAS:
+            raise _unknown(camera, keys.CAMERAS, where, "camera")
+
+
+def _validate_profile(profile: Mapping[str, Any], path: Path) -> None:
     from aloha_bench import envs
+    from aloha_bench.policies.act.config import load_config
 
     known = (*_REQUIRED, *_OPTIONAL)
     for key in profile:
         if key not in known:
-            close = difflib.get_close_matches(key, known, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ValueError(
-                f"{path}: unknown key {key!r}{hint}; a study profile holds {sorted(known)}"
-            )
+            raise _unknown(key, known, str(path), "key")
     for key, kind in _REQUIRED.items():
         if key not in profile:
             raise ValueError(f"{path}: missing key {key!r} (see baselines/studies/cpu.toml)")
-        if not isinstance(profile[key], kind):
+        if not isinstance(profile[key], kind) or isinstance(profile[key], bool):
             names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
             raise ValueError(f"{path}: {key} must be a {names}, got {profile[key]!r}")
+    for key in ("tasks", "sources", "policies"):
+        if not profile[key] or not all(isinstance(v, str) for v in profile[key]):
+            raise ValueError(f"{path}: {key} must be a non-empty list of names, got {profile[key]!r}")
     for task in profile["tasks"]:
         envs.load_task_spec(task)  # names the valid tasks
     for key, allowed in (("sources", SOURCES), ("policies", POLICIES)):
-        unknown = sorted(set(profile[key]) - set(allowed))
-        if unknown:
-            raise ValueError(f"{path}: unknown {key} {unknown}; expected some of {allowed}")
-    unknown = sorted(set(profile.get("groups", {})) - set(GROUPS) - {"main"})
-    if unknown:
-        raise ValueError(f"{path}: unknown groups {unknown}; expected some of {GROUPS}")
+        for value in profile[key]:
+            if value not in allowed:
+                raise _unknown(value, allowed, f"{path}: {key}", key.rstrip("s"))
+    if profile["obs_mode"] not in ("state", "pixels"):
+        raise _unknown(profile["obs_mode"], ("state", "pixels"), f"{path}: obs_mode", "mode")
     for key in ("demos", "eval_episodes", "seeds"):
         if profile[key] < 1:
             raise ValueError(f"{path}: {key} must be >= 1, got {profile[key]}")
+    # Optional keys, each of its type: a wrong one is named here rather than failing deep in
+    # the plan (or, for a string where a bool belongs, being read as true).
+    for key, ok, what in (
+        ("name", lambda v: isinstance(v, str), "a string"),
+        ("description", lambda v: isinstance(v, str), "a string"),
+        ("eval_seed", lambda v: _is_int(v) and v >= 0, "an integer >= 0, e.g. 1000"),
+        ("example_videos", lambda v: isinstance(v, bool), "true or false"),
+        (
+            "image_size",
+            lambda v: isinstance(v, list) and len(v) == 2 and all(_is_int(x) and x > 0 for x in v),
+            "[height, width] in pixels, e.g. [96, 128]",
+        ),
+        ("cost", lambda v: isinstance(v, dict), "a table of measured rates, e.g. [cost]"),
+        ("groups", lambda v: isinstance(v, dict), "tables [groups.NAME], e.g. [groups.cvae]"),
+    ):
+        if key in profile and not ok(profile[key]):
+            raise ValueError(f"{path}: {key} must be {what}; got {profile[key]!r}")
+    if "cameras" in profile:
+        _check_cameras(profile["cameras"], f"{path}: cameras")
+    for key, value in profile.get("cost", {}).items():
+        if key not in _COST_KEYS:
+            raise _unknown(key, _COST_KEYS, f"{path}: [cost]", "key")
+        if not _is_number(value) or value <= 0:
+            raise ValueError(f"{path}: [cost] {key} must be a number > 0, got {value!r}")
+    try:
+        load_config(profile["policies"][0], profile["training_profile"])
+    except FileNotFoundError as error:
+        raise ValueError(f"{path}: training_profile: {error}") from error
     _validate_steps(profile["train_steps"], profile["tasks"], f"{path}: train_steps")
     _validate_training_overrides(profile, path)
     for name, group in profile.get("groups", {}).items():
         where = f"{path}: [groups.{name}]"
+        if name not in GROUPS:
+            raise _unknown(name, GROUPS, f"{path}: groups", "group")
         if not isinstance(group, dict):
             raise ValueError(f"{where} must be a table, got {group!r}")
         allowed = _GROUP_COMMON_KEYS + _GROUP_KEYS.get(name, ())
         for key in group:
             if key not in allowed:
-                close = difflib.get_close_matches(key, allowed, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise ValueError(f"{where}: unknown key {key!r}{hint}; it holds {list(allowed)}")
+                raise _unknown(key, allowed, where, "key")
         for key in _GROUP_NEEDS.get(name, ()):
             if key not in group:
                 raise ValueError(f"{where}: missing key {key!r} (see baselines/studies/cpu.toml)")
+        # A group's task or source outside the profile's would be dropped without a word.
+        for key, allowed_values in (("tasks", profile["tasks"]), ("sources", SOURCES)):
+            if key not in group:
+                continue
+            if not isinstance(group[key], list) or not all(isinstance(v, str) for v in group[key]):
+                raise ValueError(f"{where} {key} must be a list of names, got {group[key]!r}")
+            for value in group[key]:
+                if value not in allowed_values:
+                    raise _unknown(value, allowed_values, f"{where} {key}", key.rstrip("s"))
         if "train_steps" in group:
             _validate_steps(group["train_steps"], profile["tasks"], f"{where} train_steps")
-        if "seeds" in group and (not isinstance(group["seeds"], int) or group["seeds"] < 1):
+        if "seeds" in group and (not _is_int(group["seeds"]) or group["seeds"] < 1):
             raise ValueError(f"{where} seeds must be an integer >= 1, got {group['seeds']!r}")
         if "eval_episodes" in group and (
-            not isinstance(group["eval_episodes"], int) or group["eval_episodes"] < 1
+            not _is_int(group["eval_episodes"]) or group["eval_episodes"] < 1
         ):
             raise ValueError(
                 f"{where} eval_episodes must be an integer >= 1, got {group['eval_episodes']!r}"
             )
+        if name == "chunk_size" and (
+            not isinstance(group["values"], list)
+            or not group["values"]
+            or not all(_is_int(v) and v >= 1 for v in group["values"])
+        ):
+            raise ValueError(
+                f"{where} values must be a list of chunk sizes >= 1, e.g. values = [1, 10, 100]; "
+                f"got {group['values']!r}"
+            )
+        if name == "beta" and (
+            not isinstance(group["values"], list)
+            or not group["values"]
+            or not all(_is_number(v) and v >= 0 for v in group["values"])
+        ):
+            raise ValueError(
+                f"{where} values must be a list of KL weights >= 0, e.g. values = [1, 10, 100]; "
+                f"got {group['values']!r}"
+            )
+        if name == "temporal_ensembling" and (
+            not _is_number(group["coeff"]) or group["coeff"] <= 0
+        ):
+            raise ValueError(
+                f"{where} coeff must be a number > 0 (the paper's m, e.g. coeff = 0.01); "
+                f"got {group['coeff']!r}"
+            )
+        if name == "cameras":
+            sets = group["sets"]
+            if not isinstance(sets, list) or not sets:
+                raise ValueError(
+                    f'{where} sets must be a list of camera lists, e.g. sets = [["top"], '
+                    f'["top", "front"]]; got {sets!r}'
+                )
+            for cameras in sets:
+                _check_cameras(cameras, f"{where} sets", '["top", "front"]')
+        if name == "pixels" and "cameras" in group:
+            _check_cameras(group["cameras"], f"{where} cameras")
     if "robustness" in profile.get("groups", {}):
         _validate_robustness(profile["groups"]["robustness"], path)
     for name, what, example in (

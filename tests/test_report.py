@@ -614,3 +614,19 @@ def test_report_without_videos_says_how_to_get_them(tmp_path):
     section = (tmp_path / "REPORT.md").read_text().split("## Example rollouts")[1]
     assert "No example videos" in section and "example_videos = true" in section
     assert "video](" not in section
+
+
+def test_a_single_series_bar_plot_keeps_its_legend_label():
+    """seaborn leaves a lone hue level unlabelled: the robustness plot of one training arm had
+    an empty legend box, so the reader could not tell what the bar was trained on."""
+    import seaborn as sns
+    from matplotlib.figure import Figure
+
+    ours = pd.DataFrame(
+        {"x": ["none"], "h": ["none / state"], "success_rate": [0.5], "ci_low": [0.4],
+         "ci_high": [0.6]}
+    )  # fmt: skip
+    ax = Figure().subplots()
+    report._bar_plot(ax, sns, ours, "x", "h", ["none"], ["none / state"], report._rule("end"))
+    report._bar_legend(ax, ours, "h", ["none / state"])
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["none / state"]

@@ -525,3 +525,47 @@ def test_a_slice_of_the_study_keeps_the_whole_studys_report(tmp_path):
     assert (results / "chunk_size.png").is_file()  # the other group's plot was not deleted
     # missing.md lists the study's missing cells, not the slice's.
     assert sliced["missing"] == [] and "0 of 3" in (results / "missing.md").read_text()
+
+
+@pytest.mark.parametrize(
+    "addition, match",
+    [
+        ("groups = 3", "groups must be tables"),
+        ('groups = ["cvae"]', "groups must be tables"),
+        ("[groups.chunksize]\nvalues = [1]", "unknown group 'chunksize' .did you mean 'chunk_size'"),
+        ("[groups.beta]\nvalues = 10", r"\[groups.beta\] values must be a list of KL weights"),
+        ("[groups.chunk_size]\nvalues = 10", r"values must be a list of chunk sizes"),
+        ("[groups.chunk_size]\nvalues = [\"a\"]", r"values must be a list of chunk sizes"),
+        ('[groups.temporal_ensembling]\ncoeff = "x"', "coeff must be a number > 0"),
+        ('[groups.cameras]\nsets = [["top", "fornt"]]', "unknown camera 'fornt' .did you mean 'front'"),
+        ('[groups.chunk_size]\nvalues = [1]\ntasks = ["insertoin"]', "unknown task 'insertoin'"),
+        ("image_size = 96", r"image_size must be \[height, width\]"),
+        ("cost = 3", "cost must be a table"),
+        ("[cost]\nstate_step_per_s = 7.0", "unknown key 'state_step_per_s' .did you mean"),
+        ('example_videos = "no"', "example_videos must be true or false"),
+        ('eval_seed = "x"', "eval_seed must be an integer"),
+        ('cameras = "top"', "cameras must be a list of camera names"),
+    ],
+)
+def test_a_malformed_profile_is_named_not_a_traceback(tmp_path, addition, match):
+    _tiny(tmp_path)
+    path = tmp_path / "bad.toml"
+    path.write_text((tmp_path / "tiny.toml").read_text() + addition + "\n")
+    with pytest.raises(ValueError, match=match):
+        study.load_profile(path)
+
+
+@pytest.mark.parametrize(
+    "old, new, match",
+    [
+        ('obs_mode = "state"', 'obs_mode = "pixel"', "obs_mode: unknown mode 'pixel' .did you mean"),
+        ('training_profile = "cpu"', 'training_profile = "cpuu"', "training_profile: no profile"),
+        ('sources = ["scripted"]', 'sources = "scripted"', "sources must be a list"),
+    ],
+)
+def test_a_wrong_required_value_is_named(tmp_path, old, new, match):
+    _tiny(tmp_path)
+    path = tmp_path / "bad.toml"
+    path.write_text((tmp_path / "tiny.toml").read_text().replace(old, new))
+    with pytest.raises(ValueError, match=match):
+        study.load_profile(path)
