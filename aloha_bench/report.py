@@ -825,10 +825,13 @@ def _line_plot(ax, sns, ours: pd.DataFrame, x: str, m: _Rule) -> None:
         )
 
 
-def _bar_legend(ax, ours: pd.DataFrame, hue: str, hue_order: list, extra=(), **kwargs) -> None:
+def _bar_legend(
+    ax, ours: pd.DataFrame, hue: str, hue_order: list, extra=(), below: bool = False, **kwargs
+) -> None:
     """A legend with one patch per hue level ``_bar_plot`` drew (seaborn leaves a lone level
     without a label, which gave an empty legend box), then ``extra`` handles (paper markers),
-    outside the axes on the right where it cannot cover a bar or an error bar."""
+    outside the axes where it cannot cover a bar or an error bar: on the right, or ``below``
+    (for long labels, which on the right would squeeze the axes)."""
     from matplotlib.container import BarContainer
     from matplotlib.patches import Patch
 
@@ -838,13 +841,12 @@ def _bar_legend(ax, ours: pd.DataFrame, hue: str, hue_order: list, extra=(), **k
         Patch(facecolor=c.patches[0].get_facecolor(), label=str(level))
         for level, c in zip(levels, bars, strict=False)
     ]
-    ax.legend(
-        handles=[*handles, *extra],
-        fontsize=8,
-        loc="upper left",
-        bbox_to_anchor=(1.01, 1.0),
-        **kwargs,
+    place = (
+        {"loc": "upper center", "bbox_to_anchor": (0.5, -0.14)}
+        if below
+        else {"loc": "upper left", "bbox_to_anchor": (1.01, 1.0)}
     )
+    ax.legend(handles=[*handles, *extra], fontsize=8, **place, **kwargs)
 
 
 def _bar_plot(
@@ -1104,12 +1106,11 @@ def plot_cvae(
                     label=_paper_label(m, "mean of its 2 sim tasks, transfer_cube and insertion"),
                 )
             )
-        _bar_legend(ax, ours, "cvae", ["with CVAE", "without CVAE"], extra)
+        _bar_legend(ax, ours, "cvae", ["with CVAE", "without CVAE"], extra, below=True)
 
     caption = (
-        "CVAE ablation: for each data source, the cells of every task and training seed that "
-        "ran both with and without the CVAE, pooled (the tasks column lists them); "
-        f"{_scale(pooled, rows)}; the paper's markers average its two sim tasks"
+        "CVAE ablation, cells run both with and without it (same task, seed, source) pooled: "
+        f"{_scale(pooled, rows)}"
     )
     return _save("cvae", out_dir, data, "With vs without the CVAE", caption, "data source", draw, m)
 
