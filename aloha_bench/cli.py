@@ -23,6 +23,17 @@ def _json_safe(data):
     return data
 
 
+def _progress_bar(**kwargs):
+    """A tqdm bar; where stderr is not a terminal (a log file, CI), one update every 30 s
+    instead of ten a second, so that a long run's log stays readable and still shows progress."""
+    from tqdm import tqdm
+
+    if not sys.stderr.isatty():
+        kwargs.setdefault("mininterval", 30.0)
+        kwargs.setdefault("ascii", True)
+    return tqdm(**kwargs)
+
+
 def _print_json(data) -> None:
     print(json.dumps(_json_safe(data), indent=2, allow_nan=False))
 
@@ -62,13 +73,13 @@ def cmd_tasks(args: argparse.Namespace) -> int:
 
 
 def cmd_expert(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from aloha_bench.rollout import run_expert
     from aloha_bench.sim.task_spec import load_task_spec
 
     load_task_spec(args.task)  # an unknown task fails here, before the progress bar starts
-    bar = tqdm(total=args.episodes, desc=f"{args.task} expert", disable=args.json, unit="ep")
+    bar = _progress_bar(
+        total=args.episodes, desc=f"{args.task} expert", disable=args.json, unit="ep"
+    )
     wins = 0
 
     def progress(i, record) -> None:
@@ -96,8 +107,6 @@ def cmd_expert(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from aloha_bench.evaluate import EvalSettings, evaluate, summarize, summary_table, write_outputs
     from aloha_bench.sim.task_spec import load_task_spec
 
@@ -149,7 +158,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
             execution=_execution(args),
             allow_other_task=args.allow_other_task,
         )
-        bar = tqdm(total=args.episodes, desc=f"eval {settings.name}", unit="ep", disable=args.json)
+        bar = _progress_bar(
+            total=args.episodes, desc=f"eval {settings.name}", unit="ep", disable=args.json
+        )
         wins, done = 0, 0
 
         def progress(record, bar=bar) -> None:
@@ -223,7 +234,7 @@ def cmd_realtime(args: argparse.Namespace) -> int:
     bars: dict[str, tqdm] = {}
 
     def progress(label: str, record: dict) -> None:
-        bar = bars.setdefault(label, tqdm(total=args.episodes, desc=label, unit="ep"))
+        bar = bars.setdefault(label, _progress_bar(total=args.episodes, desc=label, unit="ep"))
         bar.update(1)
         if bar.n == args.episodes:
             bar.close()
@@ -456,8 +467,6 @@ def cmd_bench_env(args: argparse.Namespace) -> int:
 def cmd_generate(args: argparse.Namespace) -> int:
     import time
 
-    from tqdm import tqdm
-
     from aloha_bench.experts.human import HumanOperatorConfig, load_human_config
     from aloha_bench.generate import GenerateSettings, generate
 
@@ -491,7 +500,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         latency=args.latency,
         style=tuple(T.parse_assignments(args.style or (), "left_clearance_m=0.005").items()),
     )
-    bar = tqdm(total=args.episodes, desc=f"{args.task} {args.source}", unit="ep")
+    bar = _progress_bar(total=args.episodes, desc=f"{args.task} {args.source}", unit="ep")
     start = time.perf_counter()
     wins, dropped = 0, 0
 
@@ -626,8 +635,6 @@ def cmd_bench_data(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     import time
 
-    from tqdm import tqdm
-
     from aloha_bench.policies.act.config import load_config
     from aloha_bench.train import train
 
@@ -647,7 +654,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     def progress(row: dict) -> None:
         if not bars:
             name = f"train {Path(args.out).name}"
-            bars.append(tqdm(total=total, desc=name, unit="step", disable=rank != 0))
+            bars.append(_progress_bar(total=total, desc=name, unit="step", disable=rank != 0))
         bar = bars[0]
         bar.n = row["step"]
         shown = {k: f"{row[k]:.3g}" for k in ("loss", "kl", "lr", "samples_per_s") if k in row}
@@ -749,8 +756,6 @@ def cmd_tolerance(args: argparse.Namespace) -> int:
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
 
-    from tqdm import tqdm
-
     from aloha_bench.tolerance import policy_action_error, write_tolerance_report
 
     if args.from_json:
@@ -772,14 +777,16 @@ def cmd_tolerance(args: argparse.Namespace) -> int:
         # spawn: a forked child would inherit any GL or torch thread state of this process.
         with (
             ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool,
-            tqdm(total=len(tasks), desc=f"tolerance ({total} episodes)", unit="task") as bar,
+            _progress_bar(
+                total=len(tasks), desc=f"tolerance ({total} episodes)", unit="task"
+            ) as bar,
         ):
             results = []
             for result in pool.map(_tolerance_job, *zip(*jobs, strict=True)):
                 results.append(result)
                 bar.update(1)
     else:
-        with tqdm(total=total, desc="tolerance", unit="ep") as bar:
+        with _progress_bar(total=total, desc="tolerance", unit="ep") as bar:
             results = [_tolerance_job(*job, bar=bar) for job in jobs]
     rows = [row for result in results for row in result]
     errors = [policy_action_error(run) for run in args.run or []]

@@ -261,3 +261,20 @@ def test_torchrun_trains_with_two_cpu_processes(tmp_path):
     summary = json.loads(result.stdout[result.stdout.index("{") :])
     assert summary["world_size"] == 2
     assert (run / "last" / "training_state.pt").is_file()
+
+
+def test_progress_bars_in_a_log_update_every_30_s(monkeypatch):
+    """Piped to a file, a bar wrote ten updates a second into the log; there it writes one
+    every 30 s (a terminal keeps tqdm's live bar)."""
+    import sys
+
+    from aloha_bench import cli
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
+    bar = cli._progress_bar(total=3, desc="x")
+    assert bar.mininterval == 30.0
+    bar.close()
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    bar = cli._progress_bar(total=3, desc="x")
+    assert bar.mininterval < 1.0
+    bar.close()
