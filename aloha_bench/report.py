@@ -1062,7 +1062,7 @@ def plot_cvae(
     ours = _with_values(pooled, keys, m).assign(
         setting=setting,
         cvae=np.where(pooled["use_vae"].astype(bool), "with CVAE", "without CVAE"),
-        tasks=[tasks_of[(mode, source)] for mode, source in zip(pooled["obs_mode"], pooled["source"])],
+        tasks=[tasks_of[pair] for pair in zip(pooled["obs_mode"], pooled["source"], strict=True)],
     )
     ours = ours.iloc[
         sorted(range(len(ours)), key=lambda i: _rank(ours["source"].iloc[i], SOURCE_ORDER))

@@ -191,7 +191,9 @@ def _validate_profile(profile: Mapping[str, Any], path: Path) -> None:
             raise ValueError(f"{path}: {key} must be a {names}, got {profile[key]!r}")
     for key in ("tasks", "sources", "policies"):
         if not profile[key] or not all(isinstance(v, str) for v in profile[key]):
-            raise ValueError(f"{path}: {key} must be a non-empty list of names, got {profile[key]!r}")
+            raise ValueError(
+                f"{path}: {key} must be a non-empty list of names, got {profile[key]!r}"
+            )
     for task in profile["tasks"]:
         envs.load_task_spec(task)  # names the valid tasks
     for key, allowed in (("sources", SOURCES), ("policies", POLICIES)):

@@ -143,10 +143,14 @@ def test_bad_profiles_and_arguments_are_named(tmp_path):
     # A misspelt top-level key would otherwise be dropped silently.
     typo = tmp_path / "typo.toml"
     typo.write_text((tmp_path / "tiny.toml").read_text() + "eval_episode = 7\n")
-    with pytest.raises(ValueError, match="unknown key 'eval_episode' .did you mean 'eval_episodes'"):
+    with pytest.raises(
+        ValueError, match="unknown key 'eval_episode' .did you mean 'eval_episodes'"
+    ):
         study.load_profile(typo)
     typo.write_text((tmp_path / "tiny.toml").read_text() + "[groups.chunk_size]\nvalue = [1]\n")
-    with pytest.raises(ValueError, match=r"\[groups.chunk_size\]: unknown key 'value' .did you mean"):
+    with pytest.raises(
+        ValueError, match=r"\[groups.chunk_size\]: unknown key 'value' .did you mean"
+    ):
         study.load_profile(typo)
     typo.write_text((tmp_path / "tiny.toml").read_text() + "[groups.beta]\nseeds = 1\n")
     with pytest.raises(ValueError, match=r"\[groups.beta\]: missing key 'values'"):
@@ -532,12 +536,18 @@ def test_a_slice_of_the_study_keeps_the_whole_studys_report(tmp_path):
     [
         ("groups = 3", "groups must be tables"),
         ('groups = ["cvae"]', "groups must be tables"),
-        ("[groups.chunksize]\nvalues = [1]", "unknown group 'chunksize' .did you mean 'chunk_size'"),
+        (
+            "[groups.chunksize]\nvalues = [1]",
+            "unknown group 'chunksize' .did you mean 'chunk_size'",
+        ),
         ("[groups.beta]\nvalues = 10", r"\[groups.beta\] values must be a list of KL weights"),
         ("[groups.chunk_size]\nvalues = 10", r"values must be a list of chunk sizes"),
-        ("[groups.chunk_size]\nvalues = [\"a\"]", r"values must be a list of chunk sizes"),
+        ('[groups.chunk_size]\nvalues = ["a"]', r"values must be a list of chunk sizes"),
         ('[groups.temporal_ensembling]\ncoeff = "x"', "coeff must be a number > 0"),
-        ('[groups.cameras]\nsets = [["top", "fornt"]]', "unknown camera 'fornt' .did you mean 'front'"),
+        (
+            '[groups.cameras]\nsets = [["top", "fornt"]]',
+            "unknown camera 'fornt' .did you mean 'front'",
+        ),
         ('[groups.chunk_size]\nvalues = [1]\ntasks = ["insertoin"]', "unknown task 'insertoin'"),
         ("image_size = 96", r"image_size must be \[height, width\]"),
         ("cost = 3", "cost must be a table"),
@@ -558,7 +568,11 @@ def test_a_malformed_profile_is_named_not_a_traceback(tmp_path, addition, match)
 @pytest.mark.parametrize(
     "old, new, match",
     [
-        ('obs_mode = "state"', 'obs_mode = "pixel"', "obs_mode: unknown mode 'pixel' .did you mean"),
+        (
+            'obs_mode = "state"',
+            'obs_mode = "pixel"',
+            "obs_mode: unknown mode 'pixel' .did you mean",
+        ),
         ('training_profile = "cpu"', 'training_profile = "cpuu"', "training_profile: no profile"),
         ('sources = ["scripted"]', 'sources = "scripted"', "sources must be a list"),
     ],
