@@ -159,6 +159,9 @@ def _unknown(key: str, known: Sequence[str], where: str, what: str) -> ValueErro
     return ValueError(f"{where}: unknown {what} {key!r}{hint}; expected one of {list(known)}")
 
 
+_SINGULAR = {"tasks": "task", "sources": "source", "policies": "policy"}
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -199,7 +202,7 @@ def _validate_profile(profile: Mapping[str, Any], path: Path) -> None:
     for key, allowed in (("sources", SOURCES), ("policies", POLICIES)):
         for value in profile[key]:
             if value not in allowed:
-                raise _unknown(value, allowed, f"{path}: {key}", key.rstrip("s"))
+                raise _unknown(value, allowed, f"{path}: {key}", _SINGULAR[key])
     if profile["obs_mode"] not in ("state", "pixels"):
         raise _unknown(profile["obs_mode"], ("state", "pixels"), f"{path}: obs_mode", "mode")
     for key in ("demos", "eval_episodes", "seeds"):
@@ -256,7 +259,7 @@ def _validate_profile(profile: Mapping[str, Any], path: Path) -> None:
                 raise ValueError(f"{where} {key} must be a list of names, got {group[key]!r}")
             for value in group[key]:
                 if value not in allowed_values:
-                    raise _unknown(value, allowed_values, f"{where} {key}", key.rstrip("s"))
+                    raise _unknown(value, allowed_values, f"{where} {key}", _SINGULAR[key])
         if "train_steps" in group:
             _validate_steps(group["train_steps"], profile["tasks"], f"{where} train_steps")
         if "seeds" in group and (not _is_int(group["seeds"]) or group["seeds"] < 1):

@@ -583,3 +583,11 @@ def test_a_wrong_required_value_is_named(tmp_path, old, new, match):
     path.write_text((tmp_path / "tiny.toml").read_text().replace(old, new))
     with pytest.raises(ValueError, match=match):
         study.load_profile(path)
+
+
+def test_an_unknown_policy_gets_the_nearest_name(tmp_path):
+    _tiny(tmp_path)
+    path = tmp_path / "bad.toml"
+    path.write_text((tmp_path / "tiny.toml").read_text().replace('"single_step"', '"single_stp"'))
+    with pytest.raises(ValueError, match="policies: unknown policy 'single_stp' .did you mean"):
+        study.load_profile(path)
