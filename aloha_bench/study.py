@@ -123,6 +123,8 @@ _OPTIONAL = (
 )
 
 
+# The keys a robustness arm may set (the group's own values are each arm's defaults).
+ARM_KEYS = ("obs_mode", "cameras", "train_steps", "train_randomize", "perturbations")
 # The keys each [groups.NAME] table reads: the common ones, then each group's own.
 _GROUP_COMMON_KEYS = ("tasks", "sources", "seeds", "train_steps", "eval_episodes")
 _GROUP_KEYS = {
@@ -133,13 +135,22 @@ _GROUP_KEYS = {
     "temporal_ensembling": ("coeff",),
     "pixels": ("cameras",),
     "cameras": ("sets",),
-    "robustness": ("arms", "obs_mode", "cameras", "train_randomize", "perturbations"),
+    "robustness": ("arms", *ARM_KEYS),
 }
 _GROUP_NEEDS = {
     "chunk_size": ("values",),
     "beta": ("values",),
     "temporal_ensembling": ("coeff",),
     "cameras": ("sets",),
+}
+
+
+# The groups whose ``values`` list the settings they sweep: (what, example, check of one value).
+_GROUP_VALUES = {
+    "chunk_size": ("chunk sizes >= 1", "[1, 10, 100]", lambda v: _is_int(v) and v >= 1),
+    "train_steps": ("step counts >= 1", "[3000, 10000]", lambda v: _is_int(v) and v >= 1),
+    "demos": ("demonstration counts >= 1", "[50, 200]", lambda v: _is_int(v) and v >= 1),
+    "beta": ("KL weights >= 0", "[1, 10, 100]", lambda v: _is_number(v) and v >= 0),
 }
 
 
@@ -270,24 +281,14 @@ def _validate_profile(profile: Mapping[str, Any], path: Path) -> None:
             raise ValueError(
                 f"{where} eval_episodes must be an integer >= 1, got {group['eval_episodes']!r}"
             )
-        if name == "chunk_size" and (
-            not isinstance(group["values"], list)
-            or not group["values"]
-            or not all(_is_int(v) and v >= 1 for v in group["values"])
-        ):
-            raise ValueError(
-                f"{where} values must be a list of chunk sizes >= 1, e.g. values = [1, 10, 100]; "
-                f"got {group['values']!r}"
-            )
-        if name == "beta" and (
-            not isinstance(group["values"], list)
-            or not group["values"]
-            or not all(_is_number(v) and v >= 0 for v in group["values"])
-        ):
-            raise ValueError(
-                f"{where} values must be a list of KL weights >= 0, e.g. values = [1, 10, 100]; "
-                f"got {group['values']!r}"
-            )
+        if name in _GROUP_VALUES:
+            what, example, ok = _GROUP_VALUES[name]
+            values = group.get("values")
+            if not isinstance(values, list) or not values or not all(ok(v) for v in values):
+                raise ValueError(
+                    f"{where} values must be a list of {what}, e.g. values = {example}; "
+                    f"got {values!r}"
+                )
         if name == "temporal_ensembling" and (
             not _is_number(group["coeff"]) or group["coeff"] <= 0
         ):
@@ -308,23 +309,6 @@ def _validate_profile(profile: Mapping[str, Any], path: Path) -> None:
             _check_cameras(group["cameras"], f"{where} cameras")
     if "robustness" in profile.get("groups", {}):
         _validate_robustness(profile["groups"]["robustness"], path)
-    for name, what, example in (
-        ("train_steps", "step counts", "[3000, 10000]"),
-        ("demos", "demonstration counts", "[50, 200]"),
-    ):
-        group = profile.get("groups", {}).get(name)
-        if group is None:
-            continue
-        values = group.get("values")
-        if (
-            not isinstance(values, list)
-            or not values
-            or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values)
-        ):
-            raise ValueError(
-                f"{path}: [groups.{name}] values must be a list of {what} >= 1, "
-                f"e.g. values = {example}; got {values!r}"
-            )
 
 
 def _validate_training_overrides(profile: Mapping[str, Any], path: Path) -> None:
@@ -541,9 +525,6 @@ def _baseline_labels(baseline: str, overrides: Mapping[str, Any], training_profi
         "cameras": "+".join(cameras),
         "n_cameras": len(cameras),
     }
-
-
-ARM_KEYS = ("obs_mode", "cameras", "train_steps", "train_randomize", "perturbations")
 
 
 def robustness_arms(group: Mapping[str, Any]) -> list[dict[str, Any]]:
