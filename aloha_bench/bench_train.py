@@ -210,8 +210,7 @@ def bench_config(name: str, config: ACTConfig, train_steps: int = 5, inferences:
     step_mean_s = statistics.fmean(step_times)
     train_flops = _flops(step)
     # train()'s rate over a window of at least LOOP_WINDOW_S: at 60 ms a step, 20 steps are
-    # about a second, where one stall of the machine moved the ratio by 20% (a 200-step run of
-    # the same loop was within 3% of the bare step).
+    # about a second, where one stall of the machine moved the ratio by 20% (0.78 in one run).
     loop_steps = max(train_steps, min(500, math.ceil(LOOP_WINDOW_S / step_mean_s)))
     loop_samples_per_s = _train_loop_samples_per_s(config, loop_steps)
 
