@@ -335,11 +335,17 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             print(f"{kind:<6} {len(cells):>4} cells, {finished} finished")
             for cell in cells:
                 print(f"   {'done' if done(cell, layout) else 'todo'}  {cell.id}")
-        size = study.plan_size(the_plan)
-        for mode in ("state", "pixels"):
-            print(f"{mode:<6} " + ", ".join(f"{v:,} {k}" for k, v in size[mode].items()))
-        if size["hours"] is not None:
-            print(f"about {size['hours']:.0f} h of one core at the profile's [cost] rates")
+        # The whole plan, then what is left of it in this work folder: a study that runs over
+        # several sittings is planned by the second.
+        for label, size in (
+            ("whole plan", study.plan_size(the_plan)),
+            (f"still to do in {work}/", study.plan_size(the_plan, todo_in=layout)),
+        ):
+            print(f"{label}:")
+            for mode in ("state", "pixels"):
+                print(f"  {mode:<6} " + ", ".join(f"{v:,} {k}" for k, v in size[mode].items()))
+            if size["hours"] is not None:
+                print(f"  about {size['hours']:.1f} h of one core at the profile's [cost] rates")
         return 0
     if args.report_only:
         # The whole study's report: filters choose what runs, not what a report covers.

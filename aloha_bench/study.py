@@ -813,16 +813,26 @@ def plan(
     return Plan(profile, tuple(data.values()), tuple(trains.values()), tuple(evals.values()))
 
 
-def plan_size(the_plan: Plan) -> dict[str, Any]:
+def plan_size(the_plan: Plan, todo_in: Layout | None = None) -> dict[str, Any]:
     """How big a plan is, per observation mode: datasets, training runs, training steps and
     evaluation episodes, and the hours the profile's measured rates (``[cost]``, optional) put
-    on them: ``{"state": {...}, "pixels": {...}, "hours": float or None}``."""
+    on them: ``{"state": {...}, "pixels": {...}, "hours": float or None}``.
+
+    With ``todo_in``, only the work still to do in that layout counts (datasets and runs that
+    :func:`data_needed` / :func:`train_needed` say must run, evaluations not recorded): what a
+    study that has run over several sittings has left. A run interrupted part-way counts whole,
+    so the remaining figure errs high by at most one sitting's unfinished runs."""
+    data, train, evals_all = the_plan.data, the_plan.train, the_plan.evals
+    if todo_in is not None:
+        data = [d for d in data if data_needed(d, the_plan, todo_in)]
+        train = [t for t in train if train_needed(t, the_plan, todo_in)]
+        evals_all = [e for e in evals_all if not eval_done(e, todo_in)]
     size: dict[str, Any] = {}
     for mode in ("state", "pixels"):
-        trains = [t for t in the_plan.train if t.data.obs_mode == mode]
-        evals = [e for e in the_plan.evals if e.train.data.obs_mode == mode]
+        trains = [t for t in train if t.data.obs_mode == mode]
+        evals = [e for e in evals_all if e.train.data.obs_mode == mode]
         size[mode] = {
-            "datasets": sum(d.obs_mode == mode for d in the_plan.data),
+            "datasets": sum(d.obs_mode == mode for d in data),
             "train_runs": len(trains),
             "train_steps": sum(t.steps for t in trains),
             "eval_cells": len(evals),

@@ -315,6 +315,7 @@ def test_reproduce_cli_dry_run_lists_cells():
     )
     assert result.returncode == 0, result.stderr
     assert "train     2 cells" in result.stdout and "eval      2 cells" in result.stdout
+    assert "whole plan:" in result.stdout and "still to do in runs/quick/:" in result.stdout
 
 
 def test_report_only_runs_nothing_and_says_what_is_missing(tmp_path):
@@ -399,6 +400,19 @@ def test_steps_seeds_and_episodes_per_task_and_group(tmp_path):
     }
     expected_s = sum(t.steps for t in cells.train) + 2 * len(cells.evals)
     assert study.plan_size(study.plan(with_cost))["hours"] == pytest.approx(expected_s / 3600)
+    # What is left in a work folder: nothing run yet is the whole plan; one run's evaluations
+    # recorded take that run, its evaluations and (here, its only reader) nothing else off it.
+    layout = study.Layout(tmp_path / "work", tmp_path / "results")
+    assert study.plan_size(cells, todo_in=layout) == size
+    first = cells.evals[0]
+    for cell in cells.evals_of(first.train):
+        layout.row(cell).parent.mkdir(parents=True, exist_ok=True)
+        layout.row(cell).write_text("{}")
+    left = study.plan_size(cells, todo_in=layout)["state"]
+    done = cells.evals_of(first.train)
+    assert left["eval_cells"] == len(cells.evals) - len(done)
+    assert left["train_runs"] == len(cells.train) - 1
+    assert left["train_steps"] == size["state"]["train_steps"] - first.train.steps
     for bad, match in (
         ({"train_steps": {"insertoin": 3}}, "unknown keys \\['insertoin'\\]"),
         ({"train_steps": {"default": 0}}, "must be an integer >= 1"),
