@@ -566,6 +566,72 @@ def success_table(df: pd.DataFrame) -> str:
     return _markdown(headers, lines) + "\n\n" + footer
 
 
+def tasks_table(df: pd.DataFrame, paper: dict | None = None) -> str:
+    """The main results with tasks as rows, one table per (source, obs mode): the shape that
+    reads on a page (the README), where ``main_table`` and ``success_table`` put tasks in columns.
+
+    Columns: each policy's final-stage success at the end of the episode with its per-seed range,
+    ACT's at any step and by the original ACT code's rule, and the paper's ACT figure for the same
+    task and source (its rule: the ``lenient`` column's). Intervals are 95% Wilson on episodes
+    pooled over seeds; "—" marks a cell not run.
+    """
+    paper = load_paper_results() if paper is None else paper
+    rows = group_rows(df, "main")
+    if rows.empty:
+        return "No rows in group `main`: nothing to tabulate."
+    pooled = pool(rows, MAIN_KEYS)
+    tasks = _ordered(pooled["task"], TASK_ORDER)
+    policies = _ordered(pooled["policy"], POLICY_ORDER)
+    end, any_step, lenient = map(_rule, ("end", "any", "lenient"))
+    blocks = []
+    pairs = sorted(
+        set(map(tuple, pooled[["source", "obs_mode"]].to_numpy())),
+        key=lambda k: (_rank(k[0], SOURCE_ORDER), str(k[1])),
+    )
+    for source, obs in pairs:
+        part = pooled[(pooled["source"] == source) & (pooled["obs_mode"] == obs)]
+        headers = ["task"] + [f"{p}: end" for p in policies]
+        extra = "act" in policies
+        if extra:
+            headers += ["act: any step", "act: ACT code's rule", "paper ACT"]
+        lines = []
+        for task in tasks:
+            line = [task]
+            for policy in policies:
+                match = _lookup(part, policy, source, obs, task)
+                r = None if match.empty else match.iloc[0]
+                line.append(
+                    MISSING
+                    if r is None
+                    else _fmt_rate(r[end.rate], r[end.low], r[end.high]) + _fmt_seeds(r, end)
+                )
+            if extra:
+                match = _lookup(part, "act", source, obs, task)
+                r = None if match.empty else match.iloc[0]
+                for m in (any_step, lenient):
+                    line.append(MISSING if r is None else _fmt_rate(r[m.rate], r[m.low], r[m.high]))
+                stages = _stage_names(rows[rows["task"] == task])
+                theirs = paper_value(paper, task, source, stages[-1], "act") if stages else None
+                line.append(MISSING if theirs is None else _fmt_paper(theirs))
+            lines.append(line)
+        part_rows = rows[(rows["source"] == source) & (rows["obs_mode"] == obs)]
+        blocks.append(
+            f"**{source} demonstrations, {obs} observations** "
+            f"({_span(part['episodes'])} episodes per cell over {_span(part['n_seeds'])} "
+            f"training seed(s), {len(part_rows)} evaluations)\n\n" + _markdown(headers, lines)
+        )
+    footer = (
+        "end = the final stage holds at the last step of the episode; any step = it held at some "
+        "step; ACT code's rule = any step, a hand-off counted while the giving gripper still holds "
+        "(the paper's rule, so `paper ACT` compares with it); [95% Wilson interval on episodes "
+        "pooled over seeds]; (seeds a-b) = lowest and highest per-seed rate at the end of the "
+        f"episode; {MISSING} = not run, or no paper figure for that task and source. Paper: Zhao "
+        "et al., RSS 2023, Tables I-II (sim tasks 3 seeds x 50 rollouts; real-robot tasks 1 x 25, "
+        "human demonstrations)."
+    )
+    return "\n\n".join(blocks) + "\n\n" + footer
+
+
 def _perturbation_order(pooled: pd.DataFrame) -> list[str]:
     level = pooled.groupby("perturbation")["perturbation_level"].min()
     return sorted(level.index, key=lambda p: (level[p], str(p)))
@@ -1572,7 +1638,7 @@ def video_lines(df: pd.DataFrame, summary_dir: Path, out_dir: Path) -> list[str]
 def write_report(summary_csv: Path, out_dir: Path) -> list[Path]:
     """Write every table and plot of a study from its ``summary.csv`` into ``out_dir``.
 
-    Writes table_main.md/.csv, table_success.md, robustness.md and robustness_any.md (end-of-episode
+    Writes table_main.md/.csv, table_success.md, table_tasks.md, robustness.md and robustness_any.md (end-of-episode
     and any-step success) with robustness.csv (both rules' columns) when the study has that group,
     each plot with its .md/.csv twice, ``<plot>.*`` at the end of the episode and ``<plot>_any.*``
     at any step (the paper's rule), and REPORT.md linking them with a line of scale each and the
@@ -1618,11 +1684,12 @@ def write_report(summary_csv: Path, out_dir: Path) -> list[Path]:
     main = main_frame(df)
     if main.empty:
         lines.append("- Main tables: skipped (no rows in group `main`).")
-        for name in ("table_main.md", "table_main.csv", "table_success.md"):
+        for name in ("table_main.md", "table_main.csv", "table_success.md", "table_tasks.md"):
             (out_dir / name).unlink(missing_ok=True)
     else:
         text("table_main.md", main_table(df, paper))
         text("table_success.md", success_table(df))
+        text("table_tasks.md", tasks_table(df, paper))
         main.to_csv(out_dir / "table_main.csv", index=False)
         written.append(out_dir / "table_main.csv")
         scale = _scale(main, group_rows(df, "main"), "cell")
@@ -1631,6 +1698,9 @@ def write_report(summary_csv: Path, out_dir: Path) -> list[Path]:
             f"the episode and at any step (the paper's rule), earlier stages at any step: {scale}"
         )
         lines.append(f"- [Final-stage success, end vs any step](table_success.md): {scale}")
+        lines.append(
+            f"- [Tasks as rows, one table per source](table_tasks.md) (the README's): {scale}"
+        )
     robustness = robustness_frame(df)
     if robustness.empty:
         lines.append("- Robustness tables: skipped (no rows in group `robustness`).")

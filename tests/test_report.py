@@ -139,6 +139,39 @@ def test_success_table_shows_end_and_any_step():
     assert "| 50% [" in text and "| 60% [" in text
 
 
+def test_tasks_table_has_a_row_per_task_and_a_table_per_source():
+    df = frame(
+        *(row(train_seed=i, successes=k, successes_lenient=40) for i, k in enumerate((10, 20))),
+        row(policy="single_step", successes=0, successes_any=1, successes_lenient=1),
+        row(task="cup_lid", source="human", successes=45, successes_any=46),
+    )
+    text = report.tasks_table(df)
+    scripted, human = text.split("**human demonstrations")
+    assert scripted.startswith("**scripted demonstrations, state observations** (50-100 episodes")
+    header, _, transfer, cup = [
+        line for line in scripted.splitlines() if line.startswith("|")
+    ]
+    columns = [c.strip() for c in header.strip("|").split("|")]
+    assert columns == [
+        "task",
+        "act: end",
+        "single_step: end",
+        "act: any step",
+        "act: ACT code's rule",
+        "paper ACT",
+    ]
+    cells = dict(zip(columns, (c.strip() for c in transfer.strip("|").split("|")), strict=True))
+    low, high = wilson_interval(30, 100)
+    assert cells["act: end"] == f"30% [{100 * low:.0f}, {100 * high:.0f}] (seeds 20-40)"
+    assert cells["act: ACT code's rule"].startswith("80% [")
+    assert cells["single_step: end"].startswith("0% [0, ") and cells["paper ACT"] == "86"
+    # cup_lid ran on human demos only: not run with scripted ones, and the paper's real-robot
+    # figure (human demonstrations) sits in the human table alone.
+    assert cup.split("|")[2].strip() == "—" and cup.rstrip(" |").endswith("—")
+    human_cup = next(line for line in human.splitlines() if line.startswith("| cup_lid"))
+    assert human_cup.startswith("| cup_lid | 90% [") and human_cup.endswith("| 84 |")
+
+
 def test_missing_column_is_named():
     df = frame(row()).drop(columns=["successes_any"])
     with pytest.raises(ValueError, match="successes_any") as err:
