@@ -1638,17 +1638,19 @@ def video_lines(df: pd.DataFrame, summary_dir: Path, out_dir: Path) -> list[str]
 def write_report(summary_csv: Path, out_dir: Path) -> list[Path]:
     """Write every table and plot of a study from its ``summary.csv`` into ``out_dir``.
 
-    Writes table_main.md/.csv, table_success.md, table_tasks.md, robustness.md and robustness_any.md (end-of-episode
-    and any-step success) with robustness.csv (both rules' columns) when the study has that group,
-    each plot with its .md/.csv twice, ``<plot>.*`` at the end of the episode and ``<plot>_any.*``
-    at any step (the paper's rule), and REPORT.md linking them with a line of scale each and the
+    Writes table_main.md/.csv, table_success.md, table_tasks.md, robustness.md and
+    robustness_any.md (end-of-episode and any-step success) with robustness.csv (both rules'
+    columns) when the study has that group, each plot with its .md/.csv twice, ``<plot>.*`` at
+    the end of the episode and ``<plot>_any.*`` at any step (the paper's rule), and REPORT.md
+    linking them with a line of scale each and the
     rule each uses. Groups without rows are listed in REPORT.md as skipped, with the reason.
     The plots include ``stages``: every stage of every main cell, not only the final one.
     REPORT.md ends with links to each main cell's example success and failure videos
     (``video_lines``), relative to ``out_dir``.
 
     Also writes ``index.html`` (``aloha_bench.report_html``): the main table, every plot and
-    example rollout videos, for a browser.
+    example rollout videos, for a browser; and ``gifs/`` (``aloha_bench.task_gifs``): one filmed
+    success per task as a small GIF, for the README.
 
     Returns:
         The paths written, REPORT.md last.
@@ -1763,6 +1765,15 @@ def write_report(summary_csv: Path, out_dir: Path) -> list[Path]:
         "",
     ]
     lines += video_lines(df, summary_csv.parent, out_dir)
+    from aloha_bench.task_gifs import GIF_DIR, GIF_INDEX, write_task_gifs
+
+    written += write_task_gifs(df, summary_csv.parent, out_dir)
+    if (out_dir / GIF_DIR / GIF_INDEX).is_file():
+        lines += [
+            "",
+            f"One filmed success per task as a small GIF (for pages that cannot play mp4): "
+            f"[{GIF_DIR}/{GIF_INDEX}]({GIF_DIR}/{GIF_INDEX}), each with the cell it shows.",
+        ]
     lines += ["", f"Results browser: [{INDEX_FILE}]({INDEX_FILE}) (table, plots, example videos)."]
     text("REPORT.md", "\n".join(lines))
     return written

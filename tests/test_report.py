@@ -148,9 +148,7 @@ def test_tasks_table_has_a_row_per_task_and_a_table_per_source():
     text = report.tasks_table(df)
     scripted, human = text.split("**human demonstrations")
     assert scripted.startswith("**scripted demonstrations, state observations** (50-100 episodes")
-    header, _, transfer, cup = [
-        line for line in scripted.splitlines() if line.startswith("|")
-    ]
+    header, _, transfer, cup = [line for line in scripted.splitlines() if line.startswith("|")]
     columns = [c.strip() for c in header.strip("|").split("|")]
     assert columns == [
         "task",
