@@ -164,12 +164,6 @@ def write_task_gifs(df: pd.DataFrame, results_dir: str | Path, out_dir: str | Pa
             continue
         cell, video, frames = readable
         gif = write_gif(frames, gif_dir / f"{task}.gif", VIDEO_FPS / GIF_FRAME_STEP)
-        match = counts[
-            (counts["policy"] == cell["policy"])
-            & (counts["source"] == cell["source"])
-            & (counts["obs_mode"] == cell["obs_mode"])
-            & (counts["task"] == task)
-        ].iloc[0]
         sidecar = gif_dir / f"{task}.json"
         sidecar.write_text(
             json.dumps(
@@ -179,9 +173,6 @@ def write_task_gifs(df: pd.DataFrame, results_dir: str | Path, out_dir: str | Pa
                     "camera": GIF_CAMERA,
                     "frames": len(frames),
                     "fps": round(VIDEO_FPS / GIF_FRAME_STEP, 2),
-                    "successes": int(match["successes"]),
-                    "episodes": int(match["episodes"]),
-                    "training_seeds": int(match["n_seeds"]),
                 },
                 indent=2,
             )
@@ -204,11 +195,25 @@ def write_task_gifs(df: pd.DataFrame, results_dir: str | Path, out_dir: str | Pa
     ]
     for task in shown:
         s = sidecars[task]
+        # Counted from today's summary, not when the GIF was cut: a kept GIF's cell may have
+        # gained seeds since.
+        match = counts[
+            (counts["policy"] == s["policy"])
+            & (counts["source"] == s["source"])
+            & (counts["obs_mode"] == s["obs_mode"])
+            & (counts["task"] == task)
+        ]
+        if match.empty:
+            tally = "the cell is no longer in the summary"
+        else:
+            k, n, seeds = (int(match[c].iloc[0]) for c in ("successes", "episodes", "n_seeds"))
+            tally = (
+                f"the cell succeeded at the end of the episode in {k} of {n} episodes "
+                f"({seeds} training seed(s))"
+            )
         lines.append(
             f"- `{task}`: {s['policy']} on {s['source']} demonstrations, {s['obs_mode']} "
-            f"observations; the cell succeeded at the end of the episode in {s['successes']} of "
-            f"{s['episodes']} episodes ({s['training_seeds']} training seed(s)); film "
-            f"`{s['video']}`. ![{task}]({task}.gif)"
+            f"observations; {tally}; film `{s['video']}`. ![{task}]({task}.gif)"
         )
     index = gif_dir / GIF_INDEX
     index.write_text("\n".join(lines) + "\n")

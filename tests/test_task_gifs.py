@@ -24,7 +24,6 @@ def test_the_report_cuts_one_gif_per_task_with_a_filmed_success(study_results): 
     sidecar = json.loads((gifs / "transfer_cube.json").read_text())
     cell = (sidecar["policy"], sidecar["source"], sidecar["task"])
     assert cell == ("act", "scripted", "transfer_cube")
-    assert (sidecar["successes"], sidecar["episodes"]) == (40, 50)
     # insertion has no filmed success: no GIF, and the index lists only what exists.
     assert not (gifs / "insertion.gif").exists()
     index = (gifs / task_gifs.GIF_INDEX).read_text()
