@@ -346,6 +346,15 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
                 print(f"  {mode:<6} " + ", ".join(f"{v:,} {k}" for k, v in size[mode].items()))
             if size["hours"] is not None:
                 print(f"  about {size['hours']:.1f} h of one core at the profile's [cost] rates")
+            if size.get("hours_measured") is not None:
+                rates = ", ".join(
+                    f"{mode} {baseline} {rate:.1f} steps/s ({n} run{'s' * (n > 1)})"
+                    for (mode, baseline), (rate, n) in sorted(size["measured_rates"].items())
+                )
+                print(
+                    f"  about {size['hours_measured']:.1f} h of one core at the training rates "
+                    f"of the finished runs in {work}/ ({rates}; evaluation at [cost]'s)"
+                )
         return 0
     if args.report_only:
         # The whole study's report: filters choose what runs, not what a report covers.

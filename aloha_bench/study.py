@@ -23,6 +23,7 @@ did not run are listed in ``missing.md``, so a partial study says what it lacks.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import functools
 import hashlib
@@ -30,6 +31,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import statistics
 import threading
 import time
 import tomllib
@@ -849,7 +851,53 @@ def plan_size(the_plan: Plan, todo_in: Layout | None = None) -> dict[str, Any]:
         size["hours"] = seconds / 3600
     else:
         size["hours"] = None
+    if todo_in is not None and size["hours"] is not None:
+        # The same work at the training rates this machine reached on the study's finished runs
+        # (each (obs mode, baseline) at its own: single_step trains ~4x faster than act), where
+        # it has some; evaluation stays at [cost]'s rates, which no record times.
+        measured = measured_train_rates(the_plan, todo_in)
+
+        def steps_per_s(t: TrainCell) -> float:
+            kind = (t.data.obs_mode, t.baseline)
+            return measured[kind][0] if kind in measured else cost[f"{kind[0]}_steps_per_s"]
+
+        seconds = sum(t.steps / steps_per_s(t) for t in train) + sum(
+            60 * e.episodes / cost[f"{e.train.data.obs_mode}_episodes_per_min"] for e in evals_all
+        )
+        size["hours_measured"] = seconds / 3600 if measured else None
+        size["measured_rates"] = measured
     return size
+
+
+# A run folder's files (train.LOSSES_FILE, policy.CONFIG_FILE), named here so that planning a
+# study never imports torch.
+_RUN_LOSSES, _RUN_CONFIG = "losses.csv", "config.json"
+
+
+def measured_train_rates(
+    the_plan: Plan, layout: Layout
+) -> dict[tuple[str, str], tuple[float, int]]:
+    """Training steps/s per (obs mode, baseline) on this machine: the median over the plan's
+    finished runs in ``layout`` of each run's median logged ``samples_per_s`` over its batch size
+    (its log windows include validation and checkpoints, as a study's run does). Maps to
+    (steps/s, number of runs); kinds without a finished run are absent."""
+    per_kind: dict[tuple[str, str], list[float]] = {}
+    for cell in the_plan.train:
+        run = layout.run(cell)
+        if not train_done(cell, layout) or not (run / _RUN_LOSSES).is_file():
+            continue
+        try:
+            batch = json.loads((run / _RUN_CONFIG).read_text())["batch_size"]
+            with (run / _RUN_LOSSES).open(newline="") as f:
+                rows = csv.DictReader(f)
+                logged = [float(r["samples_per_s"]) for r in rows if r["samples_per_s"]]
+        except (OSError, ValueError, KeyError):
+            continue  # a damaged run folder says nothing about speed (evaluating it will say why)
+        if logged and batch:
+            per_kind.setdefault((cell.data.obs_mode, cell.baseline), []).append(
+                statistics.median(logged) / batch
+            )
+    return {kind: (statistics.median(v), len(v)) for kind, v in per_kind.items()}
 
 
 def job_seconds(
