@@ -50,23 +50,38 @@ def gif_frames(video: str | Path, camera: str = GIF_CAMERA, step: int = GIF_FRAM
         A list of (H, W, 3) uint8 frames: the caption bar's left part over the camera's panel.
 
     Raises:
-        ValueError: ``camera`` is not one of ``keys.CAMERAS``, or the video's width is not four
-            equal panels (not a rollout film of this project).
+        FileNotFoundError: ``video`` does not exist (films are not committed).
+        ValueError: ``camera`` is not one of ``keys.CAMERAS``, ``step`` is not >= 1, the file
+            does not decode, or its width is not four equal panels (not a rollout film).
     """
     import imageio.v3 as iio
 
     if camera not in keys.CAMERAS:
         raise ValueError(f"camera must be one of {list(keys.CAMERAS)}, got {camera!r}")
-    video = np.asarray(iio.imread(video, plugin="pyav"))  # (T, H, W, 3)
-    if video.ndim != 4 or video.shape[2] % len(keys.CAMERAS):
+    if not isinstance(step, int) or step < 1:
+        raise ValueError(f"step must be an integer >= 1 (keep every step-th frame), got {step!r}")
+    path = Path(video)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path}: no such film. Videos are not committed; `aloha-bench eval --videos` (or a "
+            "study with example_videos = true) films them into the work folder"
+        )
+    try:
+        film = np.asarray(iio.imread(path, plugin="pyav"))  # (T, H, W, 3)
+    except Exception as err:  # PyAV raises its own types, imageio wraps some in OSError
         raise ValueError(
-            f"{video}: frames of shape {video.shape[1:]} are not {len(keys.CAMERAS)} camera panels "
+            f"{path}: not a readable video ({type(err).__name__}: {err}); film it again with "
+            "`aloha-bench eval --videos`"
+        ) from err
+    if film.ndim != 4 or film.shape[2] % len(keys.CAMERAS):
+        raise ValueError(
+            f"{path}: frames of shape {film.shape[1:]} are not {len(keys.CAMERAS)} camera panels "
             "side by side; pass a rollout film (eval --videos, or a study's example videos)"
         )
-    width = video.shape[2] // len(keys.CAMERAS)
+    width = film.shape[2] // len(keys.CAMERAS)
     left = keys.CAMERAS.index(camera) * width
     frames = []
-    for frame in video[::step]:
+    for frame in film[::step]:
         caption = frame[:CAPTION_HEIGHT_PX, :width]  # the text starts at the left edge
         panel = frame[CAPTION_HEIGHT_PX:, left : left + width]
         frames.append(np.ascontiguousarray(np.concatenate([caption, panel], axis=0)))

@@ -58,6 +58,16 @@ def test_gif_frames_keep_the_caption_over_the_chosen_camera(tmp_path):
     assert np.median(frames[0][:CAPTION_HEIGHT_PX]) > 150
     with pytest.raises(ValueError, match="camera must be one of"):
         task_gifs.gif_frames(path, camera="rear")
+    with pytest.raises(ValueError, match="step must be an integer >= 1"):
+        task_gifs.gif_frames(path, step=0)
+    with pytest.raises(FileNotFoundError, match="no such film.*eval --videos"):
+        task_gifs.gif_frames(tmp_path / "gone.mp4")
+    (tmp_path / "text.mp4").write_text("not a film")
+    with pytest.raises(ValueError, match="text.mp4: not a readable video"):
+        task_gifs.gif_frames(tmp_path / "text.mp4")
+    imageio.mimwrite(tmp_path / "odd.mp4", [frame[:, :-2]] * 2, fps=25, macro_block_size=1)
+    with pytest.raises(ValueError, match=r"odd.mp4: frames of shape \(54, 62, 3\) are not 4"):
+        task_gifs.gif_frames(tmp_path / "odd.mp4")
 
 
 def test_an_unreadable_film_is_named_and_the_report_goes_on(study_results):  # noqa: F811
