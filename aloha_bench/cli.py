@@ -332,7 +332,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             ("eval", the_plan.evals, study.eval_done),
         ):
             finished = sum(done(c, layout) for c in cells)
-            print(f"{kind:<6} {len(cells):>4} cells, {finished} finished")
+            print(f"{kind:<6} {len(cells):>4} cells, {finished} finished or no longer needed")
             for cell in cells:
                 print(f"   {'done' if done(cell, layout) else 'todo'}  {cell.id}")
         # The whole plan, then what is left of it in this work folder: a study that runs over
