@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import sys
@@ -25,13 +26,41 @@ def _json_safe(data):
 
 def _progress_bar(**kwargs):
     """A tqdm bar; where stderr is not a terminal (a log file, CI), one update every 30 s
-    instead of ten a second, so that a long run's log stays readable and still shows progress."""
+    instead of ten a second, so that a long run's log stays readable and still shows progress.
+
+    tqdm's ``mininterval`` only paces ``update``: ``set_postfix`` and ``refresh`` redraw at once,
+    and the bars here call them per episode or per logged step (one redraw per episode filled a
+    generate log with a line per demo). In a log both are paced too; the bar's last state is
+    still written when it closes."""
     from tqdm import tqdm
 
-    if not sys.stderr.isatty():
-        kwargs.setdefault("mininterval", 30.0)
-        kwargs.setdefault("ascii", True)
-    return tqdm(**kwargs)
+    if sys.stderr.isatty():
+        return tqdm(**kwargs)
+    kwargs.setdefault("mininterval", 30.0)
+    kwargs.setdefault("ascii", True)
+    return _log_bar_class()(**kwargs)
+
+
+@functools.cache
+def _log_bar_class():
+    from tqdm import tqdm
+
+    class LogBar(tqdm):
+        """A tqdm whose redraws, however asked for, come at most once per ``mininterval``."""
+
+        def set_postfix(self, ordered_dict=None, refresh=True, **kwargs):
+            super().set_postfix(ordered_dict, refresh=False, **kwargs)
+            if refresh:
+                self.refresh()
+
+        def refresh(self, nolock=False, lock_args=None):
+            now = self._time()
+            if now - getattr(self, "_last_drawn", -math.inf) < self.mininterval:
+                return False
+            self._last_drawn = now
+            return super().refresh(nolock=nolock, lock_args=lock_args)
+
+    return LogBar
 
 
 def _print_json(data) -> None:
@@ -432,6 +461,29 @@ def cmd_modes(args: argparse.Namespace) -> int:
         print(path)
     print(mm.write_overview(Path(args.out)))
     print(Path(args.out, f"{args.task}.md").read_text())
+    return 0
+
+
+def cmd_modes_given_obs(args: argparse.Namespace) -> int:
+    from aloha_bench import multimodality as mm
+
+    command = (
+        "aloha-bench modes-given-obs --datasets "
+        + " ".join(str(d) for d in args.datasets)
+        + f" --chunk-size {args.chunk_size} --queries {args.queries}"
+        f" --neighbours {args.neighbours}"
+    )
+    results = [
+        mm.given_observation(
+            path,
+            chunk_size=args.chunk_size,
+            queries=args.queries,
+            neighbours=args.neighbours,
+        )
+        | {"command": command}
+        for path in args.datasets
+    ]
+    print(Path(mm.write_given_observation(results, Path(args.out))).read_text())
     return 0
 
 
@@ -1227,6 +1279,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", default="results/multimodality", help="folder for json/md/png")
     p.set_defaults(func=cmd_modes)
+
+    p = verb(
+        "modes-given-obs",
+        "how far apart recorded demos go on from frames a policy cannot tell apart (its "
+        "observation): the averaging a policy without the CVAE faces",
+    )
+    p.add_argument("--datasets", nargs="+", required=True, help="Zarr episode stores (.zarr)")
+    p.add_argument("--chunk-size", type=T.positive_int, default=100, help="K, actions per frame")
+    p.add_argument(
+        "--queries", type=T.positive_int, default=1000, help="frames sampled per dataset"
+    )
+    p.add_argument(
+        "--neighbours", type=T.positive_int, default=8, help="frames of other episodes compared"
+    )
+    p.add_argument(
+        "--out", default="results/multimodality/given_observation", help="folder for json/md"
+    )
+    p.set_defaults(func=cmd_modes_given_obs)
 
     p = verb("expert-table", "markdown table of `expert --json` reports")
     p.add_argument("reports", nargs="+", help="JSON files written by `aloha-bench expert --json`")

@@ -303,3 +303,210 @@ def write_overview(out_dir: Path) -> Path:
     path = out_dir / "README.md"
     path.write_text("\n".join(lines + ["", *commands]) + "\n")
     return path
+
+
+# --- Given the observation: what a policy trained on a recorded dataset has to average ------------
+#
+# The measures above compare demos at the same *phase*. A policy does not see the phase: it sees
+# the joints and (state mode) the objects' poses, and is trained to map them to the next K
+# actions. Whether a policy without the CVAE must average distinct motions depends on whether
+# demos that look the same to it go on differently. ``given_observation`` asks that of a recorded
+# dataset: for sampled frames, the demos from *other* episodes whose observation is nearest, and
+# how far apart their next K actions are; as a control, the same with random frames of other
+# episodes at the same progress through the episode (what the phase measure sees).
+
+GIVEN_OBS_NEIGHBOURS = 8
+GIVEN_OBS_QUERIES = 1000
+PROGRESS_BINS = (0.0, 0.1, 0.25, 0.5, 1.0)
+PROGRESS_MATCH = 0.025  # the control's frames lie within this fraction of an episode
+
+
+def _chunk_gap(chunks: np.ndarray) -> tuple[float, float]:
+    """(averaging gap, mean pairwise distance in rad) of (k, K, D) action chunks: the RMS distance
+    from their mean chunk to the nearest of them over the median distance from one to its
+    nearest other (``phase_measures``'s ratio, on whole chunks)."""
+    flat = chunks.reshape(len(chunks), -1)
+    pair = np.sqrt(((flat[:, None] - flat[None]) ** 2).mean(-1))  # (k, k)
+    np.fill_diagonal(pair, np.inf)
+    nearest = np.median(pair.min(axis=1))
+    to_mean = np.sqrt(((flat - flat.mean(axis=0)) ** 2).mean(-1)).min()
+    upper = np.triu_indices(len(flat), 1)
+    return float(to_mean / max(nearest, RESOLUTION_RAD)), float(pair[upper].mean())
+
+
+def given_observation(
+    store,
+    chunk_size: int = 100,
+    queries: int = GIVEN_OBS_QUERIES,
+    neighbours: int = GIVEN_OBS_NEIGHBOURS,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """How multimodal a recorded dataset's action chunks are given the policy's observation.
+
+    Args:
+        store: an ``EpisodeStore`` (or its path) with ``observation.state`` and, where recorded,
+            ``observation.environment_state`` (state mode's object poses).
+        chunk_size: K, the actions after each frame that a policy predicts (ACT: 100).
+        queries: frames sampled (uniformly over the dataset, seeded).
+        neighbours: k, the frames of other episodes compared with each query.
+        seed: of the sampling.
+
+    Returns:
+        JSON-able: per query set, ``gap_given_obs`` and ``gap_given_progress`` (mean averaging
+        gap of the k nearest frames in observation space, each feature scaled by its standard
+        deviation, and of k random frames at the same progress), their pairwise chunk spreads
+        (rad), ``same_strategy_given_obs`` (share of the observation neighbours recorded with the
+        query's strategy; ``same_strategy_chance`` is what random frames give), the neighbours'
+        median observation distance (in standard deviations), and the same per progress bin
+        (``PROGRESS_BINS``).
+
+    Raises:
+        ValueError: fewer than ``neighbours + 1`` episodes, or no state observation.
+    """
+    from aloha_bench import keys as K
+    from aloha_bench.data import EpisodeStore
+    from aloha_bench.data.dataset import WindowDataset
+
+    store = store if isinstance(store, EpisodeStore) else EpisodeStore.open(store)
+    if store.n_episodes < 2:
+        raise ValueError(f"{store.path}: {store.n_episodes} episode(s); need at least 2")
+    obs_keys = [k for k in (K.STATE, K.ENVIRONMENT_STATE) if k in store.data_keys]
+    if K.STATE not in obs_keys:
+        raise ValueError(f"{store.path} has no {K.STATE}; record it with `aloha-bench generate`")
+    windows = WindowDataset(store, chunk_size, keys=obs_keys)
+    obs = np.concatenate([store.read_all(k) for k in obs_keys], axis=1).astype(np.float64)
+    std = obs.std(axis=0)
+    obs = obs[:, std > 1e-9] / std[std > 1e-9]  # features that never move tell nothing apart
+    ends = store.episode_ends
+    lengths = np.diff(np.concatenate([[0], ends]))
+    episode = np.repeat(np.arange(store.n_episodes), lengths)
+    step = np.arange(len(episode)) - np.repeat(ends - lengths, lengths)
+    progress = step / np.repeat(lengths, lengths)
+    strategy = np.array([str(store.episode_meta(e)["strategy"]) for e in range(store.n_episodes)])
+    shares = np.array(list(Counter(strategy).values())) / store.n_episodes
+    rng = np.random.default_rng(seed)
+    chosen = np.sort(rng.choice(len(obs), size=min(queries, len(obs)), replace=False))
+    norms = (obs**2).sum(-1)
+    rows: list[dict[str, float]] = []
+    for start in range(0, len(chosen), 100):
+        block = chosen[start : start + 100]
+        # Squared distances (b, N) by |a|^2 + |b|^2 - 2ab: the (b, N, D) difference would take
+        # about a gigabyte for a block of a 40,000-frame dataset.
+        distance = np.maximum(
+            (obs[block] ** 2).sum(-1)[:, None] + norms[None] - 2 * obs[block] @ obs.T, 0.0
+        )
+        distance[episode[block][:, None] == episode[None, :]] = np.inf
+        for q, dist in zip(block, distance, strict=True):
+            near = np.argpartition(dist, neighbours)[:neighbours]
+            if not np.isfinite(dist[near]).all():
+                raise ValueError(
+                    f"{store.path}: too few other episodes for {neighbours} neighbours"
+                )
+            same_time = np.flatnonzero(
+                (episode != episode[q]) & (np.abs(progress - progress[q]) <= PROGRESS_MATCH)
+            )
+            control = rng.choice(same_time, size=min(neighbours, len(same_time)), replace=False)
+            gap_obs, spread_obs = _chunk_gap(windows.sample_batch(near)[K.ACTION])
+            gap_time, spread_time = _chunk_gap(windows.sample_batch(control)[K.ACTION])
+            rows.append(
+                {
+                    "progress": float(progress[q]),
+                    "gap_given_obs": gap_obs,
+                    "gap_given_progress": gap_time,
+                    "spread_given_obs_rad": spread_obs,
+                    "spread_given_progress_rad": spread_time,
+                    "same_strategy_given_obs": float(
+                        np.mean(strategy[episode[near]] == strategy[episode[q]])
+                    ),
+                    "obs_distance_std": float(np.sqrt(np.median(dist[near]))),
+                }
+            )
+
+    def summary(part: list[dict[str, float]]) -> dict[str, float]:
+        return {
+            name: float(np.mean([r[name] for r in part])) for name in part[0] if name != "progress"
+        } | {"queries": len(part)}
+
+    bins = []
+    for low, high in zip(PROGRESS_BINS[:-1], PROGRESS_BINS[1:], strict=True):
+        part = [
+            r for r in rows if low <= r["progress"] < high or (high == 1.0 and r["progress"] == 1.0)
+        ]
+        if part:
+            bins.append({"from": low, "to": high, **summary(part)})
+    return {
+        "dataset": Path(str(store.path)).name,
+        "task": store.attrs.get("task_id"),
+        "episodes": store.n_episodes,
+        "strategies": dict(sorted(Counter(strategy).items())),
+        "observation": obs_keys,
+        "chunk_size": chunk_size,
+        "neighbours": neighbours,
+        **summary(rows),
+        "same_strategy_chance": float((shares**2).sum()),
+        "by_progress": bins,
+    }
+
+
+def write_given_observation(results: Sequence[dict[str, Any]], out_dir: Path) -> Path:
+    """Write ``<dataset>.json`` per result into ``out_dir`` and ``README.md``: one row per
+    dataset there (every JSON in the folder, so runs over several datasets accumulate), with the
+    command that measured each."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for r in results:
+        stem = r["dataset"].removesuffix(".zarr")
+        (out_dir / f"{stem}.json").write_text(json.dumps(r, indent=2) + "\n")
+    every = [json.loads(p.read_text()) for p in sorted(out_dir.glob("*.json"))]
+    every.sort(key=lambda r: (str(r["task"]), r["dataset"]))
+    lines = [
+        "# Multimodality given the observation: what a policy without the CVAE has to average",
+        "",
+        "Written by `aloha-bench modes-given-obs` (commands below) from recorded datasets. For "
+        "sampled frames, the k frames of *other* episodes nearest in the policy's observation "
+        "(joints and object poses, each feature in standard deviations), and k random frames of "
+        "other episodes at the same progress (within 2.5% of the episode) as a control. "
+        "Spread: mean pairwise RMS distance between their next K actions (rad). Gap: the distance "
+        "from their mean chunk to the nearest of them over the median nearest-neighbour distance "
+        "(above 1: the mean is a motion none of them made). Same strategy: share of the "
+        "observation neighbours recorded with the query's strategy, beside what chance gives.",
+        "",
+        "| task | dataset | episodes | strategies | spread given obs (rad) | spread given "
+        "progress (rad) | gap given obs | gap given progress | same strategy given obs "
+        "(chance) | obs distance (std) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in every:
+        lines.append(
+            f"| {r['task']} | {r['dataset']} | {r['episodes']} | {len(r['strategies'])} "
+            f"| {r['spread_given_obs_rad']:.3f} | {r['spread_given_progress_rad']:.3f} "
+            f"| {r['gap_given_obs']:.2f} | {r['gap_given_progress']:.2f} "
+            f"| {r['same_strategy_given_obs']:.2f} ({r['same_strategy_chance']:.2f}) "
+            f"| {r['obs_distance_std']:.2f} |"
+        )
+    lines += ["", "Per progress bin (spread given obs / given progress, rad; gap given obs):", ""]
+    lines += [
+        "| dataset | "
+        + " | ".join(
+            f"{b:.0%}-{e:.0%}" for b, e in zip(PROGRESS_BINS[:-1], PROGRESS_BINS[1:], strict=True)
+        )
+        + " |",
+        "|---|" + "---|" * (len(PROGRESS_BINS) - 1),
+    ]
+    for r in every:
+        cells = {(b["from"], b["to"]): b for b in r["by_progress"]}
+        row = []
+        for edges in zip(PROGRESS_BINS[:-1], PROGRESS_BINS[1:], strict=True):
+            b = cells.get(edges)
+            row.append(
+                "—"
+                if b is None
+                else f"{b['spread_given_obs_rad']:.3f} / {b['spread_given_progress_rad']:.3f}; "
+                f"{b['gap_given_obs']:.2f}"
+            )
+        lines.append(f"| {r['dataset']} | " + " | ".join(row) + " |")
+    lines += ["", "Commands:", ""]
+    lines += sorted({f"- `{r['command']}`" for r in every})
+    path = out_dir / "README.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path

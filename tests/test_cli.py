@@ -266,15 +266,31 @@ def test_torchrun_trains_with_two_cpu_processes(tmp_path):
 def test_progress_bars_in_a_log_update_every_30_s(monkeypatch):
     """Piped to a file, a bar wrote ten updates a second into the log; there it writes one
     every 30 s (a terminal keeps tqdm's live bar)."""
+    import io
     import sys
 
     from aloha_bench import cli
 
     monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
-    bar = cli._progress_bar(total=3, desc="x")
+    clock = [0.0]
+    log = io.StringIO()
+    bar = cli._progress_bar(total=100, desc="x", file=log)
+    bar._time = lambda: clock[0]
     assert bar.mininterval == 30.0
+    # The generate/train pattern: per item, set the count and the postfix, then refresh; one
+    # item a second for 100 s.
+    for i in range(100):
+        clock[0] = i + 1.0
+        bar.n = i + 1
+        bar.set_postfix(success=f"{i}/{i + 1}")
+        bar.refresh()
+        bar.update(0)
     bar.close()
+    drawn = [line for line in log.getvalue().replace("\r", "\n").splitlines() if line.strip()]
+    # The first draw, one per 30 s (at 1, 31, 61, 91 s) and the last state on close.
+    assert len(drawn) <= 6, drawn
+    assert "100/100" in drawn[-1] and "success=99/100" in drawn[-1]
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
-    bar = cli._progress_bar(total=3, desc="x")
+    bar = cli._progress_bar(total=3, desc="x", file=io.StringIO())
     assert bar.mininterval < 1.0
     bar.close()

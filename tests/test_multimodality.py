@@ -168,3 +168,59 @@ def test_demos_of_the_same_seed_are_not_each_others_nearest_demo():
     assert mm.measure(demos)["averaging_gap_max"] == 0.0
     with pytest.raises(ValueError, match="at least 2 seeds"):
         mm.phase_measures(aligned[:2], [3, 3])
+
+
+def _two_way_store(path, strategy_in_obs: bool, episodes: int = 12, steps: int = 60):
+    """Episodes whose joints follow the same ramp; half go on with actions +1, half with -1.
+    With ``strategy_in_obs`` the object pose says which (the policy can tell), else nothing
+    does."""
+    from aloha_bench.data import EpisodeStore
+
+    with EpisodeStore.create(path, task_id="transfer_cube", task_version=1, obs_mode="state") as s:
+        for e in range(episodes):
+            sign = 1.0 if e % 2 else -1.0
+            ramp = np.linspace(0.0, 1.0, steps)[:, None]
+            env = np.zeros((steps, 7))
+            env[:, 0] = sign if strategy_in_obs else 0.0
+            s.append_episode(
+                {
+                    "action": np.repeat(sign + 0.0 * ramp, 12, axis=1),
+                    "observation.state": np.repeat(ramp, 12, axis=1)
+                    + 1e-3 * np.random.default_rng(e).standard_normal((steps, 12)),
+                    "observation.environment_state": env,
+                },
+                {
+                    "seed": e,
+                    "success": True,
+                    "max_stage": 3,
+                    "source": "human",
+                    "strategy": "up" if sign > 0 else "down",
+                },
+            )
+    return path
+
+
+def test_given_the_observation_a_hidden_choice_is_averaged_and_a_visible_one_is_not(tmp_path):
+    hidden = mm.given_observation(
+        _two_way_store(tmp_path / "hidden.zarr", False), chunk_size=10, queries=60, neighbours=4
+    )
+    visible = mm.given_observation(
+        _two_way_store(tmp_path / "visible.zarr", True), chunk_size=10, queries=60, neighbours=4
+    )
+    # Hidden: neighbours go both ways (spread ~1 rad, their mean, 0, is 1 rad from either).
+    assert hidden["spread_given_obs_rad"] > 0.8 and hidden["gap_given_obs"] > 100
+    assert hidden["same_strategy_chance"] == pytest.approx(0.5)
+    assert hidden["same_strategy_given_obs"] < 0.75
+    # Visible: the pose picks the way; the neighbours agree and the chunk mean is one of them.
+    assert visible["spread_given_obs_rad"] < 1e-6 and visible["same_strategy_given_obs"] == 1.0
+    assert visible["gap_given_obs"] < 1e-3
+    # The control ignores the observation: both stores mix the two ways at the same progress.
+    assert visible["spread_given_progress_rad"] > 0.8
+    assert [b["from"] for b in visible["by_progress"]] == list(mm.PROGRESS_BINS[:-1])
+    out = mm.write_given_observation(
+        [visible | {"command": "aloha-bench modes-given-obs --datasets visible.zarr"}],
+        tmp_path / "out",
+    )
+    text = out.read_text()
+    assert "| transfer_cube | visible.zarr | 12 | 2 | 0.000 |" in text
+    assert "`aloha-bench modes-given-obs --datasets visible.zarr`" in text
