@@ -878,9 +878,10 @@ def measured_train_rates(
     the_plan: Plan, layout: Layout
 ) -> dict[tuple[str, str], tuple[float, int]]:
     """Training steps/s per (obs mode, baseline) on this machine: the median over the plan's
-    finished runs in ``layout`` of each run's median logged ``samples_per_s`` over its batch size
-    (its log windows include validation and checkpoints, as a study's run does). Maps to
-    (steps/s, number of runs); kinds without a finished run are absent."""
+    finished runs in ``layout`` of each run's rate, the harmonic mean of its logged
+    ``samples_per_s`` (equal-sized log windows: total samples over total time, so the windows
+    that hold a validation and a checkpoint weigh in, as they do in a study's run) over its batch
+    size. Maps to (steps/s, number of runs); kinds without a finished run are absent."""
     per_kind: dict[tuple[str, str], list[float]] = {}
     for cell in the_plan.train:
         run = layout.run(cell)
@@ -895,7 +896,7 @@ def measured_train_rates(
             continue  # a damaged run folder says nothing about speed (evaluating it will say why)
         if logged and batch:
             per_kind.setdefault((cell.data.obs_mode, cell.baseline), []).append(
-                statistics.median(logged) / batch
+                statistics.harmonic_mean(logged) / batch
             )
     return {kind: (statistics.median(v), len(v)) for kind, v in per_kind.items()}
 
