@@ -1642,8 +1642,8 @@ def write_report(summary_csv: Path, out_dir: Path) -> list[Path]:
     robustness_any.md (end-of-episode and any-step success) with robustness.csv (both rules'
     columns) when the study has that group, each plot with its .md/.csv twice, ``<plot>.*`` at
     the end of the episode and ``<plot>_any.*`` at any step (the paper's rule), and REPORT.md
-    linking them with a line of scale each and the
-    rule each uses. Groups without rows are listed in REPORT.md as skipped, with the reason.
+    linking them with a line of scale each and the rule each uses. Groups without rows are
+    listed in REPORT.md as skipped, with the reason.
     The plots include ``stages``: every stage of every main cell, not only the final one.
     REPORT.md ends with links to each main cell's example success and failure videos
     (``video_lines``), relative to ``out_dir``.
