@@ -1756,7 +1756,12 @@ def write_report(summary_csv: Path, out_dir: Path) -> list[Path]:
     from aloha_bench.report_html import INDEX_FILE, write_index
 
     main_md = main_table(df, paper) if not main.empty else "No rows in group `main`."
-    written.append(write_index(df, out_dir, main_md, figures, summary_dir=summary_csv.parent))
+    tasks_md = tasks_table(df, paper) if not main.empty else None
+    written.append(
+        write_index(
+            df, out_dir, main_md, figures, summary_dir=summary_csv.parent, tasks_markdown=tasks_md
+        )
+    )
     lines += ["", "## Example rollouts", ""]
     lines += [
         "Per main cell, one filmed success and one filmed failure (at the end of the episode) "

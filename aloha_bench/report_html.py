@@ -59,9 +59,32 @@ def markdown_table_html(text: str) -> str:
     return "\n".join(out)
 
 
+def markdown_blocks_html(text: str) -> str:
+    """Markdown of several pipe tables and paragraphs (``report.tasks_table``) as HTML, in order:
+    each run of table lines becomes a table (``markdown_table_html``), each other line a
+    paragraph."""
+    out: list[str] = []
+    block: list[str] = []
+    for line in [*text.strip().splitlines(), ""]:
+        if line.startswith("|"):
+            block.append(line)
+            continue
+        if block:
+            out.append(markdown_table_html("\n".join(block)))
+            block = []
+        if line.strip():
+            out.append(f"<p>{_inline(line.strip())}</p>")
+    return "\n".join(out)
+
+
 def _inline(text: str) -> str:
+    """Escaped text with markdown's ``**bold**`` and ```code``` kept."""
     parts = html.escape(text).split("**")
-    return "".join(f"<b>{p}</b>" if i % 2 else p for i, p in enumerate(parts))
+    text = "".join(f"<b>{p}</b>" if i % 2 else p for i, p in enumerate(parts))
+    parts = text.split("`")
+    if len(parts) % 2 == 0:  # an unpaired backtick is text
+        return text
+    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
 
 
 def example_videos(df: pd.DataFrame, results_dir: Path) -> dict[tuple, dict[str, str | None]]:
@@ -119,6 +142,7 @@ def index_html(
     figures: Sequence[Mapping[str, Any]],
     title: str = "aloha-bench results",
     summary_dir: Path | None = None,
+    tasks_markdown: str | None = None,
 ) -> str:
     """The page's HTML.
 
@@ -129,6 +153,8 @@ def index_html(
         figures: ``{"name", "metric", "png", "note"}`` per plot, ``png`` relative to the page.
         title: the page's title.
         summary_dir: the summary's folder (default: ``page_dir``).
+        tasks_markdown: the main table with tasks as rows (``report.tasks_table``), shown first
+            when given; the main table, every stage of every cell, follows it.
     """
     from aloha_bench.report import group_rows
 
@@ -147,7 +173,16 @@ def index_html(
         f"<h1>{html.escape(title)}</h1>",
         f'<p class="scale">{html.escape(scale)} Paper: Zhao et al., "Learning Fine-Grained '
         'Bimanual Manipulation with Low-Cost Hardware", RSS 2023, arXiv 2304.13705.</p>',
-        '<h2 id="main">Main table</h2>',
+    ]
+    if tasks_markdown:
+        parts += [
+            '<h2 id="tasks">Main table: final stage per task</h2>',
+            f'<div id="tasks-table">{markdown_blocks_html(tasks_markdown)}</div>',
+            '<h2 id="main">Every stage of every main cell</h2>',
+        ]
+    else:
+        parts.append('<h2 id="main">Main table</h2>')
+    parts += [
         f'<div id="main-table">{markdown_table_html(main_markdown)}</div>',
         '<h2 id="plots">Plots</h2>',
     ]
@@ -183,13 +218,22 @@ def write_index(
     main_markdown: str,
     figures: Sequence[Mapping[str, Any]],
     summary_dir: Path | None = None,
+    tasks_markdown: str | None = None,
 ) -> Path:
     """Write ``index.html`` into ``out_dir`` (beside REPORT.md) and return its path;
-    ``summary_dir`` is the folder of the summary.csv it shows (default: ``out_dir``)."""
+    ``summary_dir`` is the folder of the summary.csv it shows (default: ``out_dir``);
+    ``tasks_markdown`` as in ``index_html``."""
     out_dir = Path(out_dir)
     path = out_dir / INDEX_FILE
     tmp = path.with_name(path.name + ".tmp")
-    page = index_html(df, out_dir.resolve(), main_markdown, figures, summary_dir=summary_dir)
+    page = index_html(
+        df,
+        out_dir.resolve(),
+        main_markdown,
+        figures,
+        summary_dir=summary_dir,
+        tasks_markdown=tasks_markdown,
+    )
     tmp.write_text(page)
     tmp.replace(path)
     return path

@@ -73,6 +73,11 @@ def study_results(tmp_path):
 def test_index_has_the_table_every_plot_and_says_what_is_absent(study_results):
     page = (study_results / INDEX_FILE).read_text()
     assert "<b>transfer_cube: transferred</b>" in page and "<table>" in page
+    # First the tasks-as-rows table (the README's), its source's heading and its footer.
+    tasks = page[page.index('<div id="tasks-table">') : page.index('<div id="main-table">')]
+    assert "<b>scripted demonstrations, state observations</b>" in tasks
+    assert "<th>act: end</th>" in tasks and "<td>transfer_cube</td>" in tasks
+    assert "<p>end = the final stage holds" in tasks and "<code>paper ACT</code>" in tasks
     pngs = sorted(p.name for p in study_results.glob("*.png"))
     assert pngs and all(f'src="{name}"' in page for name in pngs)
     assert "episodes per point" in page  # every plot's scale
