@@ -54,6 +54,8 @@ def _log_bar_class():
                 self.refresh()
 
         def refresh(self, nolock=False, lock_args=None):
+            if self.disable:  # a disabled tqdm returns from __init__ before setting its clock
+                return False
             now = self._time()
             if now - getattr(self, "_last_drawn", -math.inf) < self.mininterval:
                 return False

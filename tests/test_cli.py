@@ -290,6 +290,14 @@ def test_progress_bars_in_a_log_update_every_30_s(monkeypatch):
     # The first draw, one per 30 s (at 1, 31, 61, 91 s) and the last state on close.
     assert len(drawn) <= 6, drawn
     assert "100/100" in drawn[-1] and "success=99/100" in drawn[-1]
+    # A disabled bar (--json, other ranks) takes the same calls and draws nothing.
+    quiet = io.StringIO()
+    bar = cli._progress_bar(total=3, desc="x", file=quiet, disable=True)
+    bar.n = 1
+    bar.set_postfix(success="1/1")
+    bar.refresh()
+    bar.close()
+    assert quiet.getvalue() == ""
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
     bar = cli._progress_bar(total=3, desc="x", file=io.StringIO())
     assert bar.mininterval < 1.0
