@@ -435,6 +435,19 @@ def main_frame(df: pd.DataFrame) -> pd.DataFrame:
     return pool(group_rows(df, "main"), MAIN_KEYS)
 
 
+NO_MAIN_ROWS = "No rows in group `main`: nothing to tabulate."
+
+
+def _main_cells(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, list[str]] | None:
+    """The main group's rows, them pooled per ``MAIN_KEYS`` and their tasks in the paper's
+    order, or None when the study has no main cell: what every main table starts from."""
+    rows = group_rows(df, "main")
+    if rows.empty:
+        return None
+    pooled = pool(rows, MAIN_KEYS)
+    return rows, pooled, _ordered(pooled["task"], TASK_ORDER)
+
+
 def main_table(df: pd.DataFrame, paper: dict | None = None) -> str:
     """The main results in the shape of the paper's Tables I/II, as markdown.
 
@@ -448,11 +461,10 @@ def main_table(df: pd.DataFrame, paper: dict | None = None) -> str:
     cell. "—" marks a (row, task) that was not run.
     """
     paper = load_paper_results() if paper is None else paper
-    rows = group_rows(df, "main")
-    if rows.empty:
-        return "No rows in group `main`: nothing to tabulate."
-    pooled = pool(rows, MAIN_KEYS)
-    tasks = _ordered(pooled["task"], TASK_ORDER)
+    cells = _main_cells(df)
+    if cells is None:
+        return NO_MAIN_ROWS
+    rows, pooled, tasks = cells
     stages = {t: _stage_names(rows[rows["task"] == t]) for t in tasks}
     several_obs = pooled["obs_mode"].nunique() > 1
     headers = ["policy", "source"] + (["obs"] if several_obs else [])
@@ -535,11 +547,10 @@ def success_table(df: pd.DataFrame) -> str:
     the ACT code's rule also counts a hand-off the giving gripper never let go of. The paper used
     that rule, so all three are shown.
     """
-    rows = group_rows(df, "main")
-    if rows.empty:
-        return "No rows in group `main`: nothing to tabulate."
-    pooled = pool(rows, MAIN_KEYS)
-    tasks = _ordered(pooled["task"], TASK_ORDER)
+    cells = _main_cells(df)
+    if cells is None:
+        return NO_MAIN_ROWS
+    rows, pooled, tasks = cells
     several_obs = pooled["obs_mode"].nunique() > 1
     headers = ["policy", "source"] + (["obs"] if several_obs else [])
     for task in tasks:
@@ -576,11 +587,10 @@ def tasks_table(df: pd.DataFrame, paper: dict | None = None) -> str:
     pooled over seeds; "—" marks a cell not run.
     """
     paper = load_paper_results() if paper is None else paper
-    rows = group_rows(df, "main")
-    if rows.empty:
-        return "No rows in group `main`: nothing to tabulate."
-    pooled = pool(rows, MAIN_KEYS)
-    tasks = _ordered(pooled["task"], TASK_ORDER)
+    cells = _main_cells(df)
+    if cells is None:
+        return NO_MAIN_ROWS
+    rows, pooled, tasks = cells
     policies = _ordered(pooled["policy"], POLICY_ORDER)
     end, any_step, lenient = map(_rule, ("end", "any", "lenient"))
     blocks = []

@@ -165,14 +165,14 @@ def write_task_gifs(df: pd.DataFrame, results_dir: str | Path, out_dir: str | Pa
         The GIFs and sidecars written this time, then the index (empty when the folder holds no
         GIF at all).
     """
-    from aloha_bench.report import TASK_ORDER, _ordered, group_rows, pool
+    from aloha_bench.report import MAIN_KEYS, TASK_ORDER, _lookup, _ordered, group_rows, pool
 
     results_dir, gif_dir = Path(results_dir).resolve(), Path(out_dir) / GIF_DIR
     written: list[Path] = []
     main = group_rows(df, "main")
     if main.empty:
         return written
-    counts = pool(main, ("policy", "source", "obs_mode", "task"))
+    counts = pool(main, MAIN_KEYS)
     for task, candidates in _filmed_successes(df, results_dir).items():
         readable = _first_readable(candidates)
         if readable is None:
@@ -212,12 +212,7 @@ def write_task_gifs(df: pd.DataFrame, results_dir: str | Path, out_dir: str | Pa
         s = sidecars[task]
         # Counted from today's summary, not when the GIF was cut: a kept GIF's cell may have
         # gained seeds since.
-        match = counts[
-            (counts["policy"] == s["policy"])
-            & (counts["source"] == s["source"])
-            & (counts["obs_mode"] == s["obs_mode"])
-            & (counts["task"] == task)
-        ]
+        match = _lookup(counts, s["policy"], s["source"], s["obs_mode"], task)
         if match.empty:
             tally = "the cell is no longer in the summary"
         else:
