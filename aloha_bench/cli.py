@@ -352,7 +352,9 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     profile = study.load_profile(args.profile)
     work = Path(args.work_dir or f"runs/{profile['name']}")
     results = Path(args.out or f"results/{profile['name']}")
-    the_plan = study.plan(profile, args.tasks, args.seeds, args.groups, args.sources, args.policies)
+    the_plan = study.plan(
+        profile, args.tasks, args.seeds, args.groups, args.sources, args.policies, args.obs_modes
+    )
     if args.dry_run:
         layout = study.Layout(work, results)
         # "done" also covers work no longer needed: a dataset or run whose evaluations are all
@@ -413,6 +415,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         groups=args.groups,
         sources=args.sources,
         policies=args.policies,
+        obs_modes=args.obs_modes,
         executor=args.executor,
         workers=args.workers,
         address=args.address,
@@ -1244,6 +1247,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--groups", nargs="+", help="a subset: main chunk_size beta cameras ...")
     p.add_argument("--sources", nargs="+", help="a subset of the data sources: scripted human")
     p.add_argument("--policies", nargs="+", help="a subset: act no_cvae single_step")
+    p.add_argument("--obs-modes", nargs="+", help="a subset of the observation modes: state pixels")
     p.add_argument("--executor", default="local", choices=["local", "ray"], help="where cells run")
     p.add_argument("--address", help="Ray cluster address (--executor ray)")
     p.add_argument(

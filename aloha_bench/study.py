@@ -18,7 +18,8 @@ kinds, each with a stable id and an output that marks it finished:
 machine; ``ray``: tasks on a Ray cluster, ``ray.init(address=...)``), data first, then one job per
 training run (train, then its evaluations), and finally writes ``summary.csv`` (one row per
 evaluation, the columns of ``aloha_bench.report.SUMMARY_COLUMNS``) and the report. Cells that
-did not run are listed in ``missing.md``, so a partial study says what it lacks.
+did not run are listed in ``missing.md`` (:func:`missing_markdown`) with what each still needs and
+the command that runs it, so a partial study says what it lacks.
 """
 
 from __future__ import annotations
@@ -125,6 +126,10 @@ _OPTIONAL = (
 )
 
 
+# A study's observation modes (envs.spaces.OBS_MODES, named here so that planning never imports
+# the simulator): object poses and joints, or camera images and joints.
+OBS_MODES = ("state", "pixels")
+
 # The keys a robustness arm may set (the group's own values are each arm's defaults).
 ARM_KEYS = ("obs_mode", "cameras", "train_steps", "train_randomize", "perturbations")
 # The keys each [groups.NAME] table reads: the common ones, then each group's own.
@@ -216,8 +221,8 @@ def _validate_profile(profile: Mapping[str, Any], path: Path) -> None:
         for value in profile[key]:
             if value not in allowed:
                 raise _unknown(value, allowed, f"{path}: {key}", _SINGULAR[key])
-    if profile["obs_mode"] not in ("state", "pixels"):
-        raise _unknown(profile["obs_mode"], ("state", "pixels"), f"{path}: obs_mode", "mode")
+    if profile["obs_mode"] not in OBS_MODES:
+        raise _unknown(profile["obs_mode"], OBS_MODES, f"{path}: obs_mode", "mode")
     for key in ("demos", "eval_episodes", "seeds"):
         if profile[key] < 1:
             raise ValueError(f"{path}: {key} must be >= 1, got {profile[key]}")
@@ -596,14 +601,20 @@ def plan(
     groups: Sequence[str] | None = None,
     sources: Sequence[str] | None = None,
     policies: Sequence[str] | None = None,
+    obs_modes: Sequence[str] | None = None,
 ) -> Plan:
-    """Expand a study profile into cells (optionally fewer tasks, seeds, groups, data sources or
-    policies: a long study can run in slices, e.g. the scripted cells before the human ones).
+    """Expand a study profile into cells (optionally fewer tasks, seeds, groups, data sources,
+    policies or observation modes: a long study can run in slices, e.g. the scripted cells
+    before the human ones, or a group's state cells before its ~6x slower pixel cells).
 
     Raises:
-        ValueError: a group, task, source or policy the profile does not have.
+        ValueError: a group, task, source, policy or observation mode the profile does not
+            have.
     """
     profile = dict(profile)
+    bad = sorted(set(obs_modes or ()) - set(OBS_MODES))
+    if bad:
+        raise ValueError(f"obs modes {bad} are unknown; expected some of {list(OBS_MODES)}")
     for name, subset, allowed in (
         ("sources", sources, profile["sources"]),
         ("policies", policies, profile["policies"]),
@@ -666,6 +677,8 @@ def plan(
         n_demos: int = demos,
     ) -> None:
         if (sources and source not in sources) or (policies and baseline not in policies):
+            return
+        if obs_modes and cell_obs_mode not in obs_modes:
             return
         if train_steps is None:
             train_steps = group_setting(spec_groups.get("main", {}), task)["train_steps"]
@@ -822,13 +835,15 @@ def plan_size(the_plan: Plan, todo_in: Layout | None = None) -> dict[str, Any]:
 
     With ``todo_in``, only the work still to do in that layout counts (datasets and runs that
     :func:`data_needed` / :func:`train_needed` say must run, evaluations not recorded): what a
-    study that has run over several sittings has left. A run interrupted part-way counts whole,
-    so the remaining figure errs high by at most one sitting's unfinished runs."""
+    study that has run over several sittings has left. A run interrupted part-way counts the
+    steps after its last checkpoint (:func:`steps_left`)."""
     data, train, evals_all = the_plan.data, the_plan.train, the_plan.evals
+    steps = {t.id: t.steps for t in train}
     if todo_in is not None:
         data = [d for d in data if data_needed(d, the_plan, todo_in)]
         train = [t for t in train if train_needed(t, the_plan, todo_in)]
         evals_all = [e for e in evals_all if not eval_done(e, todo_in)]
+        steps = {t.id: steps_left(t, todo_in) for t in train}
     size: dict[str, Any] = {}
     for mode in ("state", "pixels"):
         trains = [t for t in train if t.data.obs_mode == mode]
@@ -836,7 +851,7 @@ def plan_size(the_plan: Plan, todo_in: Layout | None = None) -> dict[str, Any]:
         size[mode] = {
             "datasets": sum(d.obs_mode == mode for d in data),
             "train_runs": len(trains),
-            "train_steps": sum(t.steps for t in trains),
+            "train_steps": sum(steps[t.id] for t in trains),
             "eval_cells": len(evals),
             "eval_episodes": sum(e.episodes for e in evals),
         }
@@ -861,7 +876,7 @@ def plan_size(the_plan: Plan, todo_in: Layout | None = None) -> dict[str, Any]:
             kind = (t.data.obs_mode, t.baseline)
             return measured[kind][0] if kind in measured else cost[f"{kind[0]}_steps_per_s"]
 
-        seconds = sum(t.steps / steps_per_s(t) for t in train) + sum(
+        seconds = sum(steps[t.id] / steps_per_s(t) for t in train) + sum(
             60 * e.episodes / cost[f"{e.train.data.obs_mode}_episodes_per_min"] for e in evals_all
         )
         size["hours_measured"] = seconds / 3600 if measured else None
@@ -869,9 +884,31 @@ def plan_size(the_plan: Plan, todo_in: Layout | None = None) -> dict[str, Any]:
     return size
 
 
-# A run folder's files (train.LOSSES_FILE, policy.CONFIG_FILE), named here so that planning a
-# study never imports torch.
-_RUN_LOSSES, _RUN_CONFIG = "losses.csv", "config.json"
+# A run folder's files (train.LOSSES_FILE, policy.CONFIG_FILE, checkpoint.MANIFEST_FILE), named
+# here so that planning a study never imports torch.
+_RUN_LOSSES, _RUN_CONFIG, _RUN_MANIFEST = "losses.csv", "config.json", "manifest.json"
+
+
+def checkpointed_step(cell: TrainCell, layout: Layout) -> int:
+    """The step of the run's resumable checkpoint (``last/``, or the ``last.tmp/`` /
+    ``last.old/`` an interrupted swap left, as ``checkpoint.recover_last`` would choose), 0
+    when it has none. Reads only the manifests (no torch, no hashing): a plan's size and
+    ``missing.md`` must stay cheap; ``train`` verifies the checkpoint when it resumes."""
+    best = 0
+    for name in ("last", "last.tmp", "last.old"):
+        try:
+            manifest = json.loads((layout.run(cell) / name / _RUN_MANIFEST).read_text())
+            best = max(best, int(manifest.get("step") or 0))
+        except (OSError, ValueError, TypeError, AttributeError):
+            continue
+    return best
+
+
+def steps_left(cell: TrainCell, layout: Layout) -> int:
+    """Training steps a run still has to take in ``layout`` (0 once finished)."""
+    if train_done(cell, layout):
+        return 0
+    return max(0, cell.steps - checkpointed_step(cell, layout))
 
 
 def measured_train_rates(
@@ -1341,6 +1378,7 @@ def run_study(
     groups: Sequence[str] | None = None,
     sources: Sequence[str] | None = None,
     policies: Sequence[str] | None = None,
+    obs_modes: Sequence[str] | None = None,
     executor: str = "local",
     workers: int = 1,
     address: str | None = None,
@@ -1355,7 +1393,7 @@ def run_study(
         profile: a loaded study profile (``load_profile``).
         work_dir: datasets and run folders (large; not for git).
         results_dir: records, summary.csv, tables and plots.
-        tasks, seeds, groups, sources, policies: a subset of the profile's.
+        tasks, seeds, groups, sources, policies, obs_modes: a subset of the profile's.
         executor: ``"local"`` (process pool of ``workers``) or ``"ray"``.
         workers: parallel jobs for the local executor (each gets cpu_count / workers threads).
         address: Ray cluster address (``ray``; None starts Ray on this machine).
@@ -1372,7 +1410,7 @@ def run_study(
         raise ValueError(f"unknown executor {executor!r}; expected one of {EXECUTORS}")
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    the_plan = plan(profile, tasks, seeds, groups, sources, policies)
+    the_plan = plan(profile, tasks, seeds, groups, sources, policies, obs_modes)
     layout = Layout(Path(work_dir), Path(results_dir))
     threads = threads or _threads_per_worker(workers)
 
@@ -1424,12 +1462,155 @@ def run_study(
         printer.stop()
     # The summary and report are the study's, not the slice's: a run of one task or group
     # must not cut the other cells' rows out of summary.csv and delete their plots.
-    filtered = any(x is not None for x in (tasks, seeds, groups, sources, policies))
+    filtered = any(x is not None for x in (tasks, seeds, groups, sources, policies, obs_modes))
     result = write_summary(plan(profile) if filtered else the_plan, layout)
     result["cells"] = n_cells
     result["skipped"] = skipped
     result["ran"] = result["cells"] - skipped
     return result
+
+
+# Rates for cells of a profile without ``[cost]`` (as in :func:`job_seconds`).
+_DEFAULT_STEPS_PER_S = {"state": 5.0, "pixels": 2.0}
+_DEFAULT_EPISODES_PER_MIN = {"state": 50.0, "pixels": 25.0}
+# Labels every missing cell is listed by; the others, where they differ from the main cells',
+# say which setting of its group a cell is (K = 400, beta = 100, a perturbation...).
+_MISSING_SETTINGS = (
+    ("chunk_size", "K"),
+    ("kl_weight", "beta"),
+    ("temporal_ensemble", "temporal ensembling"),
+    ("demos", "demos"),
+    ("train_steps", "steps"),
+    ("train_randomize", "trained with randomization"),
+    ("perturbation", "perturbation"),
+)
+
+
+def missing_markdown(
+    the_plan: Plan, layout: Layout, missing: Sequence[EvalCell] | None = None
+) -> str:
+    """``missing.md``: every evaluation cell of the plan not recorded yet, with what it still
+    needs in ``layout`` (its dataset, the training steps after its run's last checkpoint, its
+    episodes), grouped by the ablation groups it belongs to, each group with the command that
+    runs it and the hours it needs on one core (at the training rates measured on the
+    layout's finished runs where there are some, else the profile's ``[cost]``).
+
+    A cell is missing only because it has not run yet (a study runs over several sittings) or
+    because its job stopped; the per-cell state tells which, so no cell is left unexplained.
+    """
+    if missing is None:
+        missing = [e for e in the_plan.evals if not eval_done(e, layout)]
+    profile = the_plan.profile
+    cost = profile.get("cost", {})
+    measured = measured_train_rates(the_plan, layout)
+
+    def train_rate(t: TrainCell) -> tuple[float, str]:
+        mode = t.data.obs_mode
+        if (mode, t.baseline) in measured:
+            return measured[(mode, t.baseline)][0], "measured"
+        if f"{mode}_steps_per_s" in cost:
+            return cost[f"{mode}_steps_per_s"], "[cost]"
+        return _DEFAULT_STEPS_PER_S[mode], "default"
+
+    def episode_seconds(e: EvalCell) -> float:
+        mode = e.train.data.obs_mode
+        per_min = cost.get(f"{mode}_episodes_per_min", _DEFAULT_EPISODES_PER_MIN[mode])
+        return 60 * e.episodes / per_min
+
+    def hours(cells: Sequence[EvalCell]) -> float:
+        trains = {e.train.id: e.train for e in cells}.values()
+        seconds = sum(steps_left(t, layout) / train_rate(t)[0] for t in trains)
+        return (seconds + sum(episode_seconds(e) for e in cells)) / 3600
+
+    def needs(e: EvalCell) -> str:
+        t, parts = e.train, []
+        if not train_done(t, layout) and not data_done(t.data, layout):
+            parts.append(f"record {t.data.episodes} demos")
+        if train_done(t, layout):
+            parts.append("trained")
+        else:
+            at = checkpointed_step(t, layout)
+            rate, basis = train_rate(t)
+            left = (t.steps - at) / rate / 60
+            parts.append(
+                (
+                    f"train from step {at:,} (resumes) to {t.steps:,}"
+                    if at
+                    else f"train {t.steps:,} steps"
+                )
+                + f" (~{left:.0f} min at the {basis} rate)"
+            )
+        parts.append(f"evaluate {e.episodes} episodes")
+        return "; ".join(parts)
+
+    def setting(e: EvalCell) -> str:
+        label = e.label
+        # What the policy is without the group's change (single_step's K is 1 by definition).
+        own = _baseline_labels(label["policy"], {}, profile["training_profile"])
+        usual = {
+            **own,
+            "temporal_ensemble": False,
+            "demos": profile["demos"],
+            "train_steps": steps_for(label["task"], profile["train_steps"]),
+            "train_randomize": "none",
+            "perturbation": "none",
+        }
+        out = []
+        for key, name in _MISSING_SETTINGS:
+            value = label.get(key)
+            if value is None or value == usual[key]:
+                continue
+            if value is True:
+                out.append(name)
+            else:
+                out.append(f"{name} {value:,}" if _is_int(value) else f"{name} {value}")
+        return ", ".join(out) or "main"
+
+    def observed(e: EvalCell) -> str:
+        d = e.train.data
+        return d.obs_mode + (f" {'+'.join(d.cameras)}" if d.cameras else "")
+
+    by_groups: dict[tuple[str, ...], list[EvalCell]] = {}
+    for cell in missing:
+        by_groups.setdefault(cell.groups, []).append(cell)
+    name = profile["name"]
+    work = layout.work
+    lines = [
+        f"# Cells of study `{name}` not run yet",
+        "",
+        f"{len(missing)} of {len(the_plan.evals)} evaluation cells are missing.",
+    ]
+    if missing:
+        basis = (
+            "the training rates measured on the finished runs there"
+            if measured
+            else ("the profile's [cost] rates" if cost else "default rates")
+        )
+        lines += [
+            "",
+            "None was left out on purpose: the study runs over several sittings, and these have "
+            "not had their turn yet (or their job stopped; a run with a checkpoint resumes from "
+            f"it). What each still needs is as `{work}/` held it when this file was written, "
+            f"on the machine that wrote it. In all: about {hours(missing):.1f} h of one core at "
+            f"{basis} (evaluation at the profile's rates). Each group below runs with its "
+            "command; finished cells are skipped. Groups that share a training run each count it.",
+        ]
+    for groups, cells in by_groups.items():
+        lines += [
+            "",
+            f"## {', '.join(groups)}: {len(cells)} cells, about {hours(cells):.1f} h",
+            "",
+            f"`aloha-bench reproduce --profile {name} --groups {' '.join(groups)}`",
+            "",
+            "| task | policy | source | observations | setting | seed | still to do | cell |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {c.label['task']} | {c.label['policy']} | {c.label['source']} | {observed(c)} | "
+            f"{setting(c)} | {c.label['train_seed']} | {needs(c)} | `{c.id}` |"
+            for c in cells
+        ]
+    return "\n".join(lines) + "\n"
 
 
 def write_summary(the_plan: Plan, layout: Layout) -> dict[str, Any]:
@@ -1449,19 +1630,7 @@ def write_summary(the_plan: Plan, layout: Layout) -> dict[str, Any]:
         else:
             missing.append(cell)
     layout.results.mkdir(parents=True, exist_ok=True)
-    missing_lines = [
-        f"# Cells of study `{the_plan.profile['name']}` not run yet",
-        "",
-        f"{len(missing)} of {len(the_plan.evals)} evaluation cells are missing.",
-        "",
-    ]
-    missing_lines += [
-        f"- {', '.join(c.groups)}: {c.label['task']} / {c.label['policy']} / "
-        f"{c.label['source']} / seed {c.label['train_seed']} / perturbation "
-        f"{c.label['perturbation']} (`{c.id}`)"
-        for c in missing
-    ]
-    (layout.results / "missing.md").write_text("\n".join(missing_lines) + "\n")
+    (layout.results / "missing.md").write_text(missing_markdown(the_plan, layout, missing))
     out: dict[str, Any] = {"summary": None, "missing": [c.id for c in missing], "report": []}
     if not rows:
         return out

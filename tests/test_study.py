@@ -296,6 +296,89 @@ def test_missing_cells_are_listed(tmp_path):
     assert "1 of 1 evaluation cells are missing" in (layout.results / "missing.md").read_text()
 
 
+def test_plan_slices_by_observation_mode():
+    """--obs-modes runs a group's state cells apart from its pixel cells (robustness has both)."""
+    cpu = study.load_profile("cpu")
+    whole = study.plan(cpu, groups=["robustness"])
+    state = study.plan(cpu, groups=["robustness"], obs_modes=["state"])
+    pixels = study.plan(cpu, groups=["robustness"], obs_modes=["pixels"])
+    assert {e.train.data.obs_mode for e in state.evals} == {"state"}
+    assert {e.train.data.obs_mode for e in pixels.evals} == {"pixels"}
+    assert {e.id for e in state.evals} | {e.id for e in pixels.evals} == {e.id for e in whole.evals}
+    assert not {d.id for d in state.data} & {d.id for d in pixels.data}
+    with pytest.raises(ValueError, match=r"obs modes \['rgb'\] are unknown"):
+        study.plan(cpu, obs_modes=["rgb"])
+
+
+def test_missing_md_says_what_each_cell_still_needs(tmp_path):
+    """missing.md explains every missing cell: its dataset, the steps after its run's last
+    checkpoint, its episodes, the group's command and hours; a checkpoint counts in the plan's
+    size too (an interrupted run is not counted whole)."""
+    profile = _tiny(
+        tmp_path,
+        train_steps=1000,
+        groups={"chunk_size": {"tasks": ["transfer_cube"], "values": [10], "seeds": 1}},
+        cost={
+            "state_steps_per_s": 1.0,
+            "pixels_steps_per_s": 1.0,
+            "state_episodes_per_min": 60.0,
+            "pixels_episodes_per_min": 60.0,
+        },
+    )
+    the_plan = study.plan(profile)
+    layout = study.Layout(tmp_path / "work", tmp_path / "results")
+    act = next(e for e in the_plan.evals if e.groups == ("main",) and e.label["policy"] == "act")
+    k10 = next(e for e in the_plan.evals if e.groups == ("chunk_size",))
+    # The act run stopped after a checkpoint at step 400 (the swap's leftover last.old/ is older).
+    for name, step in (("last", 400), ("last.old", 300)):
+        (layout.run(act.train) / name).mkdir(parents=True)
+        (layout.run(act.train) / name / "manifest.json").write_text(json.dumps({"step": step}))
+    assert study.checkpointed_step(act.train, layout) == 400
+    assert (
+        study.steps_left(act.train, layout) == 600 and study.steps_left(k10.train, layout) == 1000
+    )
+    size = study.plan_size(the_plan, todo_in=layout)["state"]
+    assert size["train_steps"] == sum(t.steps for t in the_plan.train) - 400
+    # A garbled manifest is no checkpoint (train verifies it on resume; here it must not fail).
+    (layout.run(k10.train) / "last").mkdir(parents=True)
+    (layout.run(k10.train) / "last" / "manifest.json").write_text("{")
+    assert study.checkpointed_step(k10.train, layout) == 0
+
+    study.write_summary(the_plan, layout)
+    text = (layout.results / "missing.md").read_text()
+    n = len(the_plan.evals)
+    assert f"{n} of {n} evaluation cells are missing" in text
+    assert "`aloha-bench reproduce --profile tiny --groups main`" in text
+    assert "`aloha-bench reproduce --profile tiny --groups chunk_size`" in text
+    rows = {
+        line.split("`")[-2]: line
+        for line in text.splitlines()
+        if line.startswith("| ") and "`" in line
+    }
+    assert set(rows) == {e.id for e in the_plan.evals}
+    assert (
+        "record 2 demos; train from step 400 (resumes) to 1,000 (~10 min at the [cost] rate)"
+        in rows[act.id]
+        and "evaluate 2 episodes" in rows[act.id]
+    )
+    assert "| K 10 |" in rows[k10.id] and "train 1,000 steps (~17 min" in rows[k10.id]
+    # single_step's K = 1 is what the policy is, not a setting of a group.
+    single = next(e for e in the_plan.evals if e.label["policy"] == "single_step")
+    assert "| main |" in rows[single.id]
+    # Once the dataset is recorded and the act run finished, its cell needs only its episodes.
+    (layout.run(act.train) / study.DONE_FILE).write_text("")
+    text = study.missing_markdown(the_plan, layout)
+    act_row = next(line for line in text.splitlines() if act.id in line)
+    assert "| trained; evaluate 2 episodes |" in act_row
+    # Nothing missing: the file says so and lists nothing.
+    for cell in the_plan.evals:
+        layout.row(cell).parent.mkdir(parents=True, exist_ok=True)
+        layout.row(cell).write_text("{}")
+    assert study.missing_markdown(the_plan, layout).splitlines()[-1] == (
+        f"0 of {n} evaluation cells are missing."
+    )
+
+
 def test_ray_executor_runs_the_same_cells(tmp_path):
     ray = pytest.importorskip("ray")
     profile = _tiny(tmp_path, policies=["act"])
