@@ -355,6 +355,19 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     the_plan = study.plan(
         profile, args.tasks, args.seeds, args.groups, args.sources, args.policies, args.obs_modes
     )
+    if not the_plan.evals and not args.report_only:
+        # e.g. --groups demos --obs-modes pixels: each filter is valid, together they select
+        # nothing, and running "nothing" successfully would look like a finished slice.
+        given = " ".join(
+            f"--{name.replace('_', '-')} {' '.join(map(str, value))}"
+            for name in ("tasks", "groups", "sources", "policies", "obs_modes")
+            if (value := getattr(args, name))
+        )
+        raise ValueError(
+            f"no cell of study {profile['name']!r} matches {given or 'the filters'}; "
+            f"`aloha-bench reproduce --profile {args.profile} --dry-run` lists every cell and "
+            "its groups"
+        )
     if args.dry_run:
         layout = study.Layout(work, results)
         # "done" also covers work no longer needed: a dataset or run whose evaluations are all
@@ -372,7 +385,11 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         # several sittings is planned by the second.
         for label, size in (
             ("whole plan", study.plan_size(the_plan)),
-            (f"still to do in {work}/", study.plan_size(the_plan, todo_in=layout)),
+            (
+                f"still to do in {work}/",
+                # Rates from the whole study's finished runs: a slice's own may not have run.
+                study.plan_size(the_plan, todo_in=layout, rates_from=study.plan(profile)),
+            ),
         ):
             print(f"{label}:")
             for mode in ("state", "pixels"):

@@ -24,6 +24,7 @@ the command that runs it, so a partial study says what it lacks.
 
 from __future__ import annotations
 
+import collections
 import csv
 import dataclasses
 import functools
@@ -747,12 +748,13 @@ def plan(
         if name not in wanted or name == "cvae":
             continue
         group_tasks = [t for t in group.get("tasks", task_list) if t in task_list]
-        sources = group.get("sources", ["scripted"])
+        # The group's own sources (add() still applies the --sources filter to them).
+        group_sources = group.get("sources", ["scripted"])
         if name == "main":
             continue  # its settings are read above
         for task in group_tasks:
             own = group_setting(group, task)
-            for source in sources:
+            for source in group_sources:
                 if name == "chunk_size":
                     for k in group["values"]:
                         chunk = {"chunk_size": k, "n_action_steps": k}
@@ -828,7 +830,9 @@ def plan(
     return Plan(profile, tuple(data.values()), tuple(trains.values()), tuple(evals.values()))
 
 
-def plan_size(the_plan: Plan, todo_in: Layout | None = None) -> dict[str, Any]:
+def plan_size(
+    the_plan: Plan, todo_in: Layout | None = None, rates_from: Plan | None = None
+) -> dict[str, Any]:
     """How big a plan is, per observation mode: datasets, training runs, training steps and
     evaluation episodes, and the hours the profile's measured rates (``[cost]``, optional) put
     on them: ``{"state": {...}, "pixels": {...}, "hours": float or None}``.
@@ -836,7 +840,10 @@ def plan_size(the_plan: Plan, todo_in: Layout | None = None) -> dict[str, Any]:
     With ``todo_in``, only the work still to do in that layout counts (datasets and runs that
     :func:`data_needed` / :func:`train_needed` say must run, evaluations not recorded): what a
     study that has run over several sittings has left. A run interrupted part-way counts the
-    steps after its last checkpoint (:func:`steps_left`)."""
+    steps after its last checkpoint (:func:`steps_left`). The measured rates come from the
+    finished runs of ``rates_from`` (default: ``the_plan``; pass the whole study's plan when
+    ``the_plan`` is a slice, whose own runs may not have run yet). Recording demonstrations is
+    not counted (no rate is measured for it)."""
     data, train, evals_all = the_plan.data, the_plan.train, the_plan.evals
     steps = {t.id: t.steps for t in train}
     if todo_in is not None:
@@ -870,7 +877,7 @@ def plan_size(the_plan: Plan, todo_in: Layout | None = None) -> dict[str, Any]:
         # The same work at the training rates this machine reached on the study's finished runs
         # (each (obs mode, baseline) at its own: single_step trains ~4x faster than act), where
         # it has some; evaluation stays at [cost]'s rates, which no record times.
-        measured = measured_train_rates(the_plan, todo_in)
+        measured = measured_train_rates(rates_from or the_plan, todo_in)
 
         def steps_per_s(t: TrainCell) -> float:
             kind = (t.data.obs_mode, t.baseline)
@@ -1093,7 +1100,54 @@ def train_done(cell: TrainCell, layout: Layout) -> bool:
 
 
 def eval_done(cell: EvalCell, layout: Layout) -> bool:
-    return layout.row(cell).is_file()
+    """Whether the cell's summary row is recorded and describes the model now in its run folder
+    (not :func:`eval_stale`)."""
+    return layout.row(cell).is_file() and not eval_stale(cell, layout)
+
+
+# The checkpoint folders evaluation loads, in order (policies.CHECKPOINTS), and the weights file
+# whose SHA-256 their manifest holds (checkpoint.MANIFEST_FILE, policy.MODEL_FILE).
+_RUN_CHECKPOINTS, _RUN_MODEL = ("best", "last"), "model.safetensors"
+
+
+def model_sha256(run_dir: Path) -> str | None:
+    """SHA-256 of the weights an evaluation of ``run_dir`` loads (its ``best/``, else ``last/``),
+    read from that checkpoint's manifest (no hashing, no torch); None without one."""
+    for name in _RUN_CHECKPOINTS:
+        folder = Path(run_dir) / name
+        if (folder / _RUN_CONFIG).is_file():
+            try:
+                files = json.loads((folder / _RUN_MANIFEST).read_text())["files"]
+                return str(files[_RUN_MODEL]["sha256"])
+            except (OSError, ValueError, KeyError, TypeError):
+                return None
+    return None
+
+
+def eval_stale(cell: EvalCell, layout: Layout) -> bool:
+    """Whether a recorded evaluation is of another model than the finished run now in
+    ``layout``: the run folder was absent (the cell ran on another machine) and the run was
+    trained again here. Same seed and recipe, but another CPU's kernels give other weights, so a
+    temporal-ensembling or perturbation record of the new model must not be set beside an
+    unperturbed record of the old one. Rows name their model (``model_sha256``); rows written
+    before they did count as stale when they are older than the run's finish.
+
+    False where nothing can be compared: no row, no finished run here (a fresh clone), or a run
+    whose checkpoint has no manifest."""
+    run = layout.run(cell.train)
+    done, row_path = run / DONE_FILE, layout.row(cell)
+    if not done.is_file() or not row_path.is_file():
+        return False
+    current = model_sha256(run)
+    if current is None:
+        return False
+    try:
+        recorded = json.loads(row_path.read_text()).get("model_sha256")
+    except (OSError, ValueError, AttributeError):
+        return False  # a damaged row is the report's to name (read_summary), not a model change
+    if recorded:
+        return recorded != current
+    return row_path.stat().st_mtime < done.stat().st_mtime
 
 
 def train_needed(cell: TrainCell, the_plan: Plan, layout: Layout) -> bool:
@@ -1320,6 +1374,8 @@ def summary_row(cell: EvalCell, summary: Mapping[str, Any], layout: Layout) -> d
         "mean_return": summary["mean_return"],
         "run": str(layout.run(cell.train)),
         "records": str(layout.records(cell).relative_to(layout.results)),
+        # Which weights these records are of (eval_stale compares it with the run folder's).
+        "model_sha256": model_sha256(layout.run(cell.train)) or "",
         **validation_l1(layout.run(cell.train)),
     }
     for i in range(3):
@@ -1421,6 +1477,7 @@ def run_study(
 
     skipped = 0
     n_cells = len(the_plan.data) + len(the_plan.train) + len(the_plan.evals)
+    trained_now = {t.id for t in the_plan.train if train_needed(t, the_plan, layout)}
     # Progress files of cells a killed run left behind describe nothing that runs now.
     shutil.rmtree(layout.work / "progress", ignore_errors=True)
     todo_data = [c for c in the_plan.data if data_needed(c, the_plan, layout)]
@@ -1458,6 +1515,23 @@ def run_study(
             printer.finished += len(messages)
             for message in messages:
                 log(message)
+        # A run trained here whose folder had been absent (it ran on another machine) replaced
+        # the model its recorded evaluations were of: evaluate those again (eval_stale).
+        again: dict[str, tuple[TrainCell, list[EvalCell]]] = {}
+        for e in the_plan.evals:
+            if e.train.id in trained_now and eval_stale(e, layout):
+                again.setdefault(e.train.id, (e.train, []))[1].append(e)
+        if again:
+            printer.finished -= sum(len(es) for _, es in again.values())  # counted as skipped
+            log(
+                f"evaluating again {sum(len(es) for _, es in again.values())} recorded cells of "
+                f"{len(again)} run(s) trained anew here (their records were of another model)"
+            )
+            redo = [(t, es, layout, threads) for t, es in again.values()]
+            for messages in fan_out(run_train_job, redo):
+                printer.finished += len(messages) - 1  # the run itself: done before
+                for message in messages[1:]:
+                    log(message)
     finally:
         printer.stop()
     # The summary and report are the study's, not the slice's: a run of one task or group
@@ -1522,10 +1596,23 @@ def missing_markdown(
         seconds = sum(steps_left(t, layout) / train_rate(t)[0] for t in trains)
         return (seconds + sum(episode_seconds(e) for e in cells)) / 3600
 
+    # Work several missing cells share (one dataset, one run) is said once per row with how
+    # many cells share it; the group's hours count it once.
+    data_users = collections.Counter(e.train.data.id for e in missing)
+    run_users = collections.Counter(e.train.id for e in missing)
+
+    def shared(n: int) -> str:
+        return f" (shared by {n} of these cells)" if n > 1 else ""
+
     def needs(e: EvalCell) -> str:
         t, parts = e.train, []
+        if eval_stale(e, layout):
+            return (
+                f"evaluate {e.episodes} episodes again: its record is of another model of this "
+                "run (trained elsewhere; the run was trained anew here)"
+            )
         if not train_done(t, layout) and not data_done(t.data, layout):
-            parts.append(f"record {t.data.episodes} demos")
+            parts.append(f"record {t.data.episodes} demos{shared(data_users[t.data.id])}")
         if train_done(t, layout):
             parts.append("trained")
         else:
@@ -1538,7 +1625,7 @@ def missing_markdown(
                     if at
                     else f"train {t.steps:,} steps"
                 )
-                + f" (~{left:.0f} min at the {basis} rate)"
+                + f" (~{left:.0f} min at the {basis} rate){shared(run_users[t.id])}"
             )
         parts.append(f"evaluate {e.episodes} episodes")
         return "; ".join(parts)
@@ -1564,7 +1651,7 @@ def missing_markdown(
                 out.append(name)
             else:
                 out.append(f"{name} {value:,}" if _is_int(value) else f"{name} {value}")
-        return ", ".join(out) or "main"
+        return ", ".join(out) or "the main cells'"
 
     def observed(e: EvalCell) -> str:
         d = e.train.data
@@ -1589,16 +1676,19 @@ def missing_markdown(
         lines += [
             "",
             "None was left out on purpose: the study runs over several sittings, and these have "
-            "not had their turn yet (or their job stopped; a run with a checkpoint resumes from "
-            f"it). What each still needs is as `{work}/` held it when this file was written, "
+            "not had their turn yet (or their job stopped: a run with a checkpoint resumes from "
+            "it; or their record is of another model of their run, which was trained anew "
+            f"here). What each still needs is as `{work}/` held it when this file was written, "
             f"on the machine that wrote it. In all: about {hours(missing):.1f} h of one core at "
-            f"{basis} (evaluation at the profile's rates). Each group below runs with its "
-            "command; finished cells are skipped. Groups that share a training run each count it.",
+            f"{basis} (evaluation at the profile's rates; recording demonstrations not "
+            "counted). Each group below runs with its command (on a 2-core machine add "
+            "`--workers 2 --threads 1`); finished cells are skipped. Groups that share a "
+            "training run each count it.",
         ]
     for groups, cells in by_groups.items():
         lines += [
             "",
-            f"## {', '.join(groups)}: {len(cells)} cells, about {hours(cells):.1f} h",
+            f"## {', '.join(groups)}: {len(cells)} cells, about {hours(cells):.1f} h of one core",
             "",
             f"`aloha-bench reproduce --profile {name} --groups {' '.join(groups)}`",
             "",

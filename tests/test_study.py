@@ -267,6 +267,54 @@ def test_recorded_evaluations_are_not_retrained_when_the_work_dir_is_gone(tmp_pa
     assert third["missing"] == [] and study.train_done(train, layout)
 
 
+def test_records_of_another_model_of_a_run_are_evaluated_again(tmp_path):
+    """A run trained elsewhere (its folder absent here) and trained again for a new evaluation
+    gets other weights: its recorded evaluations are redone on the new model, so every record of
+    one run id is of one model (a temporal-ensembling point beside its plain one)."""
+    import os
+    import shutil
+
+    profile = _tiny(tmp_path, policies=["act"])
+    work, results = tmp_path / "work", tmp_path / "results"
+    study.run_study(profile, work, results)
+    layout = study.Layout(work, results)
+    (main,) = study.plan(profile).evals
+    row = json.loads(layout.row(main).read_text())
+    assert row["model_sha256"] == study.model_sha256(layout.run(main.train))
+    assert len(row["model_sha256"]) == 64 and not study.eval_stale(main, layout)
+    # As if the run had been trained on another machine: its folder is not here, and its
+    # record names other weights.
+    shutil.rmtree(work)
+    layout.row(main).write_text(json.dumps({**row, "model_sha256": "0" * 64}))
+    assert not study.eval_stale(main, layout)  # nothing here to compare it with
+    with_te = {**profile, "groups": {"temporal_ensembling": {"coeff": 0.01}}}
+    lines = []
+    result = study.run_study(with_te, work, results, log=lines.append)
+    assert result["missing"] == []
+    assert any("evaluating again 1 recorded cells of 1 run(s)" in line for line in lines)
+    redone = json.loads(layout.row(main).read_text())
+    assert redone["model_sha256"] == study.model_sha256(layout.run(main.train))
+    the_plan = study.plan(with_te)
+    assert {json.loads(layout.row(e).read_text())["model_sha256"] for e in the_plan.evals} == {
+        redone["model_sha256"]
+    }
+    # A row written before rows named their model counts as stale when it is older than the
+    # run's finish, and as current when newer; a run without a manifest compares nothing.
+    legacy = {k: v for k, v in redone.items() if k != "model_sha256"}
+    layout.row(main).write_text(json.dumps(legacy))
+    done = layout.run(main.train) / study.DONE_FILE
+    os.utime(layout.row(main), (done.stat().st_mtime - 60,) * 2)
+    assert study.eval_stale(main, layout) and not study.eval_done(main, layout)
+    assert "evaluate 2 episodes again" in study.missing_markdown(the_plan, layout)
+    os.utime(layout.row(main), (done.stat().st_mtime + 60,) * 2)
+    assert study.eval_done(main, layout)
+    layout.row(main).write_text(json.dumps({**legacy, "model_sha256": "1" * 64}))
+    for name in ("best", "last"):
+        (layout.run(main.train) / name / "manifest.json").unlink(missing_ok=True)
+    assert study.model_sha256(layout.run(main.train)) is None
+    assert study.eval_done(main, layout)
+
+
 def test_idle_workers_record_the_same_dataset(tmp_path):
     assert study.generation_workers(1, 2) == 2  # the quick study: one dataset, two cores
     assert study.generation_workers(5, 2) == study.generation_workers(3, 4) == 1
@@ -308,6 +356,32 @@ def test_plan_slices_by_observation_mode():
     assert not {d.id for d in state.data} & {d.id for d in pixels.data}
     with pytest.raises(ValueError, match=r"obs modes \['rgb'\] are unknown"):
         study.plan(cpu, obs_modes=["rgb"])
+    # --sources slices the ablation groups too (their own sources are scripted only).
+    human = study.plan(cpu, sources=["human"])
+    assert human.evals and {e.label["source"] for e in human.evals} == {"human"}
+    assert not study.plan(cpu, groups=["beta"], sources=["human"]).evals
+
+
+def test_reproduce_refuses_filters_that_select_nothing():
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "aloha_bench.cli",
+            "reproduce",
+            "--profile",
+            "cpu",
+            "--groups",
+            "demos",
+            "--obs-modes",
+            "pixels",
+            "--dry-run",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert "no cell of study 'cpu' matches --groups demos --obs-modes pixels" in result.stderr
 
 
 def test_missing_md_says_what_each_cell_still_needs(tmp_path):
@@ -357,14 +431,13 @@ def test_missing_md_says_what_each_cell_still_needs(tmp_path):
     }
     assert set(rows) == {e.id for e in the_plan.evals}
     assert (
-        "record 2 demos; train from step 400 (resumes) to 1,000 (~10 min at the [cost] rate)"
-        in rows[act.id]
-        and "evaluate 2 episodes" in rows[act.id]
+        "record 2 demos (shared by 3 of these cells); train from step 400 (resumes) to 1,000 "
+        "(~10 min at the [cost] rate); evaluate 2 episodes" in rows[act.id]
     )
     assert "| K 10 |" in rows[k10.id] and "train 1,000 steps (~17 min" in rows[k10.id]
     # single_step's K = 1 is what the policy is, not a setting of a group.
     single = next(e for e in the_plan.evals if e.label["policy"] == "single_step")
-    assert "| main |" in rows[single.id]
+    assert "| the main cells' |" in rows[single.id]
     # Once the dataset is recorded and the act run finished, its cell needs only its episodes.
     (layout.run(act.train) / study.DONE_FILE).write_text("")
     text = study.missing_markdown(the_plan, layout)
@@ -507,6 +580,12 @@ def test_steps_seeds_and_episodes_per_task_and_group(tmp_path):
     (run / "losses.csv").write_text("step,samples_per_s\n5,80\n10,120\n11,\n")
     left = study.plan_size(with_cost_plan, todo_in=layout)
     assert left["measured_rates"] == {("state", first.train.baseline): (12.0, 1)}
+    # A slice whose own runs have not run (here: one task) takes the whole study's rates.
+    rest = {e.label["task"] for e in cells.evals} - {first.label["task"]}
+    sliced = study.plan(with_cost, tasks=sorted(rest))
+    assert study.plan_size(sliced, todo_in=layout)["hours_measured"] is None
+    from_study = study.plan_size(sliced, todo_in=layout, rates_from=with_cost_plan)
+    assert from_study["measured_rates"] == left["measured_rates"]
     todo = [t for t in with_cost_plan.train if study.train_needed(t, with_cost_plan, layout)]
     todo_evals = [e for e in with_cost_plan.evals if not study.eval_done(e, layout)]
     expected_s = sum(
