@@ -1569,8 +1569,9 @@ def missing_markdown(
     runs it and the hours it needs on one core (at the training rates measured on the
     layout's finished runs where there are some, else the profile's ``[cost]``).
 
-    A cell is missing only because it has not run yet (a study runs over several sittings) or
-    because its job stopped; the per-cell state tells which, so no cell is left unexplained.
+    A cell is missing only because it has not run yet (a study runs over several sittings),
+    because its job stopped, or because its record is of another model of its run
+    (:func:`eval_stale`); the per-cell state tells which, so no cell is left unexplained.
     """
     if missing is None:
         missing = [e for e in the_plan.evals if not eval_done(e, layout)]
@@ -1651,7 +1652,7 @@ def missing_markdown(
                 out.append(name)
             else:
                 out.append(f"{name} {value:,}" if _is_int(value) else f"{name} {value}")
-        return ", ".join(out) or "the main cells'"
+        return ", ".join(out) or "as the main cells"
 
     def observed(e: EvalCell) -> str:
         d = e.train.data

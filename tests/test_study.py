@@ -437,7 +437,7 @@ def test_missing_md_says_what_each_cell_still_needs(tmp_path):
     assert "| K 10 |" in rows[k10.id] and "train 1,000 steps (~17 min" in rows[k10.id]
     # single_step's K = 1 is what the policy is, not a setting of a group.
     single = next(e for e in the_plan.evals if e.label["policy"] == "single_step")
-    assert "| the main cells' |" in rows[single.id]
+    assert "| as the main cells |" in rows[single.id]
     # Once the dataset is recorded and the act run finished, its cell needs only its episodes.
     (layout.run(act.train) / study.DONE_FILE).write_text("")
     text = study.missing_markdown(the_plan, layout)
