@@ -945,6 +945,11 @@ def measured_train_rates(
     return {kind: (statistics.median(v), len(v)) for kind, v in per_kind.items()}
 
 
+# Rates for cells of a profile without ``[cost]`` (job order and missing.md only).
+_DEFAULT_STEPS_PER_S = {"state": 5.0, "pixels": 2.0}
+_DEFAULT_EPISODES_PER_MIN = {"state": 50.0, "pixels": 25.0}
+
+
 def job_seconds(
     profile: Mapping[str, Any],
     train: TrainCell,
@@ -956,8 +961,8 @@ def job_seconds(
     Only orders the jobs: nothing is timed against it."""
     cost = profile.get("cost", {})
     mode = train.data.obs_mode
-    steps_per_s = cost.get(f"{mode}_steps_per_s", 5.0 if mode == "state" else 2.0)
-    episodes_per_min = cost.get(f"{mode}_episodes_per_min", 50.0 if mode == "state" else 25.0)
+    steps_per_s = cost.get(f"{mode}_steps_per_s", _DEFAULT_STEPS_PER_S[mode])
+    episodes_per_min = cost.get(f"{mode}_episodes_per_min", _DEFAULT_EPISODES_PER_MIN[mode])
     episodes = sum(e.episodes for e in evals)
     return (0 if trained else train.steps / steps_per_s) + 60 * episodes / episodes_per_min
 
@@ -1544,9 +1549,6 @@ def run_study(
     return result
 
 
-# Rates for cells of a profile without ``[cost]`` (as in :func:`job_seconds`).
-_DEFAULT_STEPS_PER_S = {"state": 5.0, "pixels": 2.0}
-_DEFAULT_EPISODES_PER_MIN = {"state": 50.0, "pixels": 25.0}
 # Labels every missing cell is listed by; the others, where they differ from the main cells',
 # say which setting of its group a cell is (K = 400, beta = 100, a perturbation...).
 _MISSING_SETTINGS = (

@@ -13,6 +13,15 @@ from aloha_bench import report, study
 # Tiny studies for the default test run: 2 demos, 3 training steps, 2 evaluation episodes.
 
 
+def _reproduce(*args: str) -> subprocess.CompletedProcess:
+    """``aloha-bench reproduce ARGS`` in a fresh interpreter, output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "aloha_bench.cli", "reproduce", *args],
+        capture_output=True,
+        text=True,
+    )
+
+
 def _tiny(tmp_path, **changes):
     text = "\n".join(
         [
@@ -363,22 +372,8 @@ def test_plan_slices_by_observation_mode():
 
 
 def test_reproduce_refuses_filters_that_select_nothing():
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "aloha_bench.cli",
-            "reproduce",
-            "--profile",
-            "cpu",
-            "--groups",
-            "demos",
-            "--obs-modes",
-            "pixels",
-            "--dry-run",
-        ],
-        capture_output=True,
-        text=True,
+    result = _reproduce(
+        "--profile", "cpu", "--groups", "demos", "--obs-modes", "pixels", "--dry-run"
     )
     assert result.returncode == 2
     assert "no cell of study 'cpu' matches --groups demos --obs-modes pixels" in result.stderr
@@ -476,22 +471,14 @@ def test_reproduce_cli_dry_run_lists_cells():
 
 
 def test_report_only_runs_nothing_and_says_what_is_missing(tmp_path):
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "aloha_bench.cli",
-            "reproduce",
-            "--profile",
-            "quick",
-            "--report-only",
-            "--work-dir",
-            str(tmp_path / "work"),
-            "--out",
-            str(tmp_path / "results"),
-        ],
-        capture_output=True,
-        text=True,
+    result = _reproduce(
+        "--profile",
+        "quick",
+        "--report-only",
+        "--work-dir",
+        str(tmp_path / "work"),
+        "--out",
+        str(tmp_path / "results"),
     )
     assert result.returncode == 1 and "no evaluation" in result.stdout
     assert not (tmp_path / "work").exists()  # nothing was generated or trained
