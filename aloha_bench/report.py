@@ -1038,6 +1038,9 @@ def plot_chunk_size(
     rows = group_rows(df, "chunk_size")
     if rows.empty:
         return _skipped("chunk_size", "chunk_size", m)
+    # Every point is ACT at some K; the K = 1 point is the `single_step` run (that baseline is
+    # ACT with K = 1, so the study trains it once), which would otherwise start its own series.
+    rows = rows.assign(policy="act")
     paper = load_paper_results() if paper is None else paper
     keys = ["task", "source", "policy", "obs_mode", "temporal_ensemble", "chunk_size"]
     pooled = pool(rows, keys).sort_values("chunk_size", kind="stable")

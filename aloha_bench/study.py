@@ -535,6 +535,30 @@ def _baseline_labels(baseline: str, overrides: Mapping[str, Any], training_profi
     }
 
 
+def _canonical_baseline(
+    baseline: str,
+    overrides: Mapping[str, Any],
+    common: Mapping[str, Any],
+    policies: Sequence[str],
+    training_profile: str,
+) -> tuple[str, dict[str, Any]]:
+    """The study's own policy that a group's setting amounts to, else the setting as asked.
+
+    A group can ask for a run that one of the study's policies already is: the chunk-size
+    group's ``act`` at K = 1 resolves to exactly ``single_step`` (paper Fig. 8a: ACT without
+    chunking). A run's id starts with its baseline's name, so asking for it under two names
+    would train and evaluate the same config twice and report two numbers for it. The rule does
+    not depend on which groups a slice plans, so a group run alone finds the same run later.
+    """
+    from aloha_bench.policies.act.config import load_config
+
+    wanted = load_config(baseline, training_profile, dict(overrides))
+    for policy in policies:
+        if policy != baseline and load_config(policy, training_profile, dict(common)) == wanted:
+            return policy, dict(common)
+    return baseline, dict(overrides)
+
+
 def robustness_arms(group: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The robustness group's arms: each a policy family (observation mode, cameras, training
     length, training randomizations) evaluated under a list of perturbations.
@@ -683,12 +707,15 @@ def plan(
             return
         if train_steps is None:
             train_steps = group_setting(spec_groups.get("main", {}), task)["train_steps"]
-        overrides = {**training_overrides, **overrides, "obs_mode": cell_obs_mode}
+        common = {**training_overrides, "obs_mode": cell_obs_mode}
         if cell_obs_mode == "pixels":
             cameras = tuple(cameras or profile.get("cameras", ("top",)))
-            overrides |= {"cameras": list(cameras), "image_size": list(image_size)}
+            common |= {"cameras": list(cameras), "image_size": list(image_size)}
         else:
             cameras = ()
+        baseline, overrides = _canonical_baseline(
+            baseline, {**common, **overrides}, common, profile["policies"], training_profile
+        )
         d = DataCell(
             task,
             source,

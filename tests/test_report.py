@@ -661,3 +661,18 @@ def test_a_single_series_bar_plot_keeps_its_legend_label():
     report._bar_plot(ax, sns, ours, "x", "h", ["none"], ["none / state"], report._rule("end"))
     report._bar_legend(ax, ours, "h", ["none / state"])
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["none / state"]
+
+
+def test_chunk_size_plot_draws_single_step_as_acts_k1_point(tmp_path):
+    """The study trains the chunk-size group's K = 1 once, as `single_step` (ACT with K = 1): its
+    row must land on ACT's curve, not start a series of its own."""
+    df = frame(
+        row(groups="main;chunk_size", policy="single_step", chunk_size=1, successes=1),
+        row(groups="chunk_size", chunk_size=10, successes=40),
+        row(groups="main;chunk_size", chunk_size=100, successes=35),
+        row(groups="main", policy="no_cvae", use_vae=False, successes=30),
+    )
+    table = pd.read_csv(report.plot_chunk_size(df, tmp_path, paper={}).paths[2])
+    assert table["series"].nunique() == 1
+    assert list(table["chunk_size"]) == [1, 10, 100]
+    assert list(table["success_rate"]) == [0.02, 0.8, 0.7]

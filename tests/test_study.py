@@ -200,6 +200,25 @@ def test_training_overrides_reach_every_run_and_bad_ones_are_named(tmp_path):
         study.load_profile(path)
 
 
+def test_a_group_setting_that_is_a_study_policy_is_that_policys_run(tmp_path):
+    """The chunk-size group's K = 1 is `single_step` (ACT without chunking): one run, one
+    evaluation, in both groups, whichever groups a slice plans; other K stay act runs."""
+    profile = {**_tiny(tmp_path), "groups": {"chunk_size": {"values": [1, 10, 100]}}}
+    whole = study.plan(profile)
+    k1 = [e for e in whole.evals if e.label["chunk_size"] == 1]
+    assert len(k1) == 1 and set(k1[0].groups) == {"main", "chunk_size"}
+    assert k1[0].train.baseline == "single_step" and k1[0].label["policy"] == "single_step"
+    assert len(whole.train) == 3  # act K = 100 (main), single_step (K = 1), act K = 10
+    alone = study.plan(profile, groups=["chunk_size"])
+    assert {t.id for t in alone.train} <= {t.id for t in whole.train}
+    assert {e.id for e in alone.evals} <= {e.id for e in whole.evals}
+    k10 = next(t for t in alone.train if t.config().chunk_size == 10)
+    assert k10.baseline == "act"
+    # --policies filters what was asked for: the group's act points, K = 1 included.
+    assert len(study.plan(profile, groups=["chunk_size"], policies=["act"]).evals) == 3
+    assert not study.plan(profile, groups=["chunk_size"], policies=["single_step"]).evals
+
+
 def test_tiny_study_end_to_end_then_resume_skips_finished_cells(tmp_path):
     profile = {**_tiny(tmp_path), "groups": {"chunk_size": {"values": [1, 100]}}}
     work, results = tmp_path / "work", tmp_path / "results"
@@ -209,7 +228,8 @@ def test_tiny_study_end_to_end_then_resume_skips_finished_cells(tmp_path):
     assert first["skipped"] == 0 and first["missing"] == []
     summary = pd.read_csv(first["summary"], keep_default_na=False)
     report.validate_summary(summary)
-    assert len(summary) == len(the_plan.evals) == 3  # act (main + K=100), single_step, K=1
+    # act (main + K = 100) and single_step (main + K = 1: the chunk-size group's K = 1 is it)
+    assert len(summary) == len(the_plan.evals) == 2
     assert set(summary["policy"]) == {"act", "single_step"}
     assert (summary["episodes"] == 2).all()
     for name in ("table_main.md", "REPORT.md", "task_bars.png", "chunk_size.png", "missing.md"):
@@ -711,7 +731,7 @@ def test_a_slice_of_the_study_keeps_the_whole_studys_report(tmp_path):
     assert any("chunk_size" in g for g in summary["groups"])
     assert (results / "chunk_size.png").is_file()  # the other group's plot was not deleted
     # missing.md lists the study's missing cells, not the slice's.
-    assert sliced["missing"] == [] and "0 of 3" in (results / "missing.md").read_text()
+    assert sliced["missing"] == [] and "0 of 2" in (results / "missing.md").read_text()
 
 
 @pytest.mark.parametrize(
