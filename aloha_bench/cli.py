@@ -418,6 +418,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         print(report.report_markdown(report.read_summary(result["summary"])))
         missing = len(result["missing"])
         print(f"{missing} of {len(the_plan.evals)} evaluation cells missing ({results}/missing.md)")
+        _say_orphans(result, results)
         return 0
     print(
         f"study {profile['name']}: {len(the_plan.data)} datasets, {len(the_plan.train)} "
@@ -447,8 +448,18 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     print(report.report_markdown(report.read_summary(result["summary"])))
     if result["missing"]:
         print(f"{len(result['missing'])} evaluation cells missing: see {results}/missing.md")
+    _say_orphans(result, results)
     print(f"summary, tables and plots in {results}/ (REPORT.md); datasets and runs in {work}/")
     return 0
+
+
+def _say_orphans(result: dict, results: Path) -> None:
+    if result.get("orphans"):
+        print(
+            f"{len(result['orphans'])} records in {results}/records/ belong to no cell of the "
+            f"study as planned now and are left out of summary.csv (listed in "
+            f"{results}/missing.md)"
+        )
 
 
 def cmd_report(args: argparse.Namespace) -> int:

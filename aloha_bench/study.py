@@ -1733,6 +1733,17 @@ def missing_markdown(
     return "\n".join(lines) + "\n"
 
 
+def orphan_records(the_plan: Plan, layout: Layout) -> list[str]:
+    """Ids of the evaluation records in ``layout.results/records/`` that no cell of the plan
+    owns (sorted): left by an earlier plan of the study, they would otherwise sit there unread
+    while looking like results."""
+    folder = layout.results / "records"
+    if not folder.is_dir():
+        return []
+    owned = {e.id for e in the_plan.evals}
+    return sorted({p.stem for p in folder.glob("*.json*")} - owned)
+
+
 def write_summary(the_plan: Plan, layout: Layout) -> dict[str, Any]:
     """Collect finished evaluation rows into ``summary.csv``, list the missing ones in
     ``missing.md``, and write the report (tables and plots)."""
@@ -1750,8 +1761,25 @@ def write_summary(the_plan: Plan, layout: Layout) -> dict[str, Any]:
         else:
             missing.append(cell)
     layout.results.mkdir(parents=True, exist_ok=True)
-    (layout.results / "missing.md").write_text(missing_markdown(the_plan, layout, missing))
-    out: dict[str, Any] = {"summary": None, "missing": [c.id for c in missing], "report": []}
+    orphans = orphan_records(the_plan, layout)
+    text = missing_markdown(the_plan, layout, missing)
+    if orphans:
+        text += (
+            f"\n## Records of no cell of this study: {len(orphans)}\n\n"
+            f"These files in `{layout.results.name}/records/` match no cell of the study as it "
+            "is planned now, so they are not in summary.csv: a cell's id changes with its task's "
+            "version, its resolved training config or its evaluation settings, and a group's "
+            "setting that is one of the study's policies is that policy's cell. Delete them, or "
+            "keep them as history (git has them either way).\n\n"
+            + "".join(f"- `{o}`\n" for o in orphans)
+        )
+    (layout.results / "missing.md").write_text(text)
+    out: dict[str, Any] = {
+        "summary": None,
+        "missing": [c.id for c in missing],
+        "orphans": orphans,
+        "report": [],
+    }
     if not rows:
         return out
     frame = pd.DataFrame(rows)

@@ -399,6 +399,29 @@ def test_reproduce_refuses_filters_that_select_nothing():
     assert "no cell of study 'cpu' matches --groups demos --obs-modes pixels" in result.stderr
 
 
+def test_records_no_cell_owns_are_named_not_read(tmp_path):
+    """A record left by an earlier plan (another id for the same setting, an older task
+    version...) is not read into summary.csv, and missing.md and the CLI name it."""
+    profile = _tiny(tmp_path)
+    the_plan = study.plan(profile)
+    layout = study.Layout(tmp_path / "work", tmp_path / "results")
+    records = layout.results / "records"
+    records.mkdir(parents=True)
+    owned = the_plan.evals[0].id
+    # The owned cell has only its episodes so far (an evaluation that stopped half way).
+    for name in (f"{owned}.jsonl", "old_cell_eval_0000.json", "old_cell_eval_0000.jsonl"):
+        (records / name).write_text("{}")
+    assert study.orphan_records(the_plan, layout) == ["old_cell_eval_0000"]
+    result = study.write_summary(the_plan, layout)
+    assert result["orphans"] == ["old_cell_eval_0000"] and result["summary"] is None
+    text = (layout.results / "missing.md").read_text()
+    assert "Records of no cell of this study: 1" in text and "`old_cell_eval_0000`" in text
+    (records / "old_cell_eval_0000.json").unlink()
+    (records / "old_cell_eval_0000.jsonl").unlink()
+    study.write_summary(the_plan, layout)
+    assert "Records of no cell" not in (layout.results / "missing.md").read_text()
+
+
 def test_missing_md_says_what_each_cell_still_needs(tmp_path):
     """missing.md explains every missing cell: its dataset, the steps after its run's last
     checkpoint, its episodes, the group's command and hours; a checkpoint counts in the plan's
