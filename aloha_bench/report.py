@@ -120,6 +120,8 @@ STAGE_COLUMNS = ("stage_1", "stage_2", "stage_3")
 TASK_ORDER = ("transfer_cube", "insertion", "ziplock", "battery", "cup_lid")
 POLICY_ORDER = ("act", "no_cvae", "single_step")
 SOURCE_ORDER = ("scripted", "human")
+# The state grid is the study's complete main table; pixel rows stand beside it (issue 14).
+OBS_ORDER = ("state", "pixels")
 RANDOMIZE_ORDER = ("none", "light", "strong")
 PAPER_FILE = "paper_results.toml"
 MISSING = "—"
@@ -502,10 +504,16 @@ def main_table(df: pd.DataFrame, paper: dict | None = None) -> str:
 
 
 def _row_keys(pooled: pd.DataFrame) -> list[tuple]:
-    """(policy, source, obs_mode) table rows in the paper's order (ACT first, scripted first)."""
+    """(policy, source, obs_mode) table rows in the paper's order (ACT first), state before
+    pixels (the study's full grid first), scripted before human."""
     keys = set(map(tuple, pooled[["policy", "source", "obs_mode"]].to_numpy()))
     return sorted(
-        keys, key=lambda k: (_rank(k[0], POLICY_ORDER), _rank(k[1], SOURCE_ORDER), str(k[2]))
+        keys,
+        key=lambda k: (
+            _rank(k[0], POLICY_ORDER),
+            _rank(k[2], OBS_ORDER),
+            _rank(k[1], SOURCE_ORDER),
+        ),
     )
 
 
@@ -578,8 +586,9 @@ def success_table(df: pd.DataFrame) -> str:
 
 
 def tasks_table(df: pd.DataFrame, paper: dict | None = None) -> str:
-    """The main results with tasks as rows, one table per (source, obs mode): the shape that
-    reads on a page (the README), where ``main_table`` and ``success_table`` put tasks in columns.
+    """The main results with tasks as rows, one table per (source, obs mode), state tables
+    first (the full grid), then pixels, scripted before human in each: the shape that reads on a
+    page (the README), where ``main_table`` and ``success_table`` put tasks in columns.
 
     Columns: each policy's final-stage success at the end of the episode with its per-seed range,
     ACT's at any step and by the original ACT code's rule, and the paper's ACT figure for the same
@@ -596,7 +605,7 @@ def tasks_table(df: pd.DataFrame, paper: dict | None = None) -> str:
     blocks = []
     pairs = sorted(
         set(map(tuple, pooled[["source", "obs_mode"]].to_numpy())),
-        key=lambda k: (_rank(k[0], SOURCE_ORDER), str(k[1])),
+        key=lambda k: (_rank(k[1], OBS_ORDER), _rank(k[0], SOURCE_ORDER)),
     )
     for source, obs in pairs:
         part = pooled[(pooled["source"] == source) & (pooled["obs_mode"] == obs)]
@@ -1617,8 +1626,8 @@ def video_lines(df: pd.DataFrame, summary_dir: Path, out_dir: Path) -> list[str]
         videos,
         key=lambda k: (
             _rank(k[0], POLICY_ORDER),
+            _rank(k[2], OBS_ORDER),
             _rank(k[1], SOURCE_ORDER),
-            str(k[2]),
             _rank(k[3], TASK_ORDER),
         ),
     )

@@ -8,7 +8,8 @@ host), each task gets one GIF of a *success*: the ``front`` camera with the vide
 small GIF per task").
 
 Which success: the first main cell, in the tables' order (``act`` before ``no_cvae`` before
-``single_step``, scripted before human demonstrations), whose success video is on this machine.
+``single_step``, state before pixel observations, scripted before human demonstrations), whose
+success video is on this machine.
 A sidecar ``<task>.json`` names that cell, so the README can say what the GIF shows. Where no
 success video of a task is on this machine (a fresh clone: videos are not committed), the GIF an
 earlier report wrote is kept, sidecar and all: it is still that cell's film.
@@ -121,14 +122,18 @@ def _filmed_successes(
 ) -> dict[str, list[tuple[Mapping[str, str], Path]]]:
     """Per task, in table order: (a main cell's keys, its success video) for every main cell
     whose success video is on this machine."""
-    from aloha_bench.report import POLICY_ORDER, SOURCE_ORDER, _rank
+    from aloha_bench.report import OBS_ORDER, POLICY_ORDER, SOURCE_ORDER, _rank
     from aloha_bench.report_html import CELL_KEYS, example_videos
 
     videos = example_videos(df, results_dir)
     found: dict[str, list[tuple[Mapping[str, str], Path]]] = {}
     order = sorted(
         videos,
-        key=lambda k: (_rank(k[0], POLICY_ORDER), _rank(k[1], SOURCE_ORDER), str(k[2])),
+        key=lambda k: (
+            _rank(k[0], POLICY_ORDER),
+            _rank(k[2], OBS_ORDER),
+            _rank(k[1], SOURCE_ORDER),
+        ),
     )
     for key in order:
         cell = dict(zip(CELL_KEYS, key, strict=True))

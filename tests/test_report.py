@@ -676,3 +676,27 @@ def test_chunk_size_plot_draws_single_step_as_acts_k1_point(tmp_path):
     assert table["series"].nunique() == 1
     assert list(table["chunk_size"]) == [1, 10, 100]
     assert list(table["success_rate"]) == [0.02, 0.8, 0.7]
+
+
+def test_tasks_table_puts_the_state_grid_before_pixel_rows():
+    """The state tables are the full grid; ACT in pixels stands beside them (issue 14), so its
+    table comes after them whatever the names' alphabetical order."""
+    df = frame(
+        row(obs_mode="pixels", cameras="top+left_wrist", n_cameras=2),
+        row(source="human"),
+        row(),
+    )
+    text = report.tasks_table(df, paper={})
+    titles = [line for line in text.splitlines() if line.startswith("**")]
+    assert [t.split("**")[1] for t in titles] == [
+        "scripted demonstrations, state observations",
+        "human demonstrations, state observations",
+        "scripted demonstrations, pixels observations",
+    ]
+    rows = report.main_table(df, paper={}).splitlines()
+    act = [line.split("|")[2:4] for line in rows if line.startswith("| act |")]
+    assert [[c.strip() for c in a] for a in act] == [
+        ["scripted", "state"],
+        ["human", "state"],
+        ["scripted", "pixels"],
+    ]
