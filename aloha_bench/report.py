@@ -365,6 +365,17 @@ def _rank(value, order: Sequence[str]) -> tuple[int, str]:
     return (order.index(value) if value in order else len(order), str(value))
 
 
+def cell_rank(policy: str, source: str, obs_mode: str) -> tuple:
+    """Sort key of a main cell's rows in every table, video list and GIF choice: the paper's
+    order of policies (ACT first), then state before pixels (the study's full grid first), then
+    scripted before human demonstrations."""
+    return (
+        _rank(policy, POLICY_ORDER),
+        _rank(obs_mode, OBS_ORDER),
+        _rank(source, SOURCE_ORDER),
+    )
+
+
 def _ordered(values, order: Sequence[str]) -> list:
     """Distinct ``values`` in ``order`` first, the rest alphabetically."""
     return sorted(dict.fromkeys(values), key=lambda v: _rank(v, order))
@@ -507,14 +518,7 @@ def _row_keys(pooled: pd.DataFrame) -> list[tuple]:
     """(policy, source, obs_mode) table rows in the paper's order (ACT first), state before
     pixels (the study's full grid first), scripted before human."""
     keys = set(map(tuple, pooled[["policy", "source", "obs_mode"]].to_numpy()))
-    return sorted(
-        keys,
-        key=lambda k: (
-            _rank(k[0], POLICY_ORDER),
-            _rank(k[2], OBS_ORDER),
-            _rank(k[1], SOURCE_ORDER),
-        ),
-    )
+    return sorted(keys, key=lambda k: cell_rank(*k))
 
 
 def _lookup(pooled: pd.DataFrame, policy: str, source: str, obs: str, task: str) -> pd.DataFrame:
@@ -1624,12 +1628,7 @@ def video_lines(df: pd.DataFrame, summary_dir: Path, out_dir: Path) -> list[str]
     lines = []
     keys = sorted(
         videos,
-        key=lambda k: (
-            _rank(k[0], POLICY_ORDER),
-            _rank(k[2], OBS_ORDER),
-            _rank(k[1], SOURCE_ORDER),
-            _rank(k[3], TASK_ORDER),
-        ),
+        key=lambda k: (*cell_rank(k[0], k[1], k[2]), _rank(k[3], TASK_ORDER)),
     )
     for key in keys:
         episodes, successes = (int(counts.loc[key, c]) for c in ("episodes", "successes"))

@@ -122,19 +122,12 @@ def _filmed_successes(
 ) -> dict[str, list[tuple[Mapping[str, str], Path]]]:
     """Per task, in table order: (a main cell's keys, its success video) for every main cell
     whose success video is on this machine."""
-    from aloha_bench.report import OBS_ORDER, POLICY_ORDER, SOURCE_ORDER, _rank
+    from aloha_bench.report import cell_rank
     from aloha_bench.report_html import CELL_KEYS, example_videos
 
     videos = example_videos(df, results_dir)
     found: dict[str, list[tuple[Mapping[str, str], Path]]] = {}
-    order = sorted(
-        videos,
-        key=lambda k: (
-            _rank(k[0], POLICY_ORDER),
-            _rank(k[2], OBS_ORDER),
-            _rank(k[1], SOURCE_ORDER),
-        ),
-    )
+    order = sorted(videos, key=lambda k: cell_rank(k[0], k[1], k[2]))
     for key in order:
         cell = dict(zip(CELL_KEYS, key, strict=True))
         path = videos[key]["success"]
