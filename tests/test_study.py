@@ -99,8 +99,8 @@ def test_robustness_arms_plan_their_own_runs():
     cells = study.plan(study.load_profile("cpu"), groups=["robustness"])
     arms = {(t.data.obs_mode, t.data.cameras, t.data.randomize, t.steps) for t in cells.train}
     assert arms == {
-        ("pixels", ("top",), "none", 10000),
-        ("pixels", ("top",), "strong", 10000),
+        ("pixels", ("top", "left_wrist"), "none", 10200),
+        ("pixels", ("top", "left_wrist"), "strong", 10200),
         ("state", (), "none", 10000),
         ("state", (), "strong", 10000),
     }
@@ -113,7 +113,7 @@ def test_robustness_arms_plan_their_own_runs():
     assert not {"camera", "lighting"} & by_arm[("state", "none")]
     assert by_arm[("state", "none")] == by_arm[("state", "strong")]
     assert by_arm[("pixels", "none")] == by_arm[("pixels", "strong")]
-    assert all(e.label["train_steps"] == 10000 for e in cells.evals)
+    assert {e.label["train_steps"] for e in cells.evals} == {10000, 10200}
     camera = next(e for e in cells.evals if e.label["perturbation"] == "camera")
     assert dict(camera.randomize)["camera_position_m"] == 0.03
 
@@ -389,6 +389,21 @@ def test_plan_slices_by_observation_mode():
     human = study.plan(cpu, sources=["human"])
     assert human.evals and {e.label["source"] for e in human.evals} == {"human"}
     assert not study.plan(cpu, groups=["beta"], sources=["human"]).evals
+
+
+def test_the_cpu_robustness_pixel_arm_is_the_pixel_cells_policy():
+    """The `cpu` study's robustness pixel arm, trained without randomization, is the pixel
+    cells' run of seed 0 (one model, two groups), and its unperturbed evaluation is that main
+    cell: the perturbations are read against the pixel policy the main table reports."""
+    cpu = study.load_profile("cpu")
+    the_plan = study.plan(cpu, tasks=["transfer_cube"], groups=["pixels", "robustness"], seeds=1)
+    pixel_evals = [e for e in the_plan.evals if e.train.data.obs_mode == "pixels"]
+    robust = [e for e in pixel_evals if "robustness" in e.groups]
+    unrandomized = [e for e in robust if "rand-" not in e.train.data.id]
+    assert unrandomized and len({e.train.id for e in unrandomized}) == 1
+    unperturbed = next(e for e in unrandomized if e.label["perturbation"] == "none")
+    assert "pixels" in unperturbed.groups
+    assert {e.train.id for e in robust} - {unperturbed.train.id}  # the randomized run is its own
 
 
 def test_reproduce_refuses_filters_that_select_nothing():
