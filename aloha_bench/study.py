@@ -25,6 +25,7 @@ the command that runs it, so a partial study says what it lacks.
 from __future__ import annotations
 
 import collections
+import contextlib
 import csv
 import dataclasses
 import functools
@@ -33,6 +34,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import socket
 import statistics
 import threading
 import time
@@ -1026,7 +1028,11 @@ class CellProgress:
     """A running cell's progress, as a small JSON file the study's status lines read.
 
     Cells run in spawned worker processes (or Ray tasks on a shared filesystem) that have no
-    other channel back while they run. Writes are atomic and at most one per ``every_s``.
+    other channel back while they run. Writes are atomic and at most one per ``every_s``. Each
+    file names its writer (host and process id), so that a study starting in the same work
+    folder removes only the files of processes that are gone (:func:`clear_stale_progress`).
+    Progress is for people to read: a write that fails (its folder removed, a full disk) is
+    retried once, then skipped with one warning, and never stops the cell.
 
     Args:
         layout: the study's folders.
@@ -1049,7 +1055,10 @@ class CellProgress:
             "total": int(total),
             "unit": unit,
             "started": time.time(),
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
         }
+        self._failed = False
         self._write()
 
     def update(self, done: int, force: bool = False, **extra: Any) -> None:
@@ -1064,10 +1073,66 @@ class CellProgress:
 
     def _write(self) -> None:
         self._written = time.time()
-        _atomic_write(self.path, json.dumps({**self.state, "updated": self._written}))
+        text = json.dumps({**self.state, "updated": self._written})
+        for attempt in range(2):
+            try:
+                if attempt:
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
+                _atomic_write(self.path, text)
+                return
+            except OSError as error:
+                last = error
+        if not self._failed:
+            self._failed = True
+            warnings.warn(
+                f"progress of {self.state['id']} could not be written to {self.path} ({last}); "
+                "the cell runs on, its status line may lag",
+                RuntimeWarning,
+                stacklevel=2,
+            )
 
     def close(self) -> None:
         self.path.unlink(missing_ok=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def clear_stale_progress(layout: Layout, max_age_s: float = 3600.0) -> list[Path]:
+    """Remove the progress files that describe nothing running, and return them.
+
+    A file is stale when its writer was on this host and its process is gone (a killed study),
+    when a writer on another host (a Ray worker) has not updated it for ``max_age_s``, or when
+    it names no writer (written before files named one) or cannot be read for ``max_age_s``.
+    Files of live processes stay: two studies may run different slices in one work folder,
+    and removing the folder under one of them used to stop it."""
+    folder = layout.work / "progress"
+    host, now, removed = socket.gethostname(), time.time(), []
+    for path in sorted(folder.glob("*.json*")) if folder.is_dir() else []:
+        try:
+            p = json.loads(path.read_text())
+            if "pid" not in p:
+                stale = True
+            elif p.get("host") == host:
+                stale = not _pid_alive(int(p["pid"]))
+            else:
+                stale = now - float(p.get("updated", 0.0)) > max_age_s
+        except (OSError, ValueError, TypeError):
+            try:  # a .tmp half written this instant, or one a killed writer left
+                stale = now - path.stat().st_mtime > max_age_s or path.suffix == ".json"
+            except OSError:
+                continue
+        if stale:
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 def status_line(layout: Layout, finished: int, total: int, started: float) -> str:
@@ -1213,13 +1278,49 @@ def generation_workers(n_datasets: int, workers: int, executor: str = "local") -
     return max(1, workers // n_datasets)
 
 
+@contextlib.contextmanager
+def cell_lock(layout: Layout, cell_id: str):
+    """Hold ``<work>/locks/<cell_id>.lock`` while a cell runs; yields True when it had to wait.
+
+    Two studies may run in one work folder (different slices, or by mistake the same one).
+    Without this, a second trainer of a run would find the first one's folder without a
+    checkpoint yet and delete it, and two recorders would write one dataset. With it, the second
+    waits for the first and then finds the cell done. An advisory ``flock``: held by the open
+    file, so a killed process releases it; where ``fcntl`` is missing (Windows) cells run
+    unlocked."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield False
+        return
+    path = layout.work / "locks" / f"{cell_id}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            waited = False
+        except BlockingIOError:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            waited = True
+        try:
+            yield waited
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def run_data_cell(cell: DataCell, layout: Layout, workers: int = 1) -> str:
     """Record (or finish recording) a cell's demonstrations with ``workers`` processes (the
-    same dataset as one: ``generate`` accepts episodes in seed order)."""
+    same dataset as one: ``generate`` accepts episodes in seed order). Holds the cell's
+    :func:`cell_lock` while it records."""
+    with cell_lock(layout, cell.id) as waited:
+        if data_done(cell, layout):
+            return f"{cell.id}: " + ("recorded by another process" if waited else "done before")
+        return _record_data_cell(cell, layout, workers)
+
+
+def _record_data_cell(cell: DataCell, layout: Layout, workers: int) -> str:
     from aloha_bench.generate import GenerateSettings, generate
 
-    if data_done(cell, layout):
-        return f"{cell.id}: done before"
     settings = GenerateSettings(
         task=cell.task,
         source=cell.source,
@@ -1337,14 +1438,20 @@ def precision_note(the_plan: Plan) -> str | None:
 def run_train_job(
     train: TrainCell, evals: Sequence[EvalCell], layout: Layout, threads: int
 ) -> list[str]:
-    """A training run and then its evaluations: the unit of work handed to an executor."""
+    """A training run and then its evaluations: the unit of work handed to an executor. Holds
+    the run's :func:`cell_lock` throughout; one message per cell."""
     from aloha_bench.policies.act.precision import PrecisionWarning
 
     os.environ.setdefault("MUJOCO_GL", "egl")
     # run_study said it once (precision_note); each worker would repeat it.
     warnings.filterwarnings("ignore", category=PrecisionWarning)
-    messages = [run_train_cell(train, layout, threads)]
-    messages += [run_eval_cell(e, layout, threads) for e in evals]
+    with cell_lock(layout, train.id) as waited:
+        messages = [run_train_cell(train, layout, threads)]
+        for e in evals:
+            if waited and eval_done(e, layout):  # the other study evaluated it meanwhile
+                messages.append(f"{e.id}: evaluated by another process")
+            else:
+                messages.append(run_eval_cell(e, layout, threads))
     return messages
 
 
@@ -1510,8 +1617,9 @@ def run_study(
     skipped = 0
     n_cells = len(the_plan.data) + len(the_plan.train) + len(the_plan.evals)
     trained_now = {t.id for t in the_plan.train if train_needed(t, the_plan, layout)}
-    # Progress files of cells a killed run left behind describe nothing that runs now.
-    shutil.rmtree(layout.work / "progress", ignore_errors=True)
+    # Progress files of cells a killed run left behind describe nothing that runs now; those of
+    # a study running another slice in this folder stay.
+    clear_stale_progress(layout)
     todo_data = [c for c in the_plan.data if data_needed(c, the_plan, layout)]
     skipped += len(the_plan.data) - len(todo_data)
     jobs = []

@@ -560,6 +560,74 @@ def test_running_cells_report_counts_rates_and_eta(tmp_path):
     assert study.status_line(layout, 9, 9, demos.state["started"]).endswith("9/9 cells finished")
 
 
+def test_a_second_study_in_the_work_folder_leaves_the_first_ones_progress(tmp_path):
+    """Two studies running different slices in one work folder: the one starting removes only
+    the progress of processes that are gone, and a progress write whose folder vanished neither
+    raises nor stops its cell (a study slice once stopped an hour in when another started)."""
+    import subprocess
+    import sys
+
+    layout = study.Layout(tmp_path / "work", tmp_path / "results")
+    live = study.CellProgress(layout, "live_cell", "train", 100, "steps")
+    gone = study.CellProgress(layout, "killed_cell", "train", 100, "steps")
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        text=True,
+        capture_output=True,
+        check=True,
+    )
+    gone.state["pid"] = int(dead.stdout)
+    gone.update(5, force=True)
+    legacy = layout.progress("before_writers_were_named")
+    legacy.write_text(json.dumps({"id": "x", "kind": "eval", "done": 1, "total": 2}))
+    removed = study.clear_stale_progress(layout)
+    assert sorted(p.name for p in removed) == [
+        "before_writers_were_named.json",
+        "killed_cell.json",
+    ]
+    assert layout.progress("live_cell").is_file()
+    # The folder removed under a running cell (as the old start-up cleanup did): it comes back.
+    import shutil
+
+    shutil.rmtree(layout.work / "progress")
+    live.update(50, force=True)
+    assert json.loads(layout.progress("live_cell").read_text())["done"] == 50
+    # A folder that cannot be made: one warning, and the cell goes on.
+    shutil.rmtree(layout.work / "progress")
+    (layout.work / "progress").write_text("not a folder")
+    with pytest.warns(RuntimeWarning, match="could not be written"):
+        live.update(60, force=True)
+    live.update(70, force=True)  # warned once
+    assert live.state["done"] == 70
+
+
+def test_a_cell_runs_in_one_study_at_a_time(tmp_path, monkeypatch):
+    """Two studies in one work folder that reach the same cell: the second waits for the first
+    (which could otherwise find a run without its first checkpoint and delete it) and then
+    finds the cell done instead of running it again."""
+    import threading
+
+    layout = study.Layout(tmp_path / "work", tmp_path / "results")
+    cell = study.plan(_tiny(tmp_path, policies=["act"])).data[0]
+    monkeypatch.setattr(study, "data_done", lambda c, lay: True)
+    order = []
+
+    def second():
+        order.append(("second", study.run_data_cell(cell, layout)))
+
+    with study.cell_lock(layout, cell.id) as waited:
+        assert not waited
+        thread = threading.Thread(target=second)
+        thread.start()
+        thread.join(0.5)
+        order.append(("first", "done"))
+    thread.join(10)
+    assert order == [("first", "done"), ("second", f"{cell.id}: recorded by another process")]
+    assert study.run_data_cell(cell, layout) == f"{cell.id}: done before"
+    with study.cell_lock(layout, "another_cell") as waited:
+        assert not waited
+
+
 def test_a_study_prints_status_lines_while_cells_run(tmp_path):
     profile = _tiny(tmp_path, policies=["act"])
     lines = []
