@@ -1286,8 +1286,8 @@ def cell_lock(layout: Layout, cell_id: str):
     Without this, a second trainer of a run would find the first one's folder without a
     checkpoint yet and delete it, and two recorders would write one dataset. With it, the second
     waits for the first and then finds the cell done. An advisory ``flock``: held by the open
-    file, so a killed process releases it; where ``fcntl`` is missing (Windows) cells run
-    unlocked."""
+    file, so a killed process releases it; where ``fcntl`` is missing (Windows) or the
+    filesystem refuses ``flock``, cells run unlocked."""
     try:
         import fcntl
     except ImportError:  # pragma: no cover - not POSIX
@@ -1298,14 +1298,17 @@ def cell_lock(layout: Layout, cell_id: str):
     with path.open("a") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            waited = False
+            waited, locked = False, True
         except BlockingIOError:
             fcntl.flock(f, fcntl.LOCK_EX)
-            waited = True
+            waited, locked = True, True
+        except OSError:  # a filesystem without flock (some network mounts): run unlocked
+            waited, locked = False, False
         try:
             yield waited
         finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+            if locked:
+                fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def run_data_cell(cell: DataCell, layout: Layout, workers: int = 1) -> str:

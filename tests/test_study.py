@@ -626,6 +626,16 @@ def test_a_cell_runs_in_one_study_at_a_time(tmp_path, monkeypatch):
     assert study.run_data_cell(cell, layout) == f"{cell.id}: done before"
     with study.cell_lock(layout, "another_cell") as waited:
         assert not waited
+    # A filesystem that refuses flock (some network mounts): the cell runs unlocked.
+    import fcntl
+
+    def refuse(_f, op):
+        if op != fcntl.LOCK_UN:
+            raise OSError(37, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", refuse)
+    with study.cell_lock(layout, cell.id) as waited:
+        assert not waited
 
 
 def test_a_study_prints_status_lines_while_cells_run(tmp_path):
