@@ -1285,30 +1285,22 @@ def cell_lock(layout: Layout, cell_id: str):
     Two studies may run in one work folder (different slices, or by mistake the same one).
     Without this, a second trainer of a run would find the first one's folder without a
     checkpoint yet and delete it, and two recorders would write one dataset. With it, the second
-    waits for the first and then finds the cell done. An advisory ``flock``: held by the open
-    file, so a killed process releases it; where ``fcntl`` is missing (Windows) or the
-    filesystem refuses ``flock``, cells run unlocked."""
+    waits for the first (and says whom it waits for) and then finds the cell done. The lock is
+    the episode store's writer lock (:class:`aloha_bench.data.lock.WriterLock`): held by the open
+    file, so a killed process releases it; where the filesystem refuses ``flock`` (some network
+    mounts) cells run unlocked, with a warning."""
+    from aloha_bench.data.lock import WriterLock
+
+    lock = WriterLock(
+        layout.work / "locks" / cell_id,
+        lock_file=layout.work / "locks" / f"{cell_id}.lock",
+        wait=True,
+        required=False,
+    )
     try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX
-        yield False
-        return
-    path = layout.work / "locks" / f"{cell_id}.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            waited, locked = False, True
-        except BlockingIOError:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            waited, locked = True, True
-        except OSError:  # a filesystem without flock (some network mounts): run unlocked
-            waited, locked = False, False
-        try:
-            yield waited
-        finally:
-            if locked:
-                fcntl.flock(f, fcntl.LOCK_UN)
+        yield lock.waited
+    finally:
+        lock.release()
 
 
 def run_data_cell(cell: DataCell, layout: Layout, workers: int = 1) -> str:

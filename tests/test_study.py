@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 
@@ -601,7 +602,7 @@ def test_a_second_study_in_the_work_folder_leaves_the_first_ones_progress(tmp_pa
     assert live.state["done"] == 70
 
 
-def test_a_cell_runs_in_one_study_at_a_time(tmp_path, monkeypatch):
+def test_a_cell_runs_in_one_study_at_a_time(tmp_path, monkeypatch, caplog):
     """Two studies in one work folder that reach the same cell: the second waits for the first
     (which could otherwise find a run without its first checkpoint and delete it) and then
     finds the cell done instead of running it again."""
@@ -623,6 +624,9 @@ def test_a_cell_runs_in_one_study_at_a_time(tmp_path, monkeypatch):
         order.append(("first", "done"))
     thread.join(10)
     assert order == [("first", "done"), ("second", f"{cell.id}: recorded by another process")]
+    # The waiting study said whom it waited for; the released lock leaves no file behind.
+    assert f"{cell.id}: waiting for PID {os.getpid()} on " in caplog.text
+    assert not (layout.work / "locks" / f"{cell.id}.lock").exists()
     assert study.run_data_cell(cell, layout) == f"{cell.id}: done before"
     with study.cell_lock(layout, "another_cell") as waited:
         assert not waited
@@ -634,8 +638,10 @@ def test_a_cell_runs_in_one_study_at_a_time(tmp_path, monkeypatch):
             raise OSError(37, "No locks available")
 
     monkeypatch.setattr(fcntl, "flock", refuse)
+    caplog.clear()
     with study.cell_lock(layout, cell.id) as waited:
         assert not waited
+    assert "running without the lock" in caplog.text
 
 
 def test_a_study_prints_status_lines_while_cells_run(tmp_path):

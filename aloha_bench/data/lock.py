@@ -9,6 +9,10 @@ before the store exists (two runs creating the same store would otherwise race).
 
 POSIX only (``fcntl``), like the rest of the project's tooling; a filesystem without ``flock``
 support (some network mounts) reports an error instead of silently allowing two writers.
+
+The study (``aloha_bench.study.cell_lock``) uses the same lock for whole cells, with
+``wait=True`` (a second study waits for the cell, then finds it done) and ``required=False``
+(where flock is refused the cell runs unlocked, as it would without the lock).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import logging
 import os
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -61,21 +66,41 @@ class WriterLock:
     """The exclusive writer lock of one store; :meth:`release` (or process exit) frees it.
 
     Args:
-        store_path: the store the lock protects.
+        store_path: the store (or study cell) the lock protects; named in messages.
+        lock_file: the lock file; default ``<store>.lock`` beside the store (:func:`lock_path`).
+        wait: when another live process holds the lock, wait for it to release the lock
+            (``waited`` is then True) instead of raising.
+        required: when False, a filesystem that refuses ``flock`` leaves the lock unheld (``held``
+            is False) with a warning instead of raising.
+        on_wait: called once with a description of the holder before waiting (``wait=True``),
+            so a caller can say whom it waits for; default a log message.
 
     Raises:
-        StoreLockedError: another live process holds the lock (the message names its PID).
+        StoreLockedError: another live process holds the lock and ``wait`` is False (the message
+            names its PID), or ``required`` and the filesystem refuses ``flock``.
     """
 
-    def __init__(self, store_path: str | Path) -> None:
+    def __init__(
+        self,
+        store_path: str | Path,
+        *,
+        lock_file: str | Path | None = None,
+        wait: bool = False,
+        required: bool = True,
+        on_wait: Callable[[str], None] | None = None,
+    ) -> None:
         self.store_path = Path(store_path)
-        self.path = lock_path(store_path)
+        self.path = Path(lock_file) if lock_file is not None else lock_path(store_path)
         # The holder whose stale lock this one took over (a killed run), or None.
         self.took_over: dict[str, Any] | None = None
+        # Whether another process held the lock and this one waited for it.
+        self.waited = False
         self._fd: int | None = None
-        self._fd = self._acquire()
+        self._fd = self._acquire(wait, required, on_wait)
 
-    def _acquire(self) -> int:
+    def _acquire(
+        self, wait: bool, required: bool, on_wait: Callable[[str], None] | None
+    ) -> int | None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -83,14 +108,27 @@ class WriterLock:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 holder = _holder(fd)
-                os.close(fd)
-                raise StoreLockedError(
-                    f"{self.store_path} is being written by {_describe(holder)}; two writers "
-                    "would overwrite each other's episodes. Wait for that run to finish (or stop "
-                    "it), or write to another path"
-                ) from None
+                if not wait:
+                    os.close(fd)
+                    raise StoreLockedError(
+                        f"{self.store_path} is being written by {_describe(holder)}; two writers "
+                        "would overwrite each other's episodes. Wait for that run to finish (or "
+                        "stop it), or write to another path"
+                    ) from None
+                if not self.waited:
+                    self.waited = True
+                    message = f"{self.store_path.name}: waiting for {_describe(holder)}"
+                    (on_wait or logger.warning)(message)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                except BaseException:
+                    os.close(fd)
+                    raise
             except OSError as exc:
                 os.close(fd)
+                if not required:
+                    logger.warning("cannot lock %s (%s): running without the lock", self.path, exc)
+                    return None
                 raise StoreLockedError(
                     f"cannot lock {self.path} ({exc}); this filesystem may not support flock: "
                     "write the store to a local disk"

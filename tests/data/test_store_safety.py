@@ -89,6 +89,65 @@ def test_a_second_writer_is_refused_naming_the_first_and_a_killed_ones_lock_is_t
     assert not lock_path(path).exists() and EpisodeStore.open(path).n_episodes == 3
 
 
+HOLDER = """
+import sys
+from aloha_bench.data.lock import WriterLock
+lock = WriterLock(sys.argv[1])
+print("holding", flush=True)
+sys.stdin.readline()
+lock.release()
+print("released", flush=True)
+"""
+
+
+def test_a_waiting_lock_names_the_holder_and_takes_the_lock_when_it_is_released(
+    tmp_path, monkeypatch
+):
+    """``wait=True`` (the study's cell lock): blocks on another process's lock, says whom it
+    waits for, and holds the lock once that process releases it."""
+    import threading
+
+    from aloha_bench.data.lock import WriterLock
+
+    path = tmp_path / "cell"
+    child = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout.readline().strip() == "holding"
+        said, got = [], []
+        waiter = threading.Thread(
+            target=lambda: got.append(WriterLock(path, wait=True, on_wait=said.append))
+        )
+        waiter.start()
+        waiter.join(1.0)
+        assert waiter.is_alive() and not got  # still waiting
+        assert said == [f"cell: waiting for PID {child.pid} on " + said[0].split(" on ", 1)[1]]
+        child.stdin.write("\n")
+        child.stdin.flush()
+        assert child.stdout.readline().strip() == "released"
+        waiter.join(10)
+        assert got and got[0].held and got[0].waited
+        assert json.loads(lock_path(path).read_text())["pid"] == os.getpid()
+        got[0].release()
+    finally:
+        child.kill()
+        child.wait()
+    # A filesystem that refuses flock: an error by default, an unheld lock where not required.
+    import fcntl
+
+    def refuse(_fd, _op):
+        raise OSError(37, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", refuse)
+    with pytest.raises(StoreLockedError, match="may not support flock"):
+        WriterLock(path)
+    assert not WriterLock(path, wait=True, required=False).held
+
+
 def test_two_writers_in_one_process_and_the_cli(tmp_path, capsys):
     path = _store(tmp_path / "s.zarr")
     with EpisodeStore.open(path, mode="a"):
