@@ -376,6 +376,13 @@ def cell_rank(policy: str, source: str, obs_mode: str) -> tuple:
     )
 
 
+def video_cell_rank(key: Sequence[str]) -> tuple:
+    """Sort key of a (policy, source, obs_mode, task) cell in REPORT.md's and index.html's
+    rollout lists: :func:`cell_rank`, then the tasks in the paper's order."""
+    policy, source, obs_mode, task = key
+    return (*cell_rank(policy, source, obs_mode), _rank(task, TASK_ORDER))
+
+
 def _ordered(values, order: Sequence[str]) -> list:
     """Distinct ``values`` in ``order`` first, the rest alphabetically."""
     return sorted(dict.fromkeys(values), key=lambda v: _rank(v, order))
@@ -1626,11 +1633,7 @@ def video_lines(df: pd.DataFrame, summary_dir: Path, out_dir: Path) -> list[str]
     counts = pool(rows, CELL_KEYS).set_index(list(CELL_KEYS))
     out_dir = Path(out_dir).resolve()
     lines = []
-    keys = sorted(
-        videos,
-        key=lambda k: (*cell_rank(k[0], k[1], k[2]), _rank(k[3], TASK_ORDER)),
-    )
-    for key in keys:
+    for key in sorted(videos, key=video_cell_rank):
         episodes, successes = (int(counts.loc[key, c]) for c in ("episodes", "successes"))
         links = []
         for outcome in ("success", "failure"):

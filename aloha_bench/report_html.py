@@ -202,7 +202,11 @@ def index_html(
     videos = example_videos(df, Path(summary_dir or page_dir).resolve())
     if not videos:
         parts.append("<p>No main cells in the summary.</p>")
-    for key in sorted(videos, key=str):
+    from aloha_bench.report import video_cell_rank
+
+    # The order of REPORT.md's rollout list and of every table: ACT first, state before pixels,
+    # scripted before human (report.cell_rank).
+    for key in sorted(videos, key=video_cell_rank):
         label = " / ".join(str(k) for k in key)
         parts.append(f'<h3>{html.escape(label)}</h3><div class="cell">')
         for outcome in VIDEO_COLUMNS:

@@ -94,6 +94,25 @@ def test_index_has_the_table_every_plot_and_says_what_is_absent(study_results):
     assert 'src="../runs/videos/act_transfer_cube_seed1000_success.mp4"' in page
 
 
+def test_index_lists_rollouts_in_the_tables_order(tmp_path):
+    """ACT first, state before pixels, scripted before human, then the paper's task order: the
+    order of every table and of REPORT.md's rollout list (report.cell_rank), not the alphabet."""
+    from aloha_bench.report_html import index_html
+
+    cells = [
+        dict(policy="single_step", source="scripted", obs_mode="state", task="transfer_cube"),
+        dict(policy="act", source="scripted", obs_mode="pixels", task="transfer_cube"),
+        dict(policy="act", source="human", obs_mode="state", task="transfer_cube"),
+        dict(policy="act", source="scripted", obs_mode="state", task="insertion"),
+        dict(policy="act", source="scripted", obs_mode="state", task="transfer_cube"),
+    ]
+    page = index_html(frame(*(row(**c) for c in cells)), tmp_path, "", [], summary_dir=tmp_path)
+    rollouts = page[page.index('id="rollouts"') :]
+    # `cells` is written last to first.
+    at = [rollouts.index(f"<h3>{' / '.join(c.values())}</h3>") for c in cells]
+    assert at == sorted(at, reverse=True)
+
+
 def test_index_plays_in_headless_chromium(study_results, tmp_path):
     if CHROMIUM is None:
         pytest.skip("Chromium not installed (apt-get install -y chromium; .ci/run does)")
