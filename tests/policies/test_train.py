@@ -206,3 +206,30 @@ def test_ema_decay_outside_zero_to_one_is_refused():
         tiny_config(obs_mode="state", ema_decay=1.0)
     with pytest.raises(ValueError, match="ema_decay"):
         tiny_config(obs_mode="state", ema_decay=float("nan"))
+
+
+def test_the_loss_plot_has_axis_titles_and_every_curve(tmp_path, monkeypatch):
+    """losses.png: training L1 and KL and the validation L1 (logged every few steps, so rows
+    without it are skipped), log loss against gradient steps, with titled axes."""
+    import matplotlib.pyplot as plt
+
+    from aloha_bench.train import CSV_COLUMNS, LOSSES_FILE, write_loss_plot
+
+    with (tmp_path / LOSSES_FILE).open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
+        writer.writeheader()
+        for step in range(1, 101):
+            values = {"step": step, "l1": 1.0 / step, "kl": 0.1 / step}
+            if step % 25 == 0:
+                values["val_l1_prior"] = 2.0 / step
+            writer.writerow(values)
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)
+    out = write_loss_plot(tmp_path)
+    assert out == tmp_path / "losses.png" and out.stat().st_size > 0
+    ax = figures[0].axes[0]
+    assert ax.get_xlabel() == "gradient step"
+    assert ax.get_ylabel().startswith("loss") and ax.get_yscale() == "log"
+    assert ax.get_title() == f"{tmp_path.name}: training curves"
+    assert [len(line.get_xdata()) for line in ax.lines] == [100, 100, 4]
+    assert [t.get_text() for t in ax.get_legend().get_texts()][2].startswith("validation L1")
