@@ -145,7 +145,7 @@ class WriterLock:
             self.took_over = previous
             logger.warning(
                 "%s: took over a stale writer lock of %s, which no longer holds it (a killed "
-                "run); its finished episodes are intact",
+                "run); what it finished (episodes, checkpoints) is intact",
                 self.store_path,
                 _describe(previous),
             )
