@@ -1105,6 +1105,23 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _progress_is_stale(path: Path, host: str, now: float, max_age_s: float) -> bool:
+    """Whether a progress file describes nothing running (see :func:`clear_stale_progress`);
+    False for a file that vanished this instant."""
+    try:
+        p = json.loads(path.read_text())
+        if "pid" not in p:
+            return True
+        if p.get("host") == host:
+            return not _pid_alive(int(p["pid"]))
+        return now - float(p.get("updated", 0.0)) > max_age_s
+    except (OSError, ValueError, TypeError):
+        try:  # a .tmp half written this instant, or one a killed writer left
+            return now - path.stat().st_mtime > max_age_s or path.suffix == ".json"
+        except OSError:
+            return False
+
+
 def clear_stale_progress(layout: Layout, max_age_s: float = 3600.0) -> list[Path]:
     """Remove the progress files that describe nothing running, and return them.
 
@@ -1116,30 +1133,24 @@ def clear_stale_progress(layout: Layout, max_age_s: float = 3600.0) -> list[Path
     folder = layout.work / "progress"
     host, now, removed = socket.gethostname(), time.time(), []
     for path in sorted(folder.glob("*.json*")) if folder.is_dir() else []:
-        try:
-            p = json.loads(path.read_text())
-            if "pid" not in p:
-                stale = True
-            elif p.get("host") == host:
-                stale = not _pid_alive(int(p["pid"]))
-            else:
-                stale = now - float(p.get("updated", 0.0)) > max_age_s
-        except (OSError, ValueError, TypeError):
-            try:  # a .tmp half written this instant, or one a killed writer left
-                stale = now - path.stat().st_mtime > max_age_s or path.suffix == ".json"
-            except OSError:
-                continue
-        if stale:
+        if _progress_is_stale(path, host, now, max_age_s):
             path.unlink(missing_ok=True)
             removed.append(path)
     return removed
 
 
-def status_line(layout: Layout, finished: int, total: int, started: float) -> str:
-    """One line: cells finished, then each running cell with its count, rate and ETA."""
+def status_line(
+    layout: Layout, finished: int, total: int, started: float, max_age_s: float = 3600.0
+) -> str:
+    """One line: cells finished, then each running cell with its count, rate and ETA. A cell
+    whose progress file is stale (:func:`clear_stale_progress`: a killed study's) is left out,
+    so the line never shows work that nobody is doing."""
     elapsed = time.time() - started
     parts = [f"[{_clock(elapsed)}] {finished}/{total} cells finished"]
+    host, now = socket.gethostname(), time.time()
     for path in sorted((layout.work / "progress").glob("*.json")):
+        if _progress_is_stale(path, host, now, max_age_s):
+            continue
         try:
             p = json.loads(path.read_text())
         except (OSError, ValueError):  # being replaced this instant

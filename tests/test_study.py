@@ -581,6 +581,9 @@ def test_a_second_study_in_the_work_folder_leaves_the_first_ones_progress(tmp_pa
     gone.update(5, force=True)
     legacy = layout.progress("before_writers_were_named")
     legacy.write_text(json.dumps({"id": "x", "kind": "eval", "done": 1, "total": 2}))
+    # The status line shows only work that is being done: not the killed study's cell.
+    line = study.status_line(layout, 0, 3, started=0.0)
+    assert "train live_cell: 0/100 steps" in line and "killed_cell" not in line
     removed = study.clear_stale_progress(layout)
     assert sorted(p.name for p in removed) == [
         "before_writers_were_named.json",
