@@ -1105,21 +1105,14 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _progress_is_stale(path: Path, host: str, now: float, max_age_s: float) -> bool:
-    """Whether a progress file describes nothing running (see :func:`clear_stale_progress`);
-    False for a file that vanished this instant."""
-    try:
-        p = json.loads(path.read_text())
-        if "pid" not in p:
-            return True
-        if p.get("host") == host:
-            return not _pid_alive(int(p["pid"]))
-        return now - float(p.get("updated", 0.0)) > max_age_s
-    except (OSError, ValueError, TypeError):
-        try:  # a .tmp half written this instant, or one a killed writer left
-            return now - path.stat().st_mtime > max_age_s or path.suffix == ".json"
-        except OSError:
-            return False
+def _writer_gone(p: dict[str, Any], host: str, now: float, max_age_s: float) -> bool:
+    """Whether a parsed progress file describes nothing running (see
+    :func:`clear_stale_progress`)."""
+    if "pid" not in p:
+        return True
+    if p.get("host") == host:
+        return not _pid_alive(int(p["pid"]))
+    return now - float(p.get("updated", 0.0)) > max_age_s
 
 
 def clear_stale_progress(layout: Layout, max_age_s: float = 3600.0) -> list[Path]:
@@ -1133,7 +1126,14 @@ def clear_stale_progress(layout: Layout, max_age_s: float = 3600.0) -> list[Path
     folder = layout.work / "progress"
     host, now, removed = socket.gethostname(), time.time(), []
     for path in sorted(folder.glob("*.json*")) if folder.is_dir() else []:
-        if _progress_is_stale(path, host, now, max_age_s):
+        try:
+            stale = _writer_gone(json.loads(path.read_text()), host, now, max_age_s)
+        except (OSError, ValueError, TypeError):
+            try:  # a .tmp half written this instant, or one a killed writer left
+                stale = now - path.stat().st_mtime > max_age_s or path.suffix == ".json"
+            except OSError:
+                continue
+        if stale:
             path.unlink(missing_ok=True)
             removed.append(path)
     return removed
@@ -1143,17 +1143,17 @@ def status_line(
     layout: Layout, finished: int, total: int, started: float, max_age_s: float = 3600.0
 ) -> str:
     """One line: cells finished, then each running cell with its count, rate and ETA. A cell
-    whose progress file is stale (:func:`clear_stale_progress`: a killed study's) is left out,
+    whose writer is gone (:func:`clear_stale_progress`: a killed study's) is left out,
     so the line never shows work that nobody is doing."""
     elapsed = time.time() - started
     parts = [f"[{_clock(elapsed)}] {finished}/{total} cells finished"]
     host, now = socket.gethostname(), time.time()
     for path in sorted((layout.work / "progress").glob("*.json")):
-        if _progress_is_stale(path, host, now, max_age_s):
-            continue
         try:
             p = json.loads(path.read_text())
-        except (OSError, ValueError):  # being replaced this instant
+            if _writer_gone(p, host, now, max_age_s):
+                continue
+        except (OSError, ValueError, TypeError):  # being replaced this instant
             continue
         done, total_units = p["done"], p["total"]
         first_done, first_time = p.get("first", (0, p["started"]))
