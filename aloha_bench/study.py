@@ -1155,12 +1155,17 @@ def status_line(
                 continue
         except (OSError, ValueError, TypeError):  # being replaced this instant
             continue
+        if "first" not in p:
+            # Nothing reported yet: the cell is loading its data or resuming a checkpoint,
+            # so its count is not known (a resumed run is not at 0).
+            parts.append(f"{p['kind']} {p['id']}: starting ({p['total']} {p['unit']} in all)")
+            continue
         done, total_units = p["done"], p["total"]
-        first_done, first_time = p.get("first", (0, p["started"]))
+        first_done, first_time = p["first"]
         rate = (done - first_done) / max(p["updated"] - first_time, 1e-9)
         eta = f", ETA {_clock((total_units - done) / rate)}" if rate > 0 else ""
         extra = f", {p['failed']} failed attempts dropped" if p.get("failed") else ""
-        if "samples_per_s" in p:
+        if p.get("samples_per_s"):  # none until a log window has been timed
             extra += f", {p['samples_per_s']:.0f} samples/s"
         parts.append(f"{p['kind']} {p['id']}: {done}/{total_units} {p['unit']}{extra}{eta}")
     return " | ".join(parts)
@@ -1364,7 +1369,8 @@ def run_train_cell(cell: TrainCell, layout: Layout, threads: int) -> str:
     status = CellProgress(layout, cell.id, "train", config.steps, "steps")
 
     def progress(row: Mapping[str, Any]) -> None:
-        status.update(row["step"], samples_per_s=row.get("samples_per_s") or 0.0)
+        rate = row.get("samples_per_s")  # absent or 0 on the row a resumed run starts with
+        status.update(row["step"], **({"samples_per_s": float(rate)} if rate else {}))
 
     summary = train(
         config, layout.dataset(cell.data), run_dir, device="cpu", resume=resume, progress=progress

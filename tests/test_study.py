@@ -547,7 +547,14 @@ def test_report_only_runs_nothing_and_says_what_is_missing(tmp_path):
 def test_running_cells_report_counts_rates_and_eta(tmp_path):
     layout = study.Layout(tmp_path / "work", tmp_path / "results")
     cell = study.CellProgress(layout, "transfer_cube_act_s0", "train", 1000, "steps")
-    cell.update(100)  # resumed at step 100: the rate counts from the first report
+    # Before its first report a cell is loading (data, or the checkpoint it resumes from):
+    # its count is unknown, not 0.
+    assert "train transfer_cube_act_s0: starting (1000 steps in all)" in study.status_line(
+        layout, 0, 1, started=0.0
+    )
+    cell.update(100, force=True, samples_per_s=0.0)  # resumed at 100: no window timed yet
+    resumed = study.status_line(layout, 0, 1, started=0.0)
+    assert "train transfer_cube_act_s0: 100/1000 steps" in resumed and "samples/s" not in resumed
     cell.state["first"][1] -= 10.0  # 150 steps in the ten seconds since
     cell.update(250, force=True, samples_per_s=200.0)
     demos = study.CellProgress(layout, "cube_scripted", "data", 20, "demos")
@@ -583,7 +590,7 @@ def test_a_second_study_in_the_work_folder_leaves_the_first_ones_progress(tmp_pa
     legacy.write_text(json.dumps({"id": "x", "kind": "eval", "done": 1, "total": 2}))
     # The status line shows only work that is being done: not the killed study's cell.
     line = study.status_line(layout, 0, 3, started=0.0)
-    assert "train live_cell: 0/100 steps" in line and "killed_cell" not in line
+    assert "train live_cell: starting (100 steps in all)" in line and "killed_cell" not in line
     removed = study.clear_stale_progress(layout)
     assert sorted(p.name for p in removed) == [
         "before_writers_were_named.json",
